@@ -1,0 +1,212 @@
+"""generate: apply the generators to a base, commit, and format the mails.
+
+Commits are built without a checkout (a private index, blobs written
+straight into the object store) and with fixed identities and dates, so
+the same series.yaml, templates and base give the same commits and the
+same patch files, byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from email.utils import getaddresses
+from pathlib import Path
+
+from . import generators
+from .errors import ToolError
+from .gitutil import Git
+from .series import Series, Version
+from .source import BaseTree, WorkDir
+from .templates import Templates
+
+BASE_LINE = "Base: "
+
+
+@dataclass(frozen=True)
+class Generated:
+    version: Version
+    base: BaseTree
+    tip: str
+    files: tuple[Path, ...]
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+
+
+def commit_message(version: Version, index: int) -> str:
+    patch = version.patches[index]
+    sob = f"Signed-off-by: {version.author}"
+    trailers = [sob, *(t for t in patch.trailers if t != sob)]
+    return f"{patch.subject}\n\n{patch.body.rstrip()}\n\n" + "\n".join(trailers) + "\n"
+
+
+def build_commits(
+    series: Series, version: Version, base: BaseTree, workdir: WorkDir
+) -> tuple[str, tuple[str, ...]]:
+    """Commit each patch on top of the base; return the tip and changed files."""
+    g = Git(base.root)
+    templates = Templates(series.path.parent)
+    ctx = generators.Context(
+        since=version.since, base=base.describe(), templates=templates
+    )
+    when = version.date.isoformat()
+    ident = {
+        "GIT_AUTHOR_NAME": version.author.name,
+        "GIT_AUTHOR_EMAIL": version.author.email,
+        "GIT_AUTHOR_DATE": when,
+        "GIT_COMMITTER_NAME": version.author.name,
+        "GIT_COMMITTER_EMAIL": version.author.email,
+        "GIT_COMMITTER_DATE": when,
+    }
+    changed: list[str] = []
+    parent = base.commit
+    with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        for i, patch in enumerate(version.patches):
+            generator = generators.GENERATORS[patch.generator]
+
+            def read(path: str, commit: str = parent) -> str:
+                try:
+                    return g.show(commit, path)
+                except ToolError:
+                    raise generators.AnchorError(
+                        f"{path} is missing in {base.describe()}",
+                        f"generator '{generator.name}' needs it",
+                    ) from None
+
+            new_files = generator.apply(read, ctx)
+            g.run("read-tree", parent, env=env)
+            for path, text in sorted(new_files.items()):
+                mode = g.run("ls-tree", parent, "--", path).split(" ", 1)[0] or "100644"
+                blob = g.hash_blob(text)
+                g.run("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}",
+                      env=env)
+                if path not in changed:
+                    changed.append(path)
+            tree = g.run("write-tree", env=env)
+            parent = g.run(
+                "commit-tree", tree, "-p", parent, "-m",
+                commit_message(version, i).rstrip("\n"), env=ident,
+            )
+    g.run("update-ref", f"refs/qseries/{version.name}", parent)
+    return parent, tuple(changed)
+
+
+def get_maintainers(base: BaseTree, files: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """To (maintainers) and Cc (reviewers, lists) from the tree's MAINTAINERS."""
+    script = base.root / "scripts" / "get_maintainer.pl"
+    if not script.exists():
+        return [], []
+
+    def run(*roles: str) -> list[str]:
+        try:
+            proc = subprocess.run(
+                ["perl", str(script), "--no-git-fallback", "--no-rolestats", *roles,
+                 "-f", *files],
+                cwd=base.root, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                check=False,
+                env={**os.environ, "LC_ALL": "C.UTF-8", "PERL_HASH_SEED": "0",
+                     "PERL_PERTURB_KEYS": "0"},
+            )
+        except FileNotFoundError:
+            raise ToolError("perl is not installed", "install perl") from None
+        if proc.returncode != 0:
+            raise ToolError(
+                f"get_maintainer.pl failed: {proc.stderr.strip().splitlines()[-1:]}"
+            )
+        found = {line.strip() for line in proc.stdout.splitlines() if line.strip()}
+        # get_maintainer.pl's order varies with Perl's hash order.
+        return sorted(found, key=lambda a: (getaddresses([a]) or [("", a)])[0][1].lower())
+
+    return run("--no-r", "--no-l"), run("--no-m")
+
+
+def _unique(items: list[str], exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in items:
+        if item not in out and item not in exclude:
+            out.append(item)
+    return tuple(out)
+
+
+def cover_blurb(version: Version, base: BaseTree) -> str:
+    parts = [version.cover_body.rstrip()]
+    if version.changelog:
+        parts.append(
+            f"Changes in {version.name}:\n"
+            + "\n".join(f"- {entry}" for entry in version.changelog)
+        )
+    parts.append(f"{BASE_LINE}{base.describe()}")
+    return "\n\n".join(parts)
+
+
+def format_patches(
+    series: Series,
+    version: Version,
+    base: BaseTree,
+    tip: str,
+    outdir: Path,
+    to: tuple[str, ...],
+    cc: tuple[str, ...],
+) -> list[Path]:
+    g = Git(base.root)
+    ident = {
+        "GIT_COMMITTER_NAME": version.author.name,
+        "GIT_COMMITTER_EMAIL": version.author.email,
+    }
+    args = [
+        "format-patch", "--quiet", "--cover-letter", f"--reroll-count={version.number}",
+        f"--subject-prefix={series.subject_prefix}", "--no-signature", "--zero-commit",
+        "--no-thread", "--numbered", f"--base={base.commit}", "--stat=80",
+        "--no-binary", "-o", str(outdir),
+    ]
+    if (base.root / "scripts" / "git.orderfile").exists():
+        args.append("-Oscripts/git.orderfile")
+    args += [f"--to={addr}" for addr in to] + [f"--cc={addr}" for addr in cc]
+    args += [f"{base.commit}..{tip}"]
+    g.run(*args, env=ident)
+    files = sorted(outdir.glob("*.patch"))
+    cover = next(p for p in files if "-0000-cover-letter" in p.name)
+    text = cover.read_text(encoding="utf-8")
+    text = text.replace("*** SUBJECT HERE ***", version.cover_subject, 1)
+    text = text.replace("*** BLURB HERE ***", cover_blurb(version, base), 1)
+    # git dates the cover letter now; date it like the patches.
+    date = version.date.strftime("%a, %d %b %Y %H:%M:%S %z")
+    text = re.sub(r"^Date: .*$", f"Date: {date}", text, count=1, flags=re.M)
+    cover.write_text(text, encoding="utf-8")
+    return files
+
+
+def generate(
+    series: Series, version: Version, base: BaseTree, workdir: WorkDir
+) -> tuple[Generated, Path]:
+    """Generate the mails into a fresh directory inside the work dir."""
+    tip, changed = build_commits(series, version, base, workdir)
+    to_auto, cc_auto = get_maintainers(base, changed)
+    to = _unique([*to_auto, *series.to, *version.to])
+    cc = _unique([*cc_auto, *series.cc, *version.cc], exclude=to)
+    outdir = Path(tempfile.mkdtemp(prefix=f"{version.name}-", dir=workdir.sub("tmp")))
+    files = format_patches(series, version, base, tip, outdir, to, cc)
+    return Generated(version, base, tip, tuple(files), to, cc), outdir
+
+
+def install(generated_dir: Path, dest: Path) -> list[str]:
+    """Make dest hold exactly the generated files; return what changed."""
+    dest.mkdir(parents=True, exist_ok=True)
+    changed: list[str] = []
+    new = {p.name: p.read_bytes() for p in generated_dir.glob("*.patch")}
+    for old in sorted(dest.glob("*.patch")):
+        if old.name not in new:
+            old.unlink()
+            changed.append(f"removed {old.name}")
+    for name, data in sorted(new.items()):
+        target = dest / name
+        if not target.exists() or target.read_bytes() != data:
+            target.write_bytes(data)
+            changed.append(f"wrote {name}")
+    shutil.rmtree(generated_dir, ignore_errors=True)
+    return changed

@@ -1,0 +1,85 @@
+"""git, run through GitPython with a fixed, private configuration.
+
+Output must not depend on who runs qseries: the user's and the system's
+git configuration are ignored, and so are the locale and the time zone.
+"""
+
+from __future__ import annotations
+
+import os
+from io import BytesIO
+from pathlib import Path
+
+import git
+from gitdb import IStream  # type: ignore[import-untyped]
+
+from .errors import ToolError
+
+CLEAN_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "LC_ALL": "C",
+    "TZ": "UTC",
+}
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("error:", "fatal:"))]
+    return (errors or lines or ["(no output)"])[-1]
+
+
+class Git:
+    """One repository (or a directory to run git in)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.cmd = git.Git(str(path))
+
+    def run(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        strip: bool = True,
+    ) -> str:
+        """Run git ARGS; raise ToolError with git's own message on failure."""
+        full_env = dict(CLEAN_ENV)
+        if env:
+            full_env.update(env)
+        try:
+            out = self.cmd.execute(
+                ["git", *args],
+                env=full_env,
+                strip_newline_in_stdout=strip,
+                stdout_as_string=True,
+            )
+        except git.GitCommandError as err:
+            stderr = err.stderr if isinstance(err.stderr, str) else str(err.stderr)
+            stdout = err.stdout if isinstance(err.stdout, str) else ""
+            raise ToolError(
+                f"git {args[0]} failed in {self.path}: "
+                f"{_first_line(stderr + chr(10) + stdout)}"
+            ) from None
+        except git.GitCommandNotFound:
+            raise ToolError("git is not installed", "install git") from None
+        return str(out)
+
+    def try_run(self, *args: str) -> str | None:
+        try:
+            return self.run(*args)
+        except ToolError:
+            return None
+
+    def rev(self, rev: str) -> str:
+        return self.run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+
+    def show(self, commit: str, path: str) -> str:
+        return self.run("show", f"{commit}:{path}", strip=False)
+
+    def hash_blob(self, data: str) -> str:
+        """Store a blob; return its id."""
+        repo = git.Repo(str(self.path))
+        raw = data.encode("utf-8")
+        stream = repo.odb.store(IStream("blob", len(raw), BytesIO(raw)))
+        return str(stream.hexsha.decode("ascii"))

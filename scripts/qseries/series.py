@@ -1,0 +1,320 @@
+"""series.yaml: the series as data, loaded and validated.
+
+The file is composed into YAML nodes with PyYAML's SafeLoader (no object
+construction at all), then checked against the schema below.  Every
+problem is reported as ``series.yaml:LINE: key.path: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+
+from .errors import SeriesFileError
+from .versions import QemuVersion, VersionError, VersionRange
+
+DEFAULT_BASE_RANGE = ">=10.2, <11"
+
+T = TypeVar("T")
+
+_STR = "tag:yaml.org,2002:str"
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+@dataclass(frozen=True)
+class Patch:
+    subject: str
+    body: str
+    generator: str
+    trailers: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Version:
+    number: int
+    author: Identity
+    date: datetime
+    base: VersionRange
+    target: QemuVersion
+    since_override: str | None
+    cover_subject: str
+    cover_body: str
+    changelog: tuple[str, ...]
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    patches: tuple[Patch, ...]
+    line: int
+
+    @property
+    def name(self) -> str:
+        return f"v{self.number}"
+
+    @property
+    def since(self) -> str:
+        """The QEMU release the series targets, for QAPI 'Since:'."""
+        if self.since_override is not None:
+            return self.since_override
+        return self.target.next_feature_release().feature_release()
+
+
+@dataclass(frozen=True)
+class Series:
+    path: Path
+    subject_prefix: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    versions: dict[int, Version] = field(default_factory=dict)
+
+    def version(self, name: str | None) -> Version:
+        """Version 'vN' (or 'N'); the newest one when name is None."""
+        if name is None:
+            return self.versions[max(self.versions)]
+        m = re.fullmatch(r"v?([1-9][0-9]*)", name)
+        if not m or int(m[1]) not in self.versions:
+            known = ", ".join(f"v{n}" for n in sorted(self.versions))
+            raise SeriesFileError(
+                self.path, None, f"no version '{name}'", f"it has: {known}"
+            )
+        return self.versions[int(m[1])]
+
+
+class _Reader:
+    """Typed access to YAML nodes, with errors at the node's line."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, node: yaml.Node, where: str, message: str) -> SeriesFileError:
+        prefix = f"{where}: " if where else ""
+        return SeriesFileError(self.path, node.start_mark.line + 1, prefix + message)
+
+    def mapping(
+        self,
+        node: yaml.Node,
+        where: str,
+        required: Iterable[str],
+        optional: Iterable[str],
+    ) -> dict[str, yaml.Node]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, where, "expected a mapping")
+        required = list(required)
+        allowed = set(required) | set(optional)
+        out: dict[str, yaml.Node] = {}
+        for key_node, value in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                raise self.fail(key_node, where, "keys must be strings")
+            if key in out:
+                raise self.fail(key_node, where, f"duplicate key '{key}'")
+            if key not in allowed:
+                raise self.fail(
+                    key_node,
+                    where,
+                    f"unknown key '{key}'; expected one of: "
+                    + ", ".join(sorted(allowed)),
+                )
+            out[key] = value
+        for key in required:
+            if key not in out:
+                raise self.fail(node, where, f"missing required key '{key}'")
+        return out
+
+    def string(self, node: yaml.Node, where: str, nonempty: bool = True) -> str:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _STR:
+            raise self.fail(node, where, "expected a string (quote it if needed)")
+        value = str(node.value)
+        if nonempty and not value.strip():
+            raise self.fail(node, where, "must not be empty")
+        return value
+
+    def strings(self, node: yaml.Node, where: str) -> tuple[str, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, where, "expected a list of strings")
+        return tuple(
+            self.string(item, f"{where}[{i}]") for i, item in enumerate(node.value)
+        )
+
+    def parsed(
+        self, node: yaml.Node, where: str, parse: Callable[[str], T], expected: str
+    ) -> T:
+        text = self.string(node, where)
+        try:
+            return parse(text)
+        except (ValueError, VersionError):
+            raise self.fail(node, where, f"'{text}' is not {expected}") from None
+
+
+def _identity(text: str) -> Identity:
+    m = re.fullmatch(r"\s*([^<>]+?)\s*<([^<>@\s]+@[^<>@\s]+)>\s*", text)
+    if not m:
+        raise ValueError(text)
+    return Identity(m[1], m[2])
+
+
+def _date(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(text)
+    return value
+
+
+def _since(text: str) -> str:
+    QemuVersion.parse(text)
+    if text.count(".") != 1:
+        raise ValueError(text)
+    return text
+
+
+def _trailer(text: str) -> str:
+    if not re.fullmatch(r"[A-Z][A-Za-z-]*: \S.*", text):
+        raise ValueError(text)
+    return text
+
+
+def _patch(r: _Reader, node: yaml.Node, where: str, generators: set[str]) -> Patch:
+    keys = r.mapping(node, where, ["subject", "generator", "body"], ["trailers"])
+    generator = r.string(keys["generator"], f"{where}.generator")
+    if generator not in generators:
+        raise r.fail(
+            keys["generator"],
+            f"{where}.generator",
+            f"unknown generator '{generator}'; known: " + ", ".join(sorted(generators)),
+        )
+    trailers: tuple[str, ...] = ()
+    if "trailers" in keys:
+        if not isinstance(keys["trailers"], yaml.SequenceNode):
+            raise r.fail(keys["trailers"], f"{where}.trailers", "expected a list")
+        trailers = tuple(
+            r.parsed(t, f"{where}.trailers[{i}]", _trailer, "a 'Tag: value' trailer")
+            for i, t in enumerate(keys["trailers"].value)
+        )
+    return Patch(
+        subject=r.string(keys["subject"], f"{where}.subject").strip(),
+        body=r.string(keys["body"], f"{where}.body").strip("\n") + "\n",
+        generator=generator,
+        trailers=trailers,
+        line=node.start_mark.line + 1,
+    )
+
+
+def _version(
+    r: _Reader, number: int, node: yaml.Node, generators: set[str]
+) -> Version:
+    where = f"versions.v{number}"
+    keys = r.mapping(
+        node,
+        where,
+        ["author", "date", "cover", "patches"],
+        ["base", "target", "since", "changelog", "to", "cc"],
+    )
+    base = VersionRange.parse(DEFAULT_BASE_RANGE)
+    if "base" in keys:
+        base = r.parsed(
+            keys["base"], f"{where}.base", VersionRange.parse, "a range like '>=10.2, <11'"
+        )
+    if "target" in keys:
+        target = r.parsed(
+            keys["target"], f"{where}.target", QemuVersion.parse, "a QEMU version"
+        )
+    elif base.lower is not None:
+        target = base.lower
+    else:
+        raise r.fail(node, where, "needs 'target' when 'base' has no lower bound")
+    cover = r.mapping(keys["cover"], f"{where}.cover", ["subject", "body"], [])
+    patches_node = keys["patches"]
+    if not isinstance(patches_node, yaml.SequenceNode) or not patches_node.value:
+        raise r.fail(patches_node, f"{where}.patches", "expected a non-empty list")
+    return Version(
+        number=number,
+        author=r.parsed(keys["author"], f"{where}.author", _identity, "'Name <email>'"),
+        date=r.parsed(
+            keys["date"], f"{where}.date", _date, "an ISO 8601 date with a time zone"
+        ),
+        base=base,
+        target=target,
+        since_override=(
+            r.parsed(keys["since"], f"{where}.since", _since, "a release like '11.0'")
+            if "since" in keys
+            else None
+        ),
+        cover_subject=r.string(cover["subject"], f"{where}.cover.subject").strip(),
+        cover_body=r.string(cover["body"], f"{where}.cover.body").strip("\n") + "\n",
+        changelog=(
+            r.strings(keys["changelog"], f"{where}.changelog")
+            if "changelog" in keys
+            else ()
+        ),
+        to=r.strings(keys["to"], f"{where}.to") if "to" in keys else (),
+        cc=r.strings(keys["cc"], f"{where}.cc") if "cc" in keys else (),
+        patches=tuple(
+            _patch(r, p, f"{where}.patches[{i}]", generators)
+            for i, p in enumerate(patches_node.value)
+        ),
+        line=node.start_mark.line + 1,
+    )
+
+
+def load(path: Path, generators: set[str]) -> Series:
+    """Load and validate series.yaml; raise SeriesFileError on any problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SeriesFileError(
+            path, None, "no such file", "pass --series-file PATH"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SeriesFileError(path, None, f"cannot read: {err}") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else None
+        raise SeriesFileError(
+            path, line, f"invalid YAML: {err.problem or err.context}"
+        ) from None
+    except yaml.YAMLError as err:
+        raise SeriesFileError(path, None, f"invalid YAML: {err}") from None
+    if root is None:
+        raise SeriesFileError(path, 1, "the file is empty")
+    r = _Reader(path)
+    keys = r.mapping(root, "", ["versions"], ["subject-prefix", "to", "cc"])
+    versions_node = keys["versions"]
+    if not isinstance(versions_node, yaml.MappingNode) or not versions_node.value:
+        raise r.fail(versions_node, "versions", "expected a mapping of v1, v2, ...")
+    versions: dict[int, Version] = {}
+    for key_node, value in versions_node.value:
+        m = re.fullmatch(r"v([1-9][0-9]*)", str(key_node.value))
+        if not m:
+            raise r.fail(
+                key_node, "versions", f"'{key_node.value}' is not a version like 'v1'"
+            )
+        number = int(m[1])
+        if number in versions:
+            raise r.fail(key_node, "versions", f"duplicate version 'v{number}'")
+        versions[number] = _version(r, number, value, generators)
+    return Series(
+        path=path,
+        subject_prefix=(
+            r.string(keys["subject-prefix"], "subject-prefix")
+            if "subject-prefix" in keys
+            else "PATCH"
+        ),
+        to=r.strings(keys["to"], "to") if "to" in keys else (),
+        cc=r.strings(keys["cc"], "cc") if "cc" in keys else (),
+        versions=versions,
+    )

@@ -1,0 +1,71 @@
+"""Jinja2 templates of the QEMU changes, kept as data beside series.yaml.
+
+Templates are rendered strictly: an undefined variable is an error that
+names the template file and line, never an empty string in a patch.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .errors import TemplateError
+
+
+class Templates:
+    def __init__(self, root: Path):
+        self.root = root
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(root)),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+
+    def _fail(self, name: str, err: Exception) -> TemplateError:
+        path = self.root / name
+        line = getattr(err, "lineno", None)
+        if line is None:
+            for frame in reversed(traceback.extract_tb(err.__traceback__)):
+                if Path(frame.filename) == path:
+                    line = frame.lineno
+                    break
+        message = getattr(err, "message", None) or str(err)
+        return TemplateError(path, line, f"template error: {message}")
+
+    def _load(self, name: str) -> jinja2.Template:
+        try:
+            return self.env.get_template(name)
+        except jinja2.TemplateNotFound:
+            raise TemplateError(
+                self.root / name, None, "template not found"
+            ) from None
+        except jinja2.TemplateSyntaxError as err:
+            raise self._fail(name, err) from None
+
+    def render(self, name: str, **context: Any) -> str:
+        """Render a whole template."""
+        template = self._load(name)
+        try:
+            return template.render(**context)
+        except jinja2.TemplateError as err:
+            raise self._fail(name, err) from None
+
+    def macro(self, name: str, macro: str, **context: Any) -> str:
+        """Render one macro of a template (a fragment of a change)."""
+        template = self._load(name)
+        try:
+            module = template.make_module(context)
+            fn = getattr(module, macro, None)
+            if fn is None:
+                raise TemplateError(
+                    self.root / name, None, f"template has no macro '{macro}'"
+                )
+            return str(fn())
+        except jinja2.TemplateError as err:
+            raise self._fail(name, err) from None
