@@ -64,7 +64,7 @@ def read_mail(path: Path) -> Mail:
     raw = " ".join(str(message.get("Subject", "")).split())
     m = re.match(r"\[[^\]]*?(\d+/\d+)?\]\s*(.*)", raw)
     subject = m[2] if m else raw
-    numbered = (m[1] if m and m[1] else path.name)
+    numbered = m[1] if m and m[1] else path.name
     return Mail(path, message, subject, numbered)
 
 
@@ -99,7 +99,9 @@ def checkout_for_check(base: BaseTree, workdir: WorkDir) -> Path:
         g.run("worktree", "prune")
         tree.parent.mkdir(parents=True, exist_ok=True)
         say(f"checking out {base.describe()} for the check")
-        g.run("worktree", "add", "--quiet", "--force", "--detach", str(tree), base.commit)
+        g.run(
+            "worktree", "add", "--quiet", "--force", "--detach", str(tree), base.commit
+        )
     return tree
 
 
@@ -112,8 +114,11 @@ def check_apply(tree: Path, patches: list[Mail]) -> Result:
             g.try_run("am", "--abort")
             out = _am_failure(g, mail)
             return Result(
-                "apply", FAIL, f"patch {mail.numbered} '{mail.subject}' does not apply",
-                [out] + [f"not tried: {m.numbered} '{m.subject}'" for m in patches[i + 1:]],
+                "apply",
+                FAIL,
+                f"patch {mail.numbered} '{mail.subject}' does not apply",
+                [out]
+                + [f"not tried: {m.numbered} '{m.subject}'" for m in patches[i + 1 :]],
             )
     return Result("apply", PASS, f"{len(patches)} patch(es) applied with git am")
 
@@ -122,13 +127,18 @@ def _am_failure(g: Git, mail: Mail) -> str:
     """Which file and hunk of mail fails, from git apply --check."""
     proc = subprocess.run(
         ["git", "apply", "--check", "--verbose", str(mail.path)],
-        cwd=g.path, capture_output=True, text=True, check=False,
+        cwd=g.path,
+        capture_output=True,
+        text=True,
+        check=False,
         env={**os.environ, "LC_ALL": "C"},
     )
     m = re.search(r"error: patch failed: (\S+):(\d+)", proc.stderr)
     if m:
         return f"{m[1]}: the hunk at line {m[2]} does not match the base"
-    m = re.search(r"error: (\S+): (does not exist in index|No such file.*)", proc.stderr)
+    m = re.search(
+        r"error: (\S+): (does not exist in index|No such file.*)", proc.stderr
+    )
     if m:
         return f"{m[1]}: {m[2]}"
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error")]
@@ -137,16 +147,29 @@ def _am_failure(g: Git, mail: Mail) -> str:
 
 def check_qapi(tree: Path, version: Version) -> Result:
     probe = subprocess.run(
-        [sys.executable, qapi_probe.__file__, str(tree), PREPARE_EVENT, COMPLETION_EVENT],
-        capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            qapi_probe.__file__,
+            str(tree),
+            PREPARE_EVENT,
+            COMPLETION_EVENT,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
     if probe.returncode != 0:
         tail = probe.stderr.strip().splitlines()[-1:] or ["no output"]
         return Result("qapi", FAIL, f"QEMU's QAPI code crashed: {tail[0]}")
     data = json.loads(probe.stdout)
     if "error" in data:
-        return Result("qapi", FAIL, "QEMU's QAPI code rejects the schema",
-                      data["error"].splitlines())
+        return Result(
+            "qapi",
+            FAIL,
+            "QEMU's QAPI code rejects the schema",
+            data["error"].splitlines(),
+        )
     events = data["events"]
     prepare, completion = events[PREPARE_EVENT], events[COMPLETION_EVENT]
     if prepare is None:
@@ -173,7 +196,8 @@ def check_qapi(tree: Path, version: Version) -> Result:
         return Result("qapi", FAIL, f"{PREPARE_EVENT} at {prepare['where']}", problems)
     names = ", ".join(m["name"] for m in prepare["members"])
     return Result(
-        "qapi", PASS,
+        "qapi",
+        PASS,
         f"{PREPARE_EVENT}({names}) matches {COMPLETION_EVENT}, documented, "
         f"Since: {prepare['since']}; qapi-gen.py ok",
     )
@@ -183,12 +207,23 @@ def _qapi_gen(tree: Path) -> str | None:
     """Run the tree's qapi-gen.py on the whole schema, as the build does."""
     with tempfile.TemporaryDirectory() as out:
         proc = subprocess.run(
-            [sys.executable, str(tree / "scripts" / "qapi-gen.py"), "-o", out, "-b",
-             str(tree / "qapi" / "qapi-schema.json")],
-            capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                str(tree / "scripts" / "qapi-gen.py"),
+                "-o",
+                out,
+                "-b",
+                str(tree / "qapi" / "qapi-schema.json"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
         )
         if proc.returncode != 0:
-            return "qapi-gen.py: " + (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            return (
+                "qapi-gen.py: " + (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            )
         events = Path(out, "qapi-events-vfio.h")
         if events.exists() and "qapi_event_send_vfio_migration_prepare" not in (
             events.read_text()
@@ -204,27 +239,32 @@ def check_checkpatch(tree: Path, patches: list[Mail]) -> Result:
     for mail in patches:
         proc = subprocess.run(
             ["perl", str(script), "--no-color", str(mail.path)],
-            cwd=tree, capture_output=True, text=True, check=False,
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            check=False,
             stdin=subprocess.DEVNULL,
         )
         m = re.search(r"total: (\d+) errors, (\d+) warnings", proc.stdout)
         if not m:
             bad += 1
-            items.append(f"{mail.numbered}: checkpatch.pl gave no verdict "
-                         f"(exit {proc.returncode})")
+            items.append(
+                f"{mail.numbered}: checkpatch.pl gave no verdict "
+                f"(exit {proc.returncode})"
+            )
             continue
         errors, warnings = int(m[1]), int(m[2])
         if errors or warnings:
             bad += 1
             items.append(f"{mail.numbered}: {errors} errors, {warnings} warnings")
             items.extend(
-                "  " + line for line in proc.stdout.splitlines()
+                "  " + line
+                for line in proc.stdout.splitlines()
                 if line.startswith(("ERROR:", "WARNING:"))
             )
     if bad:
         return Result("checkpatch", FAIL, f"{bad} patch(es) not clean", items)
-    return Result("checkpatch", PASS,
-                  f"{len(patches)} patch(es): 0 errors, 0 warnings")
+    return Result("checkpatch", PASS, f"{len(patches)} patch(es): 0 errors, 0 warnings")
 
 
 def _addresses(values: list[str]) -> list[tuple[str, str]]:
@@ -237,7 +277,9 @@ def check_signoff(patches: list[Mail]) -> Result:
         author = _addresses([str(mail.message.get("From", ""))])
         sobs = [
             (n.strip(), a.strip().lower())
-            for n, a in re.findall(r"^Signed-off-by: (.*?) <(.*?)>\s*$", mail.body, re.M)
+            for n, a in re.findall(
+                r"^Signed-off-by: (.*?) <(.*?)>\s*$", mail.body, re.M
+            )
         ]
         if not author:
             items.append(f"{mail.numbered}: no From: header")
@@ -258,8 +300,10 @@ def check_subjects(patches: list[Mail]) -> Result:
         if not SUBJECT_RE.fullmatch(mail.subject):
             items.append(f"{mail.numbered}: '{mail.subject}' is not 'area: Summary'")
         if len(mail.subject) > SUBJECT_MAX:
-            items.append(f"{mail.numbered}: subject has {len(mail.subject)} characters,"
-                         f" more than {SUBJECT_MAX}")
+            items.append(
+                f"{mail.numbered}: subject has {len(mail.subject)} characters,"
+                f" more than {SUBJECT_MAX}"
+            )
     if items:
         return Result("subject", FAIL, "subjects do not follow QEMU's style", items)
     return Result("subject", PASS, f"'area: Summary', at most {SUBJECT_MAX} characters")
@@ -283,27 +327,37 @@ def generation_base(
 
 
 def check_fresh(
-    series: Series, version: Version, mails: list[Mail], check_base: BaseTree,
+    series: Series,
+    version: Version,
+    mails: list[Mail],
+    check_base: BaseTree,
     workdir: WorkDir,
 ) -> Result:
     cover = next((m for m in mails if m.is_cover), None)
     base = generation_base(cover, check_base, workdir, version)
     if base is None:
-        return Result("fresh", SKIP, "the base the patches were generated on is not "
-                      "known here")
+        return Result(
+            "fresh", SKIP, "the base the patches were generated on is not known here"
+        )
     _, outdir = gen.generate(series, version, base, workdir)
     try:
         fresh = {p.name: p.read_bytes() for p in outdir.glob("*.patch")}
         committed = {m.path.name: m.path.read_bytes() for m in mails}
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
-    items = [f"{n}: differs from a fresh generate" for n in sorted(fresh)
-             if n in committed and fresh[n] != committed[n]]
+    items = [
+        f"{n}: differs from a fresh generate"
+        for n in sorted(fresh)
+        if n in committed and fresh[n] != committed[n]
+    ]
     items += [f"{n}: missing" for n in sorted(set(fresh) - set(committed))]
-    items += [f"{n}: not generated any more" for n in sorted(set(committed) - set(fresh))]
+    items += [
+        f"{n}: not generated any more" for n in sorted(set(committed) - set(fresh))
+    ]
     if items:
-        return Result("fresh", FAIL, f"{version.name} is stale: run 'qseries generate'",
-                      items)
+        return Result(
+            "fresh", FAIL, f"{version.name} is stale: run 'qseries generate'", items
+        )
     return Result("fresh", PASS, f"equal to a fresh generate on {base.describe()}")
 
 
@@ -311,29 +365,55 @@ def check_maintainers(tree: Path, patches: list[Mail], headers: bool) -> Result:
     """get_maintainer.pl's list; with headers, the mails' To/Cc must hold it."""
     script = tree / "scripts" / "get_maintainer.pl"
     proc = subprocess.run(
-        ["perl", str(script), "--no-git-fallback", "--no-rolestats",
-         *[str(m.path) for m in patches]],
-        cwd=tree, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+        [
+            "perl",
+            str(script),
+            "--no-git-fallback",
+            "--no-rolestats",
+            *[str(m.path) for m in patches],
+        ],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
         env={**os.environ, "LC_ALL": "C.UTF-8", "PERL_HASH_SEED": "0"},
     )
     wanted = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
     if proc.returncode != 0 or not wanted:
-        return Result("maintainers", FAIL, "get_maintainer.pl named nobody",
-                      proc.stderr.strip().splitlines()[-1:])
+        return Result(
+            "maintainers",
+            FAIL,
+            "get_maintainer.pl named nobody",
+            proc.stderr.strip().splitlines()[-1:],
+        )
     if not headers:
-        return Result("maintainers", PASS, "on this base get_maintainer.pl names:",
-                      wanted)
+        return Result(
+            "maintainers", PASS, "on this base get_maintainer.pl names:", wanted
+        )
     missing = []
     for mail in patches:
-        have = {a for _, a in _addresses(
-            [str(mail.message.get("To", "")), str(mail.message.get("Cc", ""))])}
-        missing += [f"{mail.numbered}: {w}" for w in wanted
-                    if _addresses([w]) and _addresses([w])[0][1] not in have]
+        have = {
+            a
+            for _, a in _addresses(
+                [str(mail.message.get("To", "")), str(mail.message.get("Cc", ""))]
+            )
+        }
+        missing += [
+            f"{mail.numbered}: {w}"
+            for w in wanted
+            if _addresses([w]) and _addresses([w])[0][1] not in have
+        ]
     if missing:
-        return Result("maintainers", FAIL, "To/Cc lacks what get_maintainer.pl names",
-                      missing)
-    return Result("maintainers", PASS, "To/Cc include every address get_maintainer.pl "
-                  "names", wanted)
+        return Result(
+            "maintainers", FAIL, "To/Cc lacks what get_maintainer.pl names", missing
+        )
+    return Result(
+        "maintainers",
+        PASS,
+        "To/Cc include every address get_maintainer.pl names",
+        wanted,
+    )
 
 
 def run_checks(
@@ -356,11 +436,14 @@ def run_checks(
     results.append(applied)
     steps: list[Callable[[], Result]] = []
     if applied.ok:
-        steps += [lambda: check_qapi(tree, version),
-                  lambda: check_checkpatch(tree, patches)]
+        steps += [
+            lambda: check_qapi(tree, version),
+            lambda: check_checkpatch(tree, patches),
+        ]
     else:
-        results += [Result(n, SKIP, "the series does not apply")
-                    for n in ("qapi", "checkpatch")]
+        results += [
+            Result(n, SKIP, "the series does not apply") for n in ("qapi", "checkpatch")
+        ]
     steps += [lambda: check_signoff(patches), lambda: check_subjects(patches)]
     if patches_dir is not None:
         steps.append(lambda: check_fresh(series, version, mails, base, workdir))

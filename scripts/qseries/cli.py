@@ -18,15 +18,23 @@ from .source import BaseTree, SourceSpec, WorkDir, get_base, say
 
 def _add_base_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("base tree (default: Debian's qemu source package)")
-    g.add_argument("--base-version", metavar="V",
-                   help="exactly this Debian qemu version (e.g. 10.0.13 or "
-                        "1:10.0.13+ds-0+deb13u1)")
-    g.add_argument("--tree", type=Path, metavar="PATH",
-                   help="your QEMU git checkout (read only: qseries clones it)")
+    g.add_argument(
+        "--base-version",
+        metavar="V",
+        help="exactly this Debian qemu version (e.g. 10.0.13 or "
+        "1:10.0.13+ds-0+deb13u1)",
+    )
+    g.add_argument(
+        "--tree",
+        type=Path,
+        metavar="PATH",
+        help="your QEMU git checkout (read only: qseries clones it)",
+    )
     g.add_argument("--git", dest="git_url", metavar="URL", help="clone URL")
     g.add_argument("--ref", dest="git_ref", metavar="REF", help="with --git")
-    g.add_argument("--refresh", action="store_true",
-                   help="re-read the Debian package index now")
+    g.add_argument(
+        "--refresh", action="store_true", help="re-read the Debian package index now"
+    )
 
 
 def _spec(args: argparse.Namespace) -> SourceSpec:
@@ -74,21 +82,26 @@ def cmd_generate(args: argparse.Namespace, workdir: WorkDir) -> int:
     dest = _patches_dir(args, version)
     changes = gen.install(tmp, dest)
     if args.json:
-        _print_json({
-            "version": version.name,
-            "base": base.to_json(),
-            "tip": result.tip,
-            "directory": str(dest),
-            "files": [f.name for f in result.files],
-            "changed": changes,
-            "to": list(result.to),
-            "cc": list(result.cc),
-        })
+        _print_json(
+            {
+                "version": version.name,
+                "base": base.to_json(),
+                "tip": result.tip,
+                "directory": str(dest),
+                "files": [f.name for f in result.files],
+                "changed": changes,
+                "to": list(result.to),
+                "cc": list(result.cc),
+            }
+        )
     else:
         for f in result.files:
             print(dest / f.name)
-        print(f"{len(changes)} file(s) changed in {dest}" if changes
-              else f"{dest} is up to date")
+        print(
+            f"{len(changes)} file(s) changed in {dest}"
+            if changes
+            else f"{dest} is up to date"
+        )
     return 0
 
 
@@ -111,13 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="qseries",
         description="Carry a QEMU patch series from series.yaml to checked mails.",
     )
-    parser.add_argument("--series-file", type=Path, default=Path("series.yaml"),
-                        metavar="PATH", help="the series (default: ./series.yaml)")
-    parser.add_argument("--workdir", metavar="DIR",
-                        help="where qseries keeps trees and caches "
-                             "(default: $QSERIES_WORKDIR or ~/.cache/qseries)")
-    parser.add_argument("--debug", action="store_true",
-                        help="show a traceback on errors")
+    parser.add_argument(
+        "--series-file",
+        type=Path,
+        default=Path("series.yaml"),
+        metavar="PATH",
+        help="the series (default: ./series.yaml)",
+    )
+    parser.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="where qseries keeps trees and caches "
+        "(default: $QSERIES_WORKDIR or ~/.cache/qseries)",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show a traceback on errors"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("source", help="get a QEMU base tree and print where it is")
@@ -128,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="generate patches/vN from series.yaml")
     p.add_argument("--series", metavar="vN", help="version (default: newest)")
-    p.add_argument("--output", type=Path, metavar="DIR",
-                   help="write DIR/vN instead of patches/vN")
+    p.add_argument(
+        "--output", type=Path, metavar="DIR", help="write DIR/vN instead of patches/vN"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_base_options(p)
     p.set_defaults(func=cmd_generate)
@@ -138,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
     what.add_argument("--mbox", type=Path, metavar="FILE", help="a mailed series")
-    p.add_argument("--output", type=Path, metavar="DIR",
-                   help="read DIR/vN instead of patches/vN")
+    p.add_argument(
+        "--output", type=Path, metavar="DIR", help="read DIR/vN instead of patches/vN"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_base_options(p)
     p.set_defaults(func=cmd_check)

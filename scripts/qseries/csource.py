@@ -78,7 +78,9 @@ def find_function(text: str, name: str) -> Function:
         after = re.compile(r"\s*").match(text, close)
         brace = after.end() if after else close
         if brace < len(text) and text[brace] == "{":
-            return Function(name, (open_paren, close), (brace, match_bracket(text, brace)))
+            return Function(
+                name, (open_paren, close), (brace, match_bracket(text, brace))
+            )
     raise NotFound(f"no definition of {name}()")
 
 

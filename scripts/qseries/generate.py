@@ -18,7 +18,7 @@ from email.utils import getaddresses
 from pathlib import Path
 
 from . import generators
-from .errors import ToolError
+from .errors import AnchorError, ToolError
 from .gitutil import Git
 from .series import Series, Version
 from .source import BaseTree, WorkDir
@@ -42,6 +42,19 @@ def commit_message(version: Version, index: int) -> str:
     sob = f"Signed-off-by: {version.author}"
     trailers = [sob, *(t for t in patch.trailers if t != sob)]
     return f"{patch.subject}\n\n{patch.body.rstrip()}\n\n" + "\n".join(trailers) + "\n"
+
+
+def _reader(g: Git, commit: str, base: BaseTree, generator: str) -> generators.Reader:
+    def read(path: str) -> str:
+        try:
+            return g.show(commit, path)
+        except ToolError:
+            raise AnchorError(
+                f"{path} is missing in {base.describe()}",
+                f"generator '{generator}' needs it",
+            ) from None
+
+    return read
 
 
 def build_commits(
@@ -68,35 +81,37 @@ def build_commits(
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         for i, patch in enumerate(version.patches):
             generator = generators.GENERATORS[patch.generator]
-
-            def read(path: str, commit: str = parent) -> str:
-                try:
-                    return g.show(commit, path)
-                except ToolError:
-                    raise generators.AnchorError(
-                        f"{path} is missing in {base.describe()}",
-                        f"generator '{generator.name}' needs it",
-                    ) from None
-
-            new_files = generator.apply(read, ctx)
+            new_files = generator.apply(_reader(g, parent, base, generator.name), ctx)
             g.run("read-tree", parent, env=env)
             for path, text in sorted(new_files.items()):
                 mode = g.run("ls-tree", parent, "--", path).split(" ", 1)[0] or "100644"
                 blob = g.hash_blob(text)
-                g.run("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}",
-                      env=env)
+                g.run(
+                    "update-index",
+                    "--add",
+                    "--cacheinfo",
+                    f"{mode},{blob},{path}",
+                    env=env,
+                )
                 if path not in changed:
                     changed.append(path)
             tree = g.run("write-tree", env=env)
             parent = g.run(
-                "commit-tree", tree, "-p", parent, "-m",
-                commit_message(version, i).rstrip("\n"), env=ident,
+                "commit-tree",
+                tree,
+                "-p",
+                parent,
+                "-m",
+                commit_message(version, i).rstrip("\n"),
+                env=ident,
             )
     g.run("update-ref", f"refs/qseries/{version.name}", parent)
     return parent, tuple(changed)
 
 
-def get_maintainers(base: BaseTree, files: tuple[str, ...]) -> tuple[list[str], list[str]]:
+def get_maintainers(
+    base: BaseTree, files: tuple[str, ...]
+) -> tuple[list[str], list[str]]:
     """To (maintainers) and Cc (reviewers, lists) from the tree's MAINTAINERS."""
     script = base.root / "scripts" / "get_maintainer.pl"
     if not script.exists():
@@ -105,12 +120,26 @@ def get_maintainers(base: BaseTree, files: tuple[str, ...]) -> tuple[list[str], 
     def run(*roles: str) -> list[str]:
         try:
             proc = subprocess.run(
-                ["perl", str(script), "--no-git-fallback", "--no-rolestats", *roles,
-                 "-f", *files],
-                cwd=base.root, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                [
+                    "perl",
+                    str(script),
+                    "--no-git-fallback",
+                    "--no-rolestats",
+                    *roles,
+                    "-f",
+                    *files,
+                ],
+                cwd=base.root,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
                 check=False,
-                env={**os.environ, "LC_ALL": "C.UTF-8", "PERL_HASH_SEED": "0",
-                     "PERL_PERTURB_KEYS": "0"},
+                env={
+                    **os.environ,
+                    "LC_ALL": "C.UTF-8",
+                    "PERL_HASH_SEED": "0",
+                    "PERL_PERTURB_KEYS": "0",
+                },
             )
         except FileNotFoundError:
             raise ToolError("perl is not installed", "install perl") from None
@@ -120,7 +149,9 @@ def get_maintainers(base: BaseTree, files: tuple[str, ...]) -> tuple[list[str], 
             )
         found = {line.strip() for line in proc.stdout.splitlines() if line.strip()}
         # get_maintainer.pl's order varies with Perl's hash order.
-        return sorted(found, key=lambda a: (getaddresses([a]) or [("", a)])[0][1].lower())
+        return sorted(
+            found, key=lambda a: (getaddresses([a]) or [("", a)])[0][1].lower()
+        )
 
     return run("--no-r", "--no-l"), run("--no-m")
 
@@ -159,10 +190,20 @@ def format_patches(
         "GIT_COMMITTER_EMAIL": version.author.email,
     }
     args = [
-        "format-patch", "--quiet", "--cover-letter", f"--reroll-count={version.number}",
-        f"--subject-prefix={series.subject_prefix}", "--no-signature", "--zero-commit",
-        "--no-thread", "--numbered", f"--base={base.commit}", "--stat=80",
-        "--no-binary", "-o", str(outdir),
+        "format-patch",
+        "--quiet",
+        "--cover-letter",
+        f"--reroll-count={version.number}",
+        f"--subject-prefix={series.subject_prefix}",
+        "--no-signature",
+        "--zero-commit",
+        "--no-thread",
+        "--numbered",
+        f"--base={base.commit}",
+        "--stat=80",
+        "--no-binary",
+        "-o",
+        str(outdir),
     ]
     if (base.root / "scripts" / "git.orderfile").exists():
         args.append("-Oscripts/git.orderfile")

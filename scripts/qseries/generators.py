@@ -79,8 +79,7 @@ class _Editor:
         except csource.NotFound:
             raise AnchorError(
                 f"{self.path} of {self.ctx.base} has no function {name}()",
-                "the generator does not know this base; update it or pick "
-                "another base",
+                "the generator does not know this base; update it or pick another base",
             ) from None
 
     def code(
@@ -94,8 +93,7 @@ class _Editor:
             raise AnchorError(
                 f"{self.path} of {self.ctx.base}: {fn.name}() does not {what} "
                 f"as expected ({code})",
-                "the generator does not know this base; update it or pick "
-                "another base",
+                "the generator does not know this base; update it or pick another base",
             ) from None
         return csource.line_span(self.text, m)
 
@@ -147,8 +145,7 @@ def _vfio_migration_prepare(read: Reader, ctx: Context) -> dict[str, str]:
     params = ed.text[setter.params[0] : setter.params[1]]
     if not re.search(r"\bnew_state\b", params):
         raise AnchorError(
-            f"{MIGRATION_FILE} of {ctx.base}: {SET_STATE}() has no new_state "
-            "parameter",
+            f"{MIGRATION_FILE} of {ctx.base}: {SET_STATE}() has no new_state parameter",
             "the generator does not know this base",
         )
     early = ed.code(
@@ -157,7 +154,8 @@ def _vfio_migration_prepare(read: Reader, ctx: Context) -> dict[str, str]:
         "return early for an unchanged state",
     )
     ioctl = ed.code(
-        setter, "if (ioctl(vbasedev->fd, VFIO_DEVICE_FEATURE, feature)) {",
+        setter,
+        "if (ioctl(vbasedev->fd, VFIO_DEVICE_FEATURE, feature)) {",
         "call the VFIO_DEVICE_FEATURE ioctl",
         first=True,
     )

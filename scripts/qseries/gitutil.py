@@ -19,6 +19,12 @@ CLEAN_ENV = {
     "GIT_CONFIG_GLOBAL": os.devnull,
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_TERMINAL_PROMPT": "0",
+    # Some commands (am --abort, for one) want an identity even when they
+    # commit nothing; commands that do commit pass their own.
+    "GIT_AUTHOR_NAME": "qseries",
+    "GIT_AUTHOR_EMAIL": "qseries@localhost",
+    "GIT_COMMITTER_NAME": "qseries",
+    "GIT_COMMITTER_EMAIL": "qseries@localhost",
     "LC_ALL": "C",
     "TZ": "UTC",
 }

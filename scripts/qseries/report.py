@@ -45,8 +45,12 @@ def to_json(results: list[Result]) -> dict[str, object]:
     return {
         "passed": passed(results),
         "results": [
-            {"name": r.name, "status": r.status.lower(), "detail": r.detail,
-             "items": r.items}
+            {
+                "name": r.name,
+                "status": r.status.lower(),
+                "detail": r.detail,
+                "items": r.items,
+            }
             for r in results
         ],
     }

@@ -212,9 +212,7 @@ def _patch(r: _Reader, node: yaml.Node, where: str, generators: set[str]) -> Pat
     )
 
 
-def _version(
-    r: _Reader, number: int, node: yaml.Node, generators: set[str]
-) -> Version:
+def _version(r: _Reader, number: int, node: yaml.Node, generators: set[str]) -> Version:
     where = f"versions.v{number}"
     keys = r.mapping(
         node,
@@ -225,7 +223,10 @@ def _version(
     base = VersionRange.parse(DEFAULT_BASE_RANGE)
     if "base" in keys:
         base = r.parsed(
-            keys["base"], f"{where}.base", VersionRange.parse, "a range like '>=10.2, <11'"
+            keys["base"],
+            f"{where}.base",
+            VersionRange.parse,
+            "a range like '>=10.2, <11'",
         )
     if "target" in keys:
         target = r.parsed(

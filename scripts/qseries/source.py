@@ -109,7 +109,9 @@ class WorkDir:
         return path
 
 
-def _run(argv: Sequence[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: Sequence[str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
             list(argv),
@@ -136,8 +138,12 @@ class Apt:
         self.sources = self.root / "sources.list"
         (self.root / "sources.list.d").mkdir(exist_ok=True)
         (self.root / "lists" / "partial").mkdir(parents=True, exist_ok=True)
-        (self.root / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-        keyring = f" [signed-by={DEBIAN_KEYRING}]" if Path(DEBIAN_KEYRING).exists() else ""
+        (self.root / "cache" / "archives" / "partial").mkdir(
+            parents=True, exist_ok=True
+        )
+        keyring = (
+            f" [signed-by={DEBIAN_KEYRING}]" if Path(DEBIAN_KEYRING).exists() else ""
+        )
         text = "".join(
             f"deb-src{keyring} {self.mirror} {suite} main\n" for suite in DEBIAN_SUITES
         )
@@ -161,7 +167,10 @@ class Apt:
 
     def update(self, refresh: bool) -> None:
         lists = list((self.root / "lists").glob("*_Sources*"))
-        fresh = lists and min(p.stat().st_mtime for p in lists) > time.time() - LISTS_MAX_AGE
+        fresh = (
+            lists
+            and min(p.stat().st_mtime for p in lists) > time.time() - LISTS_MAX_AGE
+        )
         if fresh and not refresh:
             return
         say(f"reading the qemu source package index ({', '.join(DEBIAN_SUITES)})")
@@ -194,13 +203,21 @@ class Apt:
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
         proc = _run(
-            ["apt-get", *self.options(), "source", "--download-only", f"{package}={version}"],
+            [
+                "apt-get",
+                *self.options(),
+                "source",
+                "--download-only",
+                f"{package}={version}",
+            ],
             cwd=dest,
         )
         if proc.returncode != 0 or not dsc.exists():
             shutil.rmtree(dest, ignore_errors=True)
-            say(f"{package} {version} is listed but did not download "
-                f"({_last_line(proc.stderr)})")
+            say(
+                f"{package} {version} is listed but did not download "
+                f"({_last_line(proc.stderr)})"
+            )
             return None
         done.write_text(version + "\n")
         return dsc
@@ -224,7 +241,8 @@ def select_versions(
     """The candidates to try, best first."""
     if exact is not None:
         chosen = [
-            v for v in available
+            v
+            for v in available
             if v == exact
             or v.split(":", 1)[-1] == exact
             or str(upstream_of_debian(v)) == exact
@@ -362,7 +380,9 @@ def tree_base(workdir: WorkDir, path: Path) -> BaseTree:
     user = Git(path)
     top = user.try_run("rev-parse", "--show-toplevel")
     if top is None:
-        raise SourceError(f"--tree {path} is not a git checkout", "pass a QEMU git tree")
+        raise SourceError(
+            f"--tree {path} is not a git checkout", "pass a QEMU git tree"
+        )
     status = user.run(
         "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"
     )
@@ -375,7 +395,9 @@ def tree_base(workdir: WorkDir, path: Path) -> BaseTree:
     head = user.rev("HEAD")
     key = hashlib.sha256(str(Path(top)).encode()).hexdigest()[:12]
     root = workdir.path / "trees" / f"tree-{key}"
-    return _clone_at(root, str(Path(top)), head, "HEAD", f"{top} at {head[:12]}", "tree")
+    return _clone_at(
+        root, str(Path(top)), head, "HEAD", f"{top} at {head[:12]}", "tree"
+    )
 
 
 def git_base(workdir: WorkDir, url: str, ref: str) -> BaseTree:

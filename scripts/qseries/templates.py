@@ -42,9 +42,7 @@ class Templates:
         try:
             return self.env.get_template(name)
         except jinja2.TemplateNotFound:
-            raise TemplateError(
-                self.root / name, None, "template not found"
-            ) from None
+            raise TemplateError(self.root / name, None, "template not found") from None
         except jinja2.TemplateSyntaxError as err:
             raise self._fail(name, err) from None
 

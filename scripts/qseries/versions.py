@@ -130,7 +130,7 @@ def _compare_part(a: str, b: str) -> int:
         mb = re.match(r"[^0-9]*", b)
         sa = ma.group(0) if ma else ""
         sb = mb.group(0) if mb else ""
-        a, b = a[len(sa):], b[len(sb):]
+        a, b = a[len(sa) :], b[len(sb) :]
         for i in range(max(len(sa), len(sb))):
             ca = _order(sa[i]) if i < len(sa) else 0
             cb = _order(sb[i]) if i < len(sb) else 0
@@ -140,7 +140,7 @@ def _compare_part(a: str, b: str) -> int:
         mb = re.match(r"[0-9]*", b)
         da = ma.group(0) if ma else ""
         db = mb.group(0) if mb else ""
-        a, b = a[len(da):], b[len(db):]
+        a, b = a[len(da) :], b[len(db) :]
         na, nb = int(da or 0), int(db or 0)
         if na != nb:
             return -1 if na < nb else 1

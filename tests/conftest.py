@@ -1,0 +1,101 @@
+"""Shared fixtures: the CLI as a subprocess, small QEMU-like git trees,
+and the real Debian QEMU base (downloaded once into the work dir)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.org",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.org",
+    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00+00:00",
+    "GIT_COMMITTER_DATE": "2026-01-01T00:00:00+00:00",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_ENV},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def real_workdir() -> Path:
+    """The work dir shared by the tests that use the real QEMU tree."""
+    path = Path(os.environ.get("QSERIES_WORKDIR") or REPO / ".work")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> RunCli:
+    """Run `python -m qseries ARGS` in the repository, like a user would."""
+
+    def run(
+        *args: str, workdir: Path | None = None, cwd: Path = REPO
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "QSERIES_WORKDIR": str(workdir or tmp_path / "work")}
+        return subprocess.run(
+            [sys.executable, "-m", "qseries", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    return run
+
+
+@pytest.fixture
+def mini_tree(tmp_path: Path) -> Path:
+    """A small QEMU-like git checkout with the files the generators edit."""
+    tree = tmp_path / "qemu"
+    shutil.copytree(FIXTURES / "qemu-mini", tree)
+    git(tree, "init", "-q", "-b", "master")
+    git(tree, "add", "-A")
+    git(tree, "commit", "-q", "-m", "base")
+    return tree
+
+
+@pytest.fixture
+def series_copy(tmp_path: Path) -> Path:
+    """series.yaml and its templates, copied so that tests can edit them."""
+    dest = tmp_path / "series"
+    dest.mkdir()
+    shutil.copy(REPO / "series.yaml", dest)
+    shutil.copytree(REPO / "qapi", dest / "qapi")
+    shutil.copytree(REPO / "hw", dest / "hw")
+    return dest / "series.yaml"
+
+
+def tree_snapshot(tree: Path) -> dict[str, bytes]:
+    """Every file of a checkout, .git included, by content."""
+    return {
+        str(p.relative_to(tree)): p.read_bytes()
+        for p in sorted(tree.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
