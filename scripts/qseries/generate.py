@@ -202,6 +202,7 @@ def format_patches(
         f"--base={base.commit}",
         "--stat=80",
         "--no-binary",
+        "--abbrev=12",
         "-o",
         str(outdir),
     ]

@@ -164,6 +164,5 @@ def test_repo_layout() -> None:
         "README.md",
         "Makefile",
         ".ci/run",
-        "meson.build",
     ):
         assert (REPO / name).exists(), name
