@@ -105,22 +105,50 @@ def checkout_for_check(base: BaseTree, workdir: WorkDir) -> Path:
     return tree
 
 
-def check_apply(tree: Path, patches: list[Mail]) -> Result:
+def check_apply(
+    tree: Path, patches: list[Mail], origin: BaseTree | None = None
+) -> Result:
+    """git am, patch by patch.
+
+    On a base other than the one the series was generated on (a
+    backport), a patch whose context differs is retried with a 3-way
+    merge, as a maintainer would: `git am -3`, with the objects of the
+    generation base at hand so that git finds the preimages.
+    """
     g = Git(tree)
+    merged: list[str] = []
     for i, mail in enumerate(patches):
         try:
             g.run("am", "--quiet", "--no-3way", str(mail.path), env=COMMITTER)
+            continue
         except QSeriesError:
             g.try_run("am", "--abort")
-            out = _am_failure(g, mail)
-            return Result(
-                "apply",
-                FAIL,
-                f"patch {mail.numbered} '{mail.subject}' does not apply",
-                [out]
-                + [f"not tried: {m.numbered} '{m.subject}'" for m in patches[i + 1 :]],
-            )
-    return Result("apply", PASS, f"{len(patches)} patch(es) applied with git am")
+        out = _am_failure(g, mail)
+        if origin is not None:
+            env = {
+                **COMMITTER,
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(
+                    origin.root / ".git" / "objects"
+                ),
+            }
+            try:
+                g.run("am", "--quiet", "--3way", str(mail.path), env=env)
+                merged.append(
+                    f"{mail.numbered}: {out}; merged 3-way with the "
+                    f"blobs of {origin.describe()}"
+                )
+                continue
+            except QSeriesError:
+                g.try_run("am", "--abort")
+        return Result(
+            "apply",
+            FAIL,
+            f"patch {mail.numbered} '{mail.subject}' does not apply",
+            [out]
+            + [f"not tried: {m.numbered} '{m.subject}'" for m in patches[i + 1 :]],
+        )
+    how = "git am" + (" (-3 for some)" if merged else "")
+    return Result("apply", PASS, f"{len(patches)} patch(es) applied with {how}", merged)
 
 
 def _am_failure(g: Git, mail: Mail) -> str:
@@ -432,7 +460,9 @@ def run_checks(
     say(f"checking {len(patches)} patch(es) on {base.describe()}")
     tree = checkout_for_check(base, workdir)
     results = [Result("base", PASS, base.describe(), [f"commit {base.commit}"])]
-    applied = check_apply(tree, patches)
+    cover = next((m for m in mails if m.is_cover), None)
+    origin = generation_base(cover, base, workdir, version)
+    applied = check_apply(tree, patches, origin if origin != base else None)
     results.append(applied)
     steps: list[Callable[[], Result]] = []
     if applied.ok:
@@ -449,11 +479,7 @@ def run_checks(
         steps.append(lambda: check_fresh(series, version, mails, base, workdir))
     # The To/Cc headers were computed on the base the series was generated
     # on; another base (a backport) can have other maintainers.
-    cover = next((m for m in mails if m.is_cover), None)
-    same_base = cover is not None and f"\n{gen.BASE_LINE}{base.describe()}\n" in (
-        "\n" + cover.body
-    )
-    steps.append(lambda: check_maintainers(tree, patches, headers=same_base))
+    steps.append(lambda: check_maintainers(tree, patches, headers=origin == base))
     for step in steps:
         results.append(step())
     return results

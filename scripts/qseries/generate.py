@@ -109,10 +109,9 @@ def build_commits(
     return parent, tuple(changed)
 
 
-def get_maintainers(
-    base: BaseTree, files: tuple[str, ...]
-) -> tuple[list[str], list[str]]:
-    """To (maintainers) and Cc (reviewers, lists) from the tree's MAINTAINERS."""
+def get_maintainers(base: BaseTree, patches: list[Path]) -> tuple[list[str], list[str]]:
+    """To (maintainers) and Cc (reviewers, lists) for the patches, from the
+    base's MAINTAINERS, as get_maintainer.pl reads them."""
     script = base.root / "scripts" / "get_maintainer.pl"
     if not script.exists():
         return [], []
@@ -126,8 +125,7 @@ def get_maintainers(
                     "--no-git-fallback",
                     "--no-rolestats",
                     *roles,
-                    "-f",
-                    *files,
+                    *[str(p) for p in patches],
                 ],
                 cwd=base.root,
                 capture_output=True,
@@ -227,11 +225,17 @@ def generate(
     series: Series, version: Version, base: BaseTree, workdir: WorkDir
 ) -> tuple[Generated, Path]:
     """Generate the mails into a fresh directory inside the work dir."""
-    tip, changed = build_commits(series, version, base, workdir)
-    to_auto, cc_auto = get_maintainers(base, changed)
+    tip, _ = build_commits(series, version, base, workdir)
+    outdir = Path(tempfile.mkdtemp(prefix=f"{version.name}-", dir=workdir.sub("tmp")))
+    # Once without recipients, to ask get_maintainer.pl about the patches.
+    files = format_patches(series, version, base, tip, outdir, (), ())
+    to_auto, cc_auto = get_maintainers(
+        base, [f for f in files if "-0000-" not in f.name]
+    )
+    for f in files:
+        f.unlink()
     to = _unique([*to_auto, *series.to, *version.to])
     cc = _unique([*cc_auto, *series.cc, *version.cc], exclude=to)
-    outdir = Path(tempfile.mkdtemp(prefix=f"{version.name}-", dir=workdir.sub("tmp")))
     files = format_patches(series, version, base, tip, outdir, to, cc)
     return Generated(version, base, tip, tuple(files), to, cc), outdir
 

@@ -181,6 +181,59 @@ def _vfio_migration_prepare(read: Reader, ctx: Context) -> dict[str, str]:
     return {MIGRATION_FILE: ed.text}
 
 
+QTEST_NAME = "vfio-migration-prepare-test"
+QTEST_FILE = f"tests/qtest/{QTEST_NAME}.c"
+QTEST_MESON = "tests/qtest/meson.build"
+QTEST_LIST = "qtests_i386"
+QTEST_CONFIG = "CONFIG_VFIO_PCI"
+MAINTAINERS = "MAINTAINERS"
+MAINTAINERS_SECTION = "VFIO"
+
+
+def _qtest(read: Reader, ctx: Context) -> dict[str, str]:
+    """Add our qtest to the tree, its meson entry and its MAINTAINERS line."""
+    try:
+        read(QTEST_FILE)
+    except AnchorError:
+        pass
+    else:
+        raise AnchorError(
+            f"{QTEST_FILE} exists in {ctx.base} already",
+            "is the series applied already?",
+        )
+    meson = read(QTEST_MESON)
+    m = re.search(rf"^{QTEST_LIST} = \\\n", meson, re.M)
+    if not m:
+        raise AnchorError(
+            f"{QTEST_MESON} of {ctx.base} has no '{QTEST_LIST} = \\' list",
+            "the generator does not know this base",
+        )
+    entry = (
+        f"  (config_all_devices.has_key('{QTEST_CONFIG}') ? "
+        f"['{QTEST_NAME}'] : []) + \\\n"
+    )
+    meson = meson[: m.end()] + entry + meson[m.end() :]
+
+    maint = read(MAINTAINERS)
+    m = re.search(rf"^{MAINTAINERS_SECTION}\n(?:[A-Z]: .*\n)+", maint, re.M)
+    if not m:
+        raise AnchorError(
+            f"{MAINTAINERS} of {ctx.base} has no '{MAINTAINERS_SECTION}' section",
+            "the generator does not know this base",
+        )
+    # Next to the QAPI file of the section, whose neighbours have changed
+    # least between releases: that keeps the hunk easy to backport.
+    section = maint[m.start() : m.end()]
+    neighbour = section.find(f"F: {QAPI_FILE}\n")
+    at = m.start() + neighbour if neighbour >= 0 else m.end()
+    maint = maint[:at] + f"F: {QTEST_FILE}\n" + maint[at:]
+    return {
+        QTEST_FILE: ctx.templates.read(QTEST_FILE),
+        QTEST_MESON: meson,
+        MAINTAINERS: maint,
+    }
+
+
 GENERATORS: dict[str, Generator] = {
     g.name: g
     for g in (
@@ -195,6 +248,12 @@ GENERATORS: dict[str, Generator] = {
             f"send {PREPARE_EVENT} before each device state change",
             (MIGRATION_FILE,),
             _vfio_migration_prepare,
+        ),
+        Generator(
+            "qtest-vfio-migration-prepare",
+            f"add {QTEST_FILE}, which proves the event order on a fake device",
+            (QTEST_FILE, QTEST_MESON, MAINTAINERS),
+            _qtest,
         ),
     )
 }

@@ -46,6 +46,15 @@ class Templates:
         except jinja2.TemplateSyntaxError as err:
             raise self._fail(name, err) from None
 
+    def read(self, name: str) -> str:
+        """A file kept verbatim beside the templates (e.g. a test source)."""
+        try:
+            return (self.root / name).read_text(encoding="utf-8")
+        except OSError as err:
+            raise TemplateError(
+                self.root / name, None, f"cannot read: {err.strerror}"
+            ) from None
+
     def render(self, name: str, **context: Any) -> str:
         """Render a whole template."""
         template = self._load(name)

@@ -24,6 +24,7 @@ def test_generate_is_byte_identical_and_leaves_tree_alone(
         "v1-0000-cover-letter.patch",
         "v1-0001-qapi-vfio-Add-VFIO_MIGRATION_PREPARE-event.patch",
         "v1-0002-vfio-migration-Emit-VFIO_MIGRATION_PREPARE-before.patch",
+        "v1-0003-tests-qtest-Add-vfio-migration-prepare-test.patch",
     ]
     data = {f.name: f.read_bytes() for f in files}
     second = generate(run_cli, mini_tree, out)
@@ -37,14 +38,14 @@ def test_generate_is_byte_identical_and_leaves_tree_alone(
     ].decode()
     assert patch.startswith("From 0000000000000000000000000000000000000000 ")
     assert (
-        "Subject: [PATCH v1 2/2] vfio/migration: Emit VFIO_MIGRATION_PREPARE" in patch
+        "Subject: [PATCH v1 2/3] vfio/migration: Emit VFIO_MIGRATION_PREPARE" in patch
     )
     assert "Date: Fri, 27 Nov 2026 09:00:00 +0000" in patch
     assert "\nSigned-off-by: qseries developers <qseries-devel@example.org>\n" in patch
     assert "+    vfio_migration_send_event(vbasedev, new_state, true);" in patch
     cover = data["v1-0000-cover-letter.patch"].decode()
     assert "*** SUBJECT HERE ***" not in cover and "*** BLURB HERE ***" not in cover
-    assert "Subject: [PATCH v1 0/2] vfio/migration: Announce" in cover
+    assert "Subject: [PATCH v1 0/3] vfio/migration: Announce" in cover
     assert "\nBase: QEMU 10.2.50 (" in cover
     assert "\nbase-commit: " in cover
 
@@ -56,7 +57,7 @@ def test_generate_json(run_cli: RunCli, mini_tree: Path, tmp_path: Path) -> None
     assert data["version"] == "v1"
     assert data["base"]["kind"] == "tree"
     assert data["base"]["version"] == "10.2.50"
-    assert len(data["files"]) == 3
+    assert len(data["files"]) == 4
 
 
 def test_stale_files_are_removed(

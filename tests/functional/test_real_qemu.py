@@ -177,7 +177,7 @@ def test_conflict_names_patch_file_and_hunk(
     assert code == 1
     apply = results["apply"]
     assert apply["status"] == "fail"
-    assert "patch 2/2 'vfio/migration: Emit" in apply["detail"]
+    assert "patch 2/3 'vfio/migration: Emit" in apply["detail"]
     assert re.match(r"hw/vfio/migration\.c: the hunk at line \d+ ", apply["items"][0])
     assert results["qapi"]["status"] == "skip"
 
@@ -195,7 +195,7 @@ def test_missing_signoff_is_reported(
     code, results = check(run_cli, real_workdir, "--output", str(out))
     assert code == 1
     assert results["signoff"]["status"] == "fail"
-    assert results["signoff"]["items"][0].startswith("1/2: no 'Signed-off-by: qseries")
+    assert results["signoff"]["items"][0].startswith("1/3: no 'Signed-off-by: qseries")
 
 
 def test_real_base_without_anchor(

@@ -197,3 +197,52 @@ def test_template_undefined_in_macro(tmp_path: Path) -> None:
         TemplateError, match=r"migration.c.j2:\d+: .*'old_state' is undefined"
     ):
         gen.apply(reader(mini_files()), ctx(tmp_path))
+
+
+def qtest_files() -> dict[str, str]:
+    files = mini_files()
+    for path in (generators.QTEST_MESON, generators.MAINTAINERS):
+        files[path] = (MINI / path).read_text()
+    return files
+
+
+def qtest_reader(files: dict[str, str]) -> generators.Reader:
+    def read(path: str) -> str:
+        if path not in files:
+            raise AnchorError(f"{path} is missing", "test")
+        return files[path]
+
+    return read
+
+
+def test_qtest_added_with_meson_entry_and_maintainers() -> None:
+    gen = generators.GENERATORS["qtest-vfio-migration-prepare"]
+    out = gen.apply(qtest_reader(qtest_files()), ctx())
+    assert out[generators.QTEST_FILE] == (REPO / generators.QTEST_FILE).read_text()
+    assert out[generators.QTEST_MESON].startswith(
+        "# A minimal stand-in for QEMU's tests/qtest/meson.build, for unit tests.\n"
+        "qtests_i386 = \\\n"
+        "  (config_all_devices.has_key('CONFIG_VFIO_PCI') ? "
+        "['vfio-migration-prepare-test'] : []) + \\\n"
+        "  ['boot-order-test']\n"
+    )
+    assert (
+        "F: hw/vfio/*\nF: tests/qtest/vfio-migration-prepare-test.c\n"
+        "F: qapi/vfio.json\n\nOther\n" in out[generators.MAINTAINERS]
+    )
+
+
+def test_qtest_refuses_an_existing_test_and_unknown_bases() -> None:
+    gen = generators.GENERATORS["qtest-vfio-migration-prepare"]
+    files = qtest_files()
+    files[generators.QTEST_FILE] = "/* already here */\n"
+    with pytest.raises(AnchorError, match="exists in QEMU test already"):
+        gen.apply(qtest_reader(files), ctx())
+    files = qtest_files()
+    files[generators.MAINTAINERS] = "Nothing\n"
+    with pytest.raises(AnchorError, match="no 'VFIO' section"):
+        gen.apply(qtest_reader(files), ctx())
+    files = qtest_files()
+    files[generators.QTEST_MESON] = "qtests = []\n"
+    with pytest.raises(AnchorError, match="no 'qtests_i386"):
+        gen.apply(qtest_reader(files), ctx())

@@ -55,6 +55,7 @@ def test_repository_series_loads() -> None:
     assert [p.generator for p in v1.patches] == [
         "qapi-vfio-prepare-event",
         "vfio-migration-prepare",
+        "qtest-vfio-migration-prepare",
     ]
 
 

@@ -1,0 +1,246 @@
+"""build: configure and build QEMU with meson/ninja, incrementally.
+
+Each base gets one worktree and one build directory in the work dir.
+Switching what is built (the bare base, the base with the series' qtest
+only, the whole series) moves the worktree with `git checkout`, which
+rewrites only the files that differ: ninja then rebuilds only what
+depends on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from .errors import QSeriesError, ToolError
+from .gitutil import Git
+from .source import BaseTree, WorkDir, say
+
+CONFIGURE_ARGS = (
+    "--target-list=x86_64-softmmu",
+    "--without-default-features",
+    "--disable-docs",
+    "--disable-install-blobs",
+)
+QEMU_TARGET = "qemu-system-x86_64"
+SEABIOS_DIR = Path("/usr/share/seabios")
+LOG_TAIL = 25
+
+
+class BuildError(QSeriesError):
+    """configure or ninja failed."""
+
+
+@dataclass(frozen=True)
+class Build:
+    tree: Path  # the worktree that was built
+    builddir: Path
+    commit: str
+    log: Path
+    steps: int  # ninja steps run by the last build
+    seconds: float
+
+    @property
+    def qemu(self) -> Path:
+        return self.builddir / QEMU_TARGET
+
+    def qtest(self, name: str) -> Path:
+        return self.builddir / "tests" / "qtest" / name
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "tree": str(self.tree),
+            "builddir": str(self.builddir),
+            "commit": self.commit,
+            "log": str(self.log),
+            "steps": self.steps,
+            "seconds": round(self.seconds, 2),
+            "qemu": str(self.qemu),
+        }
+
+
+def compose(base: BaseTree, patches: Sequence[Path], workdir: WorkDir) -> str:
+    """A commit of the base with patches applied, made without a checkout."""
+    if not patches:
+        return base.commit
+    g = Git(base.root)
+    with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        g.run("read-tree", base.commit, env=env)
+        for patch in patches:
+            try:
+                g.run("apply", "--cached", str(patch), env=env)
+            except ToolError as err:
+                raise BuildError(
+                    f"{patch.name} does not apply to {base.describe()}: {err}",
+                    "run 'qseries check' for details",
+                ) from None
+        tree = g.run("write-tree", env=env)
+        # Fixed identity and date: the same patches give the same commit.
+        ident = {
+            "GIT_AUTHOR_DATE": "2000-01-01T00:00:00+00:00",
+            "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+00:00",
+        }
+        names = ", ".join(p.name for p in patches)
+        return g.run(
+            "commit-tree", tree, "-p", base.commit, "-m", f"qseries: {names}", env=ident
+        )
+
+
+def checkout(base: BaseTree, commit: str, workdir: WorkDir) -> Path:
+    """The base's build worktree, moved to commit."""
+    tree = workdir.path / "work" / f"build-{base.root.name}"
+    g = Git(base.root)
+    if not (tree / ".git").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        g.run("worktree", "prune")
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        say(f"checking out {base.describe()} for building")
+        g.run("worktree", "add", "--quiet", "--force", "--detach", str(tree), commit)
+    else:
+        Git(tree).run("checkout", "--quiet", "--force", "--detach", commit)
+    return tree
+
+
+class Progress:
+    """ninja's [n/N] lines as a bar on a terminal, as sparse lines otherwise."""
+
+    def __init__(self, label: str, stream: TextIO | None = None):
+        self.label = label
+        self.stream: TextIO = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last_tenth = -1
+
+    def update(self, done: int, total: int) -> None:
+        if total <= 0:
+            return
+        if self.tty:
+            width = 30
+            filled = width * done // total
+            bar = "=" * filled + " " * (width - filled)
+            print(f"\r{self.label} [{bar}] {done}/{total}", end="", file=self.stream)
+            if done == total:
+                print(file=self.stream)
+        else:
+            tenth = 10 * done // total
+            if tenth != self.last_tenth:
+                self.last_tenth = tenth
+                print(f"qseries: {self.label} {done}/{total}", file=self.stream)
+        self.stream.flush()
+
+
+NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
+
+
+def run_logged(
+    argv: Sequence[str], cwd: Path, log: Path, progress: Progress | None
+) -> tuple[int, int]:
+    """Run argv, appending its output to log; return (exit code, steps)."""
+    steps = 0
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(argv)}\n")
+        out.flush()
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                errors="replace",
+                env={**os.environ, "LC_ALL": "C", "NINJA_STATUS": "[%f/%t] "},
+            )
+        except FileNotFoundError:
+            raise ToolError(
+                f"{argv[0]} is not installed", "run 'make bootstrap'"
+            ) from None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            m = NINJA_STEP.match(line)
+            if m:
+                steps = int(m[1])
+                if progress:
+                    progress.update(int(m[1]), int(m[2]))
+        return proc.wait(), steps
+
+
+def _fail(what: str, log: Path) -> BuildError:
+    lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL:]
+    for line in lines:
+        print(f"  | {line}", file=sys.stderr)
+    return BuildError(f"{what} failed", f"the whole log is {log}")
+
+
+def configure(tree: Path, builddir: Path, python: str, log: Path) -> bool:
+    """Configure builddir unless it already is, with the same arguments."""
+    args = [*CONFIGURE_ARGS, f"--python={python}"]
+    stamp = builddir / "qseries-configure.json"
+    if (builddir / "build.ninja").exists() and stamp.exists():
+        try:
+            if json.loads(stamp.read_text()) == {"tree": str(tree), "args": args}:
+                return False
+        except ValueError:
+            pass
+    shutil.rmtree(builddir, ignore_errors=True)
+    builddir.mkdir(parents=True)
+    say(f"configuring {tree.name} in {builddir}")
+    code, _ = run_logged([str(tree / "configure"), *args], builddir, log, None)
+    if code != 0:
+        raise _fail("configure", log)
+    stamp.write_text(json.dumps({"tree": str(tree), "args": args}))
+    return True
+
+
+def link_firmware(builddir: Path, source: Path = SEABIOS_DIR) -> int:
+    """Link the seabios package's images into the build's pc-bios."""
+    pcbios = builddir / "pc-bios"
+    pcbios.mkdir(exist_ok=True)
+    linked = 0
+    for image in sorted(source.glob("*.bin")):
+        target = pcbios / image.name
+        if not target.exists():
+            target.symlink_to(image)
+            linked += 1
+    return linked
+
+
+def build(
+    base: BaseTree,
+    commit: str,
+    workdir: WorkDir,
+    targets: Sequence[str],
+    python: str | None = None,
+) -> Build:
+    """Build targets of base at commit, reusing the base's build dir."""
+    tree = checkout(base, commit, workdir)
+    builddir = workdir.path / "build" / base.root.name
+    builddir.parent.mkdir(parents=True, exist_ok=True)
+    log = workdir.sub("logs") / f"build-{base.root.name}.log"
+    log.write_text("")
+    python = python or sys.executable
+    started = time.monotonic()
+    configure(tree, builddir, python, log)
+    if not SEABIOS_DIR.is_dir():
+        raise BuildError(
+            f"{SEABIOS_DIR} is missing", "install Debian's seabios package"
+        )
+    link_firmware(builddir)
+    say(f"building {', '.join(targets)} (log: {log})")
+    code, steps = run_logged(
+        ["ninja", *targets], builddir, log, Progress(f"ninja {base.root.name}")
+    )
+    if code != 0:
+        raise _fail("ninja", log)
+    return Build(tree, builddir, commit, log, steps, time.monotonic() - started)

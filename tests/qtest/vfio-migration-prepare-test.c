@@ -1,0 +1,469 @@
+/*
+ * QTest for the VFIO_MIGRATION_PREPARE event
+ *
+ * A vfio-pci device with migration-events=on sends VFIO_MIGRATION_PREPARE
+ * before each migration state transition starts and VFIO_MIGRATION once it
+ * is done.  This test records every QMP event in arrival order and checks
+ * that each completion is directly preceded by the prepare event for the
+ * same state, that the sequences of stop/cont and of live migrations are
+ * the expected ones, and, against the log of the device, that each prepare
+ * event was timestamped before its transition began.
+ *
+ * No CI machine has a VFIO device that can migrate, so the device is a
+ * user-space fake of the Linux VFIO interface, loaded into QEMU with
+ * LD_PRELOAD from the path in QTEST_VFIO_FAKE.  The test is skipped when
+ * that variable is not set.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "libqtest.h"
+#include "qobject/qdict.h"
+
+#define DEVICE_ID "vfio0"
+#define WAIT_US (60 * G_USEC_PER_SEC)
+#define POLL_US (10 * 1000)
+
+typedef struct VfioEvent {
+    bool prepare;
+    char *state;            /* QAPI name, e.g. "stop-copy" */
+    int64_t time_us;        /* QEMU's event timestamp */
+} VfioEvent;
+
+typedef struct Transition {
+    char *to;               /* kernel name, e.g. "STOP_COPY" */
+    int64_t begin_us;
+    int64_t end_us;
+    char *result;
+} Transition;
+
+typedef struct TestVM {
+    QTestState *qts;
+    GArray *events;         /* of VfioEvent, in arrival order */
+    char *dir;              /* the fake sysfs device and the device log */
+    char *log;
+} TestVM;
+
+static const char *fake_lib;
+
+static bool record_event(QTestState *qts, const char *name, QDict *event,
+                         void *opaque)
+{
+    TestVM *vm = opaque;
+    QDict *data, *stamp;
+    VfioEvent ev;
+
+    if (strcmp(name, "VFIO_MIGRATION") &&
+        strcmp(name, "VFIO_MIGRATION_PREPARE")) {
+        return true;
+    }
+    data = qdict_get_qdict(event, "data");
+    stamp = qdict_get_qdict(event, "timestamp");
+    g_assert(data && stamp);
+    g_assert_cmpstr(qdict_get_str(data, "device-id"), ==, DEVICE_ID);
+    g_assert(qdict_haskey(data, "qom-path"));
+
+    ev.prepare = !strcmp(name, "VFIO_MIGRATION_PREPARE");
+    ev.state = g_strdup(qdict_get_str(data, "device-state"));
+    ev.time_us = qdict_get_int(stamp, "seconds") * G_USEC_PER_SEC +
+                 qdict_get_int(stamp, "microseconds");
+    g_array_append_val(vm->events, ev);
+    return true;
+}
+
+/*
+ * Start QEMU with one fake vfio-pci device.  @env is a NULL-terminated
+ * list of NAME, VALUE pairs for the fake.
+ */
+static TestVM *vm_start(const char *const *env, const char *extra_args)
+{
+    TestVM *vm = g_new0(TestVM, 1);
+    g_autofree char *link = NULL;
+    int i;
+
+    vm->events = g_array_new(false, true, sizeof(VfioEvent));
+    vm->dir = g_dir_make_tmp("vfio-prepare-XXXXXX", NULL);
+    g_assert(vm->dir);
+    /* Only the group number matters: the link may dangle. */
+    link = g_build_filename(vm->dir, "iommu_group", NULL);
+    g_assert_cmpint(symlink("../../../kernel/iommu_groups/4242", link), ==, 0);
+    vm->log = g_build_filename(vm->dir, "fakevfio.log", NULL);
+
+    g_setenv("LD_PRELOAD", fake_lib, true);
+    g_setenv("FAKEVFIO_LOG", vm->log, true);
+    for (i = 0; env && env[i]; i += 2) {
+        g_setenv(env[i], env[i + 1], true);
+    }
+    vm->qts = qtest_initf("-machine q35 -nodefaults -m 64M "
+                          "-device vfio-pci,id=" DEVICE_ID ",sysfsdev=%s,"
+                          "enable-migration=on,migration-events=on %s",
+                          vm->dir, extra_args ? extra_args : "");
+    g_unsetenv("LD_PRELOAD");
+    g_unsetenv("FAKEVFIO_LOG");
+    for (i = 0; env && env[i]; i += 2) {
+        g_unsetenv(env[i]);
+    }
+    qtest_qmp_set_event_callback(vm->qts, record_event, vm);
+    return vm;
+}
+
+static void vm_quit(TestVM *vm)
+{
+    g_autofree char *link = g_build_filename(vm->dir, "iommu_group", NULL);
+    guint i;
+
+    qtest_quit(vm->qts);
+    for (i = 0; i < vm->events->len; i++) {
+        g_free(g_array_index(vm->events, VfioEvent, i).state);
+    }
+    g_array_free(vm->events, true);
+    unlink(vm->log);
+    unlink(link);
+    rmdir(vm->dir);
+    g_free(vm->log);
+    g_free(vm->dir);
+    g_free(vm);
+}
+
+/* Let QEMU deliver the events it has sent so far. */
+static void vm_poll(TestVM *vm)
+{
+    qobject_unref(qtest_qmp(vm->qts, "{ 'execute': 'query-status' }"));
+}
+
+static void vm_wait_events(TestVM *vm, guint count)
+{
+    int64_t deadline = g_get_monotonic_time() + WAIT_US;
+
+    vm_poll(vm);
+    while (vm->events->len < count && g_get_monotonic_time() < deadline) {
+        g_usleep(POLL_US);
+        vm_poll(vm);
+    }
+}
+
+static char *vm_events_str(TestVM *vm)
+{
+    GString *s = g_string_new(NULL);
+    guint i;
+
+    for (i = 0; i < vm->events->len; i++) {
+        VfioEvent *ev = &g_array_index(vm->events, VfioEvent, i);
+
+        g_string_append_printf(s, "%s%s %s", i ? ", " : "",
+                               ev->prepare ? "prepare" : "done", ev->state);
+    }
+    return g_string_free(s, false);
+}
+
+/* The MIG_DEVICE_STATE requests the fake device logged, in order. */
+static GPtrArray *vm_transitions(TestVM *vm)
+{
+    GPtrArray *list = g_ptr_array_new();
+    g_autofree char *text = NULL;
+    g_auto(GStrv) lines = NULL;
+    int i;
+
+    if (!g_file_get_contents(vm->log, &text, NULL, NULL)) {
+        return list;
+    }
+    lines = g_strsplit(text, "\n", -1);
+    for (i = 0; lines[i]; i++) {
+        g_auto(GStrv) f = g_strsplit(lines[i], " ", -1);
+        Transition *t;
+
+        if (g_strv_length(f) < 7 || strcmp(f[0], "transition")) {
+            continue;
+        }
+        t = g_new0(Transition, 1);
+        t->to = g_strdup(f[3]);
+        t->begin_us = g_ascii_strtoll(f[4], NULL, 10);
+        t->end_us = g_ascii_strtoll(f[5], NULL, 10);
+        t->result = g_strdup(f[6]);
+        g_ptr_array_add(list, t);
+    }
+    return list;
+}
+
+static void transitions_free(GPtrArray *list)
+{
+    guint i;
+
+    for (i = 0; i < list->len; i++) {
+        Transition *t = g_ptr_array_index(list, i);
+
+        g_free(t->to);
+        g_free(t->result);
+        g_free(t);
+    }
+    g_ptr_array_free(list, true);
+}
+
+/* "stop-copy" -> "STOP_COPY" */
+static char *kernel_state(const char *qapi_state)
+{
+    char *s = g_ascii_strup(qapi_state, -1);
+
+    g_strdelimit(s, "-", '_');
+    return s;
+}
+
+/*
+ * Every completion event is directly preceded by the prepare event for
+ * the same state (@recovery: except after a failed transition, where the
+ * completion may report another state), every prepare event is followed
+ * by a completion, and each prepare event was sent before the device
+ * began the transition it announces.
+ */
+static void check_pairs(TestVM *vm, bool recovery)
+{
+    GPtrArray *transitions = vm_transitions(vm);
+    guint i, next = 0;
+
+    g_assert_cmpint(vm->events->len % 2, ==, 0);
+    for (i = 0; i < vm->events->len; i += 2) {
+        VfioEvent *prep = &g_array_index(vm->events, VfioEvent, i);
+        VfioEvent *done = &g_array_index(vm->events, VfioEvent, i + 1);
+        g_autofree char *to = kernel_state(prep->state);
+        Transition *t = NULL;
+
+        g_assert_true(prep->prepare);
+        g_assert_false(done->prepare);
+        if (!recovery) {
+            g_assert_cmpstr(done->state, ==, prep->state);
+        }
+        g_assert_cmpint(prep->time_us, <=, done->time_us);
+
+        while (next < transitions->len) {
+            t = g_ptr_array_index(transitions, next++);
+            if (!strcmp(t->to, to)) {
+                break;
+            }
+            t = NULL;
+        }
+        g_assert_nonnull(t);
+        g_assert_cmpint(prep->time_us, <=, t->begin_us);
+        if (!strcmp(t->result, "ok")) {
+            g_assert_cmpint(done->time_us, >=, t->end_us);
+        }
+    }
+    transitions_free(transitions);
+}
+
+static void check_events(TestVM *vm, const char *expected)
+{
+    g_autofree char *seen = vm_events_str(vm);
+
+    g_assert_cmpstr(seen, ==, expected);
+    check_pairs(vm, false);
+}
+
+static guint count_events(const char *expected)
+{
+    g_auto(GStrv) parts = g_strsplit(expected, ",", -1);
+
+    return expected[0] ? g_strv_length(parts) : 0;
+}
+
+static void vm_expect(TestVM *vm, const char *expected)
+{
+    vm_wait_events(vm, count_events(expected));
+    check_events(vm, expected);
+}
+
+static char *migration_status(TestVM *vm)
+{
+    QDict *rsp = qtest_qmp(vm->qts, "{ 'execute': 'query-migrate' }");
+    QDict *ret = qdict_get_qdict(rsp, "return");
+    char *status = g_strdup(qdict_get_try_str(ret, "status"));
+
+    qobject_unref(rsp);
+    return status;
+}
+
+static char *wait_migration_end(TestVM *vm)
+{
+    int64_t deadline = g_get_monotonic_time() + WAIT_US;
+    char *status = NULL;
+
+    do {
+        g_free(status);
+        g_usleep(POLL_US);
+        status = migration_status(vm);
+    } while (g_strcmp0(status, "completed") && g_strcmp0(status, "failed") &&
+             g_get_monotonic_time() < deadline);
+    return status;
+}
+
+static bool vm_running(TestVM *vm)
+{
+    QDict *rsp = qtest_qmp(vm->qts, "{ 'execute': 'query-status' }");
+    bool running = qdict_get_bool(qdict_get_qdict(rsp, "return"), "running");
+
+    qobject_unref(rsp);
+    return running;
+}
+
+static void test_stop_cont(void)
+{
+    TestVM *vm = vm_start(NULL, NULL);
+
+    qtest_qmp_assert_success(vm->qts, "{ 'execute': 'stop' }");
+    vm_expect(vm, "prepare stop, done stop");
+    qtest_qmp_assert_success(vm->qts, "{ 'execute': 'cont' }");
+    vm_expect(vm, "prepare stop, done stop, prepare running, done running");
+    vm_quit(vm);
+}
+
+/* No prepare event when the device is already in the requested state. */
+static void test_no_op(void)
+{
+    TestVM *vm = vm_start(NULL, "-S");
+    GPtrArray *transitions;
+
+    /* The device starts RUNNING: starting the VM changes nothing. */
+    qtest_qmp_assert_success(vm->qts, "{ 'execute': 'cont' }");
+    g_assert_true(vm_running(vm));
+    vm_poll(vm);
+    check_events(vm, "");
+    transitions = vm_transitions(vm);
+    g_assert_cmpint(transitions->len, ==, 0);
+    transitions_free(transitions);
+    vm_quit(vm);
+}
+
+typedef struct MigrateCase {
+    const char *flags;      /* FAKEVFIO_MIGRATION_FLAGS */
+    const char *source;     /* expected events on the source */
+    const char *dest;       /* expected events on the destination */
+} MigrateCase;
+
+static void test_migrate(gconstpointer opaque)
+{
+    const MigrateCase *c = opaque;
+    const char *env[] = { "FAKEVFIO_MIGRATION_FLAGS", c->flags, NULL };
+    g_autofree char *tmp = g_dir_make_tmp("vfio-prepare-mig-XXXXXX", NULL);
+    g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", tmp);
+    g_autofree char *sock = g_strdup_printf("%s/mig.sock", tmp);
+    g_autofree char *incoming = g_strdup_printf("-incoming %s", uri);
+    g_autofree char *status = NULL;
+    TestVM *src = vm_start(env, NULL);
+    TestVM *dst = vm_start(env, incoming);
+
+    qtest_qmp_assert_success(src->qts,
+                             "{ 'execute': 'migrate',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    status = wait_migration_end(src);
+    g_assert_cmpstr(status, ==, "completed");
+    vm_expect(src, c->source);
+    vm_expect(dst, c->dest);
+    g_assert_true(vm_running(dst));
+
+    vm_quit(src);
+    vm_quit(dst);
+    unlink(sock);
+    rmdir(tmp);
+}
+
+/*
+ * A failed PRE_COPY -> STOP_COPY on the source: the prepare event for
+ * stop-copy is followed by a completion for the state the device was
+ * recovered to, the migration fails and the source keeps running.
+ */
+static void test_failure(void)
+{
+    const char *src_env[] = { "FAKEVFIO_FAIL", "PRE_COPY>STOP_COPY=EIO",
+                              NULL };
+    g_autofree char *tmp = g_dir_make_tmp("vfio-prepare-fail-XXXXXX", NULL);
+    g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", tmp);
+    g_autofree char *sock = g_strdup_printf("%s/mig.sock", tmp);
+    g_autofree char *incoming = g_strdup_printf("-incoming %s", uri);
+    g_autofree char *status = NULL;
+    g_autofree char *seen = NULL;
+    TestVM *src = vm_start(src_env, NULL);
+    TestVM *dst = vm_start(NULL, incoming);
+    VfioEvent *prep, *done;
+
+    qtest_set_expected_status(dst->qts, EXIT_FAILURE);
+    qtest_qmp_assert_success(src->qts,
+                             "{ 'execute': 'migrate',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    status = wait_migration_end(src);
+    g_assert_cmpstr(status, ==, "failed");
+    g_assert_true(vm_running(src));
+
+    vm_wait_events(src, 4);
+    seen = vm_events_str(src);
+    g_test_message("source events: %s", seen);
+    g_assert_cmpint(src->events->len, >=, 4);
+    prep = &g_array_index(src->events, VfioEvent, 2);
+    done = &g_array_index(src->events, VfioEvent, 3);
+    g_assert_true(prep->prepare);
+    g_assert_cmpstr(prep->state, ==, "stop-copy");
+    g_assert_false(done->prepare);
+    g_assert_cmpstr(done->state, !=, "stop-copy");
+    check_pairs(src, true);
+
+    vm_quit(src);
+    vm_quit(dst);
+    unlink(sock);
+    rmdir(tmp);
+}
+
+static const MigrateCase migrate_cases[] = {
+    {
+        .flags = "stop_copy,pre_copy",
+        .source = "prepare pre-copy, done pre-copy, "
+                  "prepare stop-copy, done stop-copy, prepare stop, done stop",
+        .dest = "prepare resuming, done resuming, "
+                "prepare running, done running",
+    }, {
+        .flags = "stop_copy",
+        .source = "prepare stop, done stop, "
+                  "prepare stop-copy, done stop-copy, prepare stop, done stop",
+        .dest = "prepare resuming, done resuming, "
+                "prepare running, done running",
+    }, {
+        .flags = "stop_copy,p2p,pre_copy",
+        .source = "prepare pre-copy, done pre-copy, "
+                  "prepare pre-copy-p2p, done pre-copy-p2p, "
+                  "prepare stop-copy, done stop-copy, prepare stop, done stop",
+        .dest = "prepare resuming, done resuming, "
+                "prepare running-p2p, done running-p2p, "
+                "prepare running, done running",
+    },
+};
+
+static const char *const migrate_names[] = {
+    "pre-copy", "stop-copy", "p2p",
+};
+
+int main(int argc, char **argv)
+{
+    int i;
+
+    g_test_init(&argc, &argv, NULL);
+
+    fake_lib = g_getenv("QTEST_VFIO_FAKE");
+    if (!fake_lib || !g_file_test(fake_lib, G_FILE_TEST_EXISTS)) {
+        g_test_skip("set QTEST_VFIO_FAKE to a fake VFIO LD_PRELOAD library");
+        return g_test_run();
+    }
+    if (!qtest_has_device("vfio-pci")) {
+        g_test_skip("vfio-pci is not built in");
+        return g_test_run();
+    }
+
+    qtest_add_func("/vfio-migration-prepare/stop-cont", test_stop_cont);
+    qtest_add_func("/vfio-migration-prepare/no-op", test_no_op);
+    for (i = 0; i < ARRAY_SIZE(migrate_cases); i++) {
+        g_autofree char *path =
+            g_strdup_printf("/vfio-migration-prepare/migrate/%s",
+                            migrate_names[i]);
+
+        qtest_add_data_func(path, &migrate_cases[i], test_migrate);
+    }
+    qtest_add_func("/vfio-migration-prepare/failure", test_failure);
+    return g_test_run();
+}
