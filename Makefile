@@ -12,14 +12,18 @@ QSERIES_WORKDIR ?= $(CURDIR)/.work
 export QSERIES_WORKDIR
 
 # Debian packages: git and perl for QEMU's checkers, dpkg-dev for
-# dpkg-source, the archive keyring for the private apt configuration.
+# dpkg-source, the archive keyring for the private apt configuration;
+# a C toolchain, QEMU's build dependencies and seabios (firmware for the
+# PC machines the tests start) for building QEMU and the fake device.
 DEBIAN_PACKAGES = git perl dpkg-dev xz-utils apt debian-archive-keyring \
-	ca-certificates python3 python3-venv
+	ca-certificates python3 python3-venv \
+	gcc libc6-dev make ninja-build pkg-config libglib2.0-dev libfdt-dev \
+	libpixman-1-dev seabios
 
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.qseries-installed
 
-.PHONY: all bootstrap reproduce check lint typecheck test clean
+.PHONY: all bootstrap reproduce check lint typecheck test qemu-tests clean
 
 all: check
 
@@ -38,6 +42,7 @@ reproduce: bootstrap
 	@test -z "$$(git status --porcelain -- patches/)" || \
 		{ echo "patches/ differs from a fresh generate: commit it" >&2; exit 1; }
 	$(BIN)/qseries check
+	$(BIN)/qseries test
 
 lint: bootstrap
 	$(BIN)/ruff check scripts tests
@@ -49,7 +54,14 @@ typecheck: bootstrap
 test: bootstrap
 	$(BIN)/pytest -q
 
-check: lint typecheck test
+# The negative control first (the base with only the series' qtest: the
+# tests must fail for lack of VFIO_MIGRATION_PREPARE), then the whole
+# series, rebuilt incrementally in the same build directory.
+qemu-tests: bootstrap
+	$(BIN)/qseries test --control
+	$(BIN)/qseries test
+
+check: lint typecheck test qemu-tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -203,13 +203,28 @@ def configure(tree: Path, builddir: Path, python: str, log: Path) -> bool:
     return True
 
 
+def firmware_dir(builddir: Path) -> Path:
+    """Where a QEMU run from builddir looks for firmware: the data dir of
+    the qemu-bundle tree that configure links up (share/qemu)."""
+    found = sorted(builddir.glob("qemu-bundle/**/share/qemu"))
+    if not found:
+        raise BuildError(
+            f"{builddir} has no qemu-bundle/.../share/qemu",
+            "re-run the build (configure makes it)",
+        )
+    return found[0]
+
+
 def link_firmware(builddir: Path, source: Path = SEABIOS_DIR) -> int:
-    """Link the seabios package's images into the build's pc-bios."""
-    pcbios = builddir / "pc-bios"
-    pcbios.mkdir(exist_ok=True)
+    """Link the seabios package's images where the built QEMU finds them.
+
+    The +ds tarball carries no firmware and --disable-install-blobs
+    installs none, so a PC machine would not start without these.
+    """
+    datadir = firmware_dir(builddir)
     linked = 0
     for image in sorted(source.glob("*.bin")):
-        target = pcbios / image.name
+        target = datadir / image.name
         if not target.exists():
             target.symlink_to(image)
             linked += 1
@@ -236,11 +251,11 @@ def build(
         raise BuildError(
             f"{SEABIOS_DIR} is missing", "install Debian's seabios package"
         )
-    link_firmware(builddir)
     say(f"building {', '.join(targets)} (log: {log})")
     code, steps = run_logged(
         ["ninja", *targets], builddir, log, Progress(f"ninja {base.root.name}")
     )
     if code != 0:
         raise _fail("ninja", log)
+    link_firmware(builddir)
     return Build(tree, builddir, commit, log, steps, time.monotonic() - started)

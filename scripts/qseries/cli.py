@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import check, generators, report
+from . import build as build_mod
+from . import check, generators, report, testing
 from . import generate as gen
 from . import series as series_mod
-from .errors import EXIT_USAGE, QSeriesError
+from .errors import EXIT_USAGE, QSeriesError, UsageError
 from .source import BaseTree, SourceSpec, WorkDir, get_base, say
+
+# What `build` and `test` put on top of the base.
+WHAT = ("series", "control", "base")
 
 
 def _add_base_options(p: argparse.ArgumentParser) -> None:
@@ -119,6 +124,77 @@ def cmd_check(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0 if report.passed(results) else 1
 
 
+def _series_patches(
+    args: argparse.Namespace, version: series_mod.Version
+) -> list[Path]:
+    directory = _patches_dir(args, version)
+    mails = [check.read_mail(p.absolute()) for p in sorted(directory.glob("*.patch"))]
+    patches = [m.path for m in mails if not m.is_cover]
+    if not patches:
+        raise UsageError(
+            f"{directory} holds no patches", "run 'qseries generate' first"
+        )
+    return patches
+
+
+def _is_test_patch(patch: Path) -> bool:
+    files = re.findall(r"^diff --git a/(\S+) ", patch.read_text(errors="replace"), re.M)
+    return any(f.startswith("tests/qtest/") and f.endswith("-test.c") for f in files)
+
+
+def _build(
+    args: argparse.Namespace, workdir: WorkDir, what: str, qemu: bool = True
+) -> tuple[BaseTree, build_mod.Build]:
+    series = _load(args)
+    version = series.version(args.series)
+    base = get_base(workdir, _spec(args), version.base)
+    patches = _series_patches(args, version) if what != "base" else []
+    if what == "control":
+        patches = [p for p in patches if _is_test_patch(p)]
+        if not patches:
+            raise UsageError(f"{version.name} has no patch adding a qtest")
+    commit = build_mod.compose(base, patches, workdir)
+    targets = [build_mod.QEMU_TARGET] if qemu else []
+    tree = build_mod.checkout(base, commit, workdir)
+    for name in (testing.SERIES_QTEST, *testing.QEMU_QTESTS):
+        if (tree / "tests" / "qtest" / f"{name}.c").exists():
+            targets.append(f"tests/qtest/{name}")
+    say(f"building the {what} of {version.name} on {base.describe()}")
+    return base, build_mod.build(base, commit, workdir, targets)
+
+
+def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
+    _, built = _build(args, workdir, args.what)
+    if args.json:
+        _print_json(built.to_json())
+    else:
+        print(f"qemu:  {built.qemu}")
+        print(f"steps: {built.steps} ninja steps in {built.seconds:.1f} s")
+        print(f"log:   {built.log}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
+    repo = args.series_file.absolute().parent
+    fake = testing.build_fake(repo, workdir)
+    what = "control" if args.control else "series"
+    _, built = _build(args, workdir, what, qemu=args.qemu is None)
+    qemu = args.qemu.absolute() if args.qemu else built.qemu
+    binary = built.qtest(testing.SERIES_QTEST)
+    runs = testing.series_qtest(binary, qemu, fake)
+    if args.control:
+        results = testing.expect_control(runs)
+    else:
+        results = testing.expect_pass(runs)
+        results += testing.qemu_qtests(built.builddir, qemu)
+    results.append(testing.qmp_tests(repo, qemu, fake, args.control))
+    if args.json:
+        _print_json(report.to_json(results))
+    else:
+        print(report.table(results, tests=True))
+    return 0 if report.passed(results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qseries",
@@ -167,6 +243,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_base_options(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("build", help="configure and build QEMU with the series")
+    p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    p.add_argument(
+        "--what",
+        choices=WHAT,
+        default="series",
+        help="the whole series (default), only its qtest (the negative "
+        "control), or the bare base",
+    )
+    p.add_argument(
+        "--output", type=Path, metavar="DIR", help="read DIR/vN instead of patches/vN"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_base_options(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("test", help="prove the event order on real QEMU processes")
+    p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    p.add_argument(
+        "--control",
+        action="store_true",
+        help="run on the base with only the qtest: the tests must fail "
+        "for lack of VFIO_MIGRATION_PREPARE",
+    )
+    p.add_argument(
+        "--qemu",
+        type=Path,
+        metavar="PATH",
+        help="test this QEMU binary instead of the one built",
+    )
+    p.add_argument(
+        "--output", type=Path, metavar="DIR", help="read DIR/vN instead of patches/vN"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_base_options(p)
+    p.set_defaults(func=cmd_test)
     return parser
 
 

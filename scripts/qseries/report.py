@@ -25,7 +25,8 @@ def passed(results: list[Result]) -> bool:
     return all(r.ok for r in results)
 
 
-def table(results: list[Result]) -> str:
+def table(results: list[Result], tests: bool = False) -> str:
+    """The results as a table; with tests, closed by 'N passed, N failed'."""
     width = max(len(r.name) for r in results)
     lines = [f"{'check':<{width}}  result  detail"]
     for r in results:
@@ -33,6 +34,11 @@ def table(results: list[Result]) -> str:
         lines.extend(f"{'':<{width}}          {item}" for item in r.items)
     failed = sum(not r.ok for r in results)
     lines.append("")
+    if tests:
+        skipped = sum(r.status == SKIP for r in results)
+        passed = len(results) - failed - skipped
+        lines.append(f"{passed} passed, {failed} failed, {skipped} skipped")
+        return "\n".join(lines)
     lines.append(
         f"{failed} of {len(results)} checks failed"
         if failed

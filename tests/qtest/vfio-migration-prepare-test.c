@@ -39,6 +39,7 @@ typedef struct Transition {
 } Transition;
 
 typedef struct TestVM {
+    const char *name;       /* "source", "destination" or "vm" */
     QTestState *qts;
     GArray *events;         /* of VfioEvent, in arrival order */
     char *dir;              /* the fake sysfs device and the device log */
@@ -76,12 +77,14 @@ static bool record_event(QTestState *qts, const char *name, QDict *event,
  * Start QEMU with one fake vfio-pci device.  @env is a NULL-terminated
  * list of NAME, VALUE pairs for the fake.
  */
-static TestVM *vm_start(const char *const *env, const char *extra_args)
+static TestVM *vm_start(const char *name, const char *const *env,
+                        const char *extra_args)
 {
     TestVM *vm = g_new0(TestVM, 1);
     g_autofree char *link = NULL;
     int i;
 
+    vm->name = name;
     vm->events = g_array_new(false, true, sizeof(VfioEvent));
     vm->dir = g_dir_make_tmp("vfio-prepare-XXXXXX", NULL);
     g_assert(vm->dir);
@@ -186,6 +189,28 @@ static GPtrArray *vm_transitions(TestVM *vm)
     return list;
 }
 
+/*
+ * The first "save" (@record "save") or "load" record of the device log:
+ * its byte count and checksum, and for "load" the fake's verdict.
+ */
+static char *vm_state_record(TestVM *vm, const char *record)
+{
+    g_autofree char *text = NULL;
+    g_auto(GStrv) lines = NULL;
+    int i;
+
+    g_assert_true(g_file_get_contents(vm->log, &text, NULL, NULL));
+    lines = g_strsplit(text, "\n", -1);
+    for (i = 0; lines[i]; i++) {
+        g_auto(GStrv) f = g_strsplit(lines[i], " ", 5);
+
+        if (g_strv_length(f) >= 4 && !strcmp(f[0], record)) {
+            return g_strjoinv(" ", f + 2);
+        }
+    }
+    return NULL;
+}
+
 static void transitions_free(GPtrArray *list)
 {
     guint i;
@@ -255,6 +280,8 @@ static void check_events(TestVM *vm, const char *expected)
 {
     g_autofree char *seen = vm_events_str(vm);
 
+    /* The sequence goes to the TAP log, for people and for qseries. */
+    g_test_message("%s events: %s", vm->name, seen);
     g_assert_cmpstr(seen, ==, expected);
     check_pairs(vm, false);
 }
@@ -307,7 +334,7 @@ static bool vm_running(TestVM *vm)
 
 static void test_stop_cont(void)
 {
-    TestVM *vm = vm_start(NULL, NULL);
+    TestVM *vm = vm_start("vm", NULL, NULL);
 
     qtest_qmp_assert_success(vm->qts, "{ 'execute': 'stop' }");
     vm_expect(vm, "prepare stop, done stop");
@@ -319,7 +346,7 @@ static void test_stop_cont(void)
 /* No prepare event when the device is already in the requested state. */
 static void test_no_op(void)
 {
-    TestVM *vm = vm_start(NULL, "-S");
+    TestVM *vm = vm_start("vm", NULL, "-S");
     GPtrArray *transitions;
 
     /* The device starts RUNNING: starting the VM changes nothing. */
@@ -348,8 +375,11 @@ static void test_migrate(gconstpointer opaque)
     g_autofree char *sock = g_strdup_printf("%s/mig.sock", tmp);
     g_autofree char *incoming = g_strdup_printf("-incoming %s", uri);
     g_autofree char *status = NULL;
-    TestVM *src = vm_start(env, NULL);
-    TestVM *dst = vm_start(env, incoming);
+    g_autofree char *saved = NULL;
+    g_autofree char *loaded = NULL;
+    g_autofree char *expected_load = NULL;
+    TestVM *src = vm_start("source", env, NULL);
+    TestVM *dst = vm_start("destination", env, incoming);
 
     qtest_qmp_assert_success(src->qts,
                              "{ 'execute': 'migrate',"
@@ -359,6 +389,13 @@ static void test_migrate(gconstpointer opaque)
     vm_expect(src, c->source);
     vm_expect(dst, c->dest);
     g_assert_true(vm_running(dst));
+
+    /* The device state arrived byte for byte: same size and checksum. */
+    saved = vm_state_record(src, "save");
+    loaded = vm_state_record(dst, "load");
+    g_assert_nonnull(saved);
+    expected_load = g_strdup_printf("%s ok", saved);
+    g_assert_cmpstr(loaded, ==, expected_load);
 
     vm_quit(src);
     vm_quit(dst);
@@ -381,8 +418,8 @@ static void test_failure(void)
     g_autofree char *incoming = g_strdup_printf("-incoming %s", uri);
     g_autofree char *status = NULL;
     g_autofree char *seen = NULL;
-    TestVM *src = vm_start(src_env, NULL);
-    TestVM *dst = vm_start(NULL, incoming);
+    TestVM *src = vm_start("source", src_env, NULL);
+    TestVM *dst = vm_start("destination", NULL, incoming);
     VfioEvent *prep, *done;
 
     qtest_set_expected_status(dst->qts, EXIT_FAILURE);
@@ -395,7 +432,7 @@ static void test_failure(void)
 
     vm_wait_events(src, 4);
     seen = vm_events_str(src);
-    g_test_message("source events: %s", seen);
+    g_test_message("%s events: %s", src->name, seen);
     g_assert_cmpint(src->events->len, >=, 4);
     prep = &g_array_index(src->events, VfioEvent, 2);
     done = &g_array_index(src->events, VfioEvent, 3);

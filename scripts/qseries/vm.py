@@ -1,0 +1,216 @@
+"""A QEMU process with one fake vfio-pci device, driven with qemu.qmp.
+
+Used by the QMP tests (tests/integration) and by the benchmark: QEMU is
+started with the fake VFIO library preloaded, a temporary sysfs device
+directory, and a QMP socket; every event is recorded with QEMU's own
+timestamp and the time the client received it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from qemu.qmp import EventListener, QMPClient, QMPError
+
+DEVICE_ID = "vfio0"
+PREPARE = "VFIO_MIGRATION_PREPARE"
+DONE = "VFIO_MIGRATION"
+START_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    state: str | None  # device-state of VFIO events
+    qemu_us: int  # QEMU's timestamp (CLOCK_REALTIME, us)
+    received_us: int  # when the client got it (CLOCK_REALTIME, us)
+    received_mono: float  # when the client got it (monotonic, s)
+
+    @property
+    def kind(self) -> str | None:
+        return {PREPARE: "prepare", DONE: "done"}.get(self.name)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One MIG_DEVICE_STATE request, as the fake device logged it."""
+
+    source: str
+    target: str
+    begin_us: int
+    end_us: int
+    result: str
+
+
+def kernel_state(qapi_state: str) -> str:
+    return qapi_state.upper().replace("-", "_")
+
+
+class FakeVfioVM:
+    def __init__(
+        self,
+        qemu: Path,
+        fake: Path,
+        name: str = "vm",
+        fake_env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+    ):
+        self.qemu = qemu
+        self.fake = fake
+        self.name = name
+        self.fake_env = dict(fake_env or {})
+        self.args = list(args)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"qseries-{name}-"))
+        self.log = self.dir / "fakevfio.log"
+        self.qmp_path = self.dir / "qmp.sock"
+        self.stderr_path = self.dir / "stderr.log"
+        self.events: list[Event] = []
+        self.client = QMPClient(name)
+        self.listener = EventListener()
+        self.proc: asyncio.subprocess.Process | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    def command_line(self) -> list[str]:
+        device = (
+            f"vfio-pci,id={DEVICE_ID},sysfsdev={self.dir / 'device'},"
+            "enable-migration=on,migration-events=on"
+        )
+        return [
+            str(self.qemu),
+            "-machine",
+            "q35",
+            "-accel",
+            "qtest",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-m",
+            "64M",
+            "-device",
+            device,
+            "-qmp",
+            f"unix:{self.qmp_path},server=on,wait=off",
+            *self.args,
+        ]
+
+    async def start(self) -> None:
+        device = self.dir / "device"
+        device.mkdir()
+        # Only the group number counts: the link may dangle.
+        (device / "iommu_group").symlink_to("../../../kernel/iommu_groups/4242")
+        env = {
+            **os.environ,
+            **self.fake_env,
+            "LD_PRELOAD": str(self.fake),
+            "FAKEVFIO_LOG": str(self.log),
+        }
+        with self.stderr_path.open("wb") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.command_line(),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=err,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.returncode is not None:
+                raise RuntimeError(f"{self.name}: QEMU exited: {self.stderr()}")
+            try:
+                await self.client.connect(str(self.qmp_path))
+                break
+            except (OSError, ConnectionError, QMPError):
+                # The socket is not there yet.
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+        self.client.register_listener(self.listener)
+        self._pump = asyncio.create_task(self._record())
+
+    async def _record(self) -> None:
+        async for message in self.listener:
+            received_us = time.time_ns() // 1000
+            mono = time.monotonic()
+            stamp = cast(dict[str, Any], message.get("timestamp") or {})
+            data = cast(dict[str, Any], message.get("data") or {})
+            self.events.append(
+                Event(
+                    name=str(message["event"]),
+                    state=data.get("device-state"),
+                    qemu_us=int(stamp.get("seconds", 0)) * 1_000_000
+                    + int(stamp.get("microseconds", 0)),
+                    received_us=received_us,
+                    received_mono=mono,
+                )
+            )
+
+    async def cmd(self, name: str, **arguments: Any) -> Any:
+        return await self.client.execute(name, arguments or None)
+
+    async def wait_for(
+        self, predicate: Callable[[list[Event]], bool], timeout: float = 60.0
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.events):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: events so far: {self.vfio_events()}")
+            await asyncio.sleep(0.005)
+
+    def vfio_events(self) -> list[str]:
+        return [f"{e.kind} {e.state}" for e in self.events if e.kind]
+
+    def transitions(self) -> list[Transition]:
+        out: list[Transition] = []
+        try:
+            lines = self.log.read_text().splitlines()
+        except FileNotFoundError:
+            return out
+        for line in lines:
+            f = line.split()
+            if len(f) >= 7 and f[0] == "transition":
+                out.append(Transition(f[2], f[3], int(f[4]), int(f[5]), f[6]))
+        return out
+
+    def stderr(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace").strip()
+        except FileNotFoundError:
+            return ""
+
+    async def migrate(self, uri: str, timeout: float = 60.0) -> str:
+        await self.cmd("migrate", uri=uri)
+        deadline = time.monotonic() + timeout
+        while True:
+            info = await self.cmd("query-migrate")
+            status = str(info.get("status"))
+            if status in ("completed", "failed", "cancelled"):
+                return status
+            if time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.cmd("quit"), 5)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        with contextlib.suppress(Exception):
+            await self.client.disconnect()
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(BaseException):
+                await self._pump
+        shutil.rmtree(self.dir, ignore_errors=True)

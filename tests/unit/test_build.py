@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from qseries import build
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_plain_lines_every_tenth() -> None:
+    out = io.StringIO()
+    p = build.Progress("ninja x", out)
+    for i in range(1, 101):
+        p.update(i, 100)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "qseries: ninja x 1/100"
+    assert lines[-1] == "qseries: ninja x 100/100"
+    assert len(lines) == 11
+
+
+def test_progress_bar_on_a_terminal() -> None:
+    out = Tty()
+    p = build.Progress("ninja x", out)
+    p.update(15, 30)
+    p.update(30, 30)
+    text = out.getvalue()
+    assert "\rninja x [===============               ] 15/30" in text
+    assert text.endswith("] 30/30\n")
+
+
+def test_run_logged_counts_ninja_steps(tmp_path: Path) -> None:
+    script = "import sys\nfor i in range(1, 4):\n    print(f'[{i}/3] step {i}')\nsys.exit(0)\n"
+    log = tmp_path / "log"
+    out = io.StringIO()
+    code, steps = build.run_logged(
+        [sys.executable, "-c", script], tmp_path, log, build.Progress("t", out)
+    )
+    assert (code, steps) == (0, 3)
+    assert "[3/3] step 3" in log.read_text()
+    assert "qseries: t 3/3" in out.getvalue()
+
+
+def test_run_logged_failure_code(tmp_path: Path) -> None:
+    code, steps = build.run_logged(
+        [sys.executable, "-c", "raise SystemExit(3)"], tmp_path, tmp_path / "log", None
+    )
+    assert (code, steps) == (3, 0)
+
+
+def test_failure_shows_log_tail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "build.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100)))
+    err = build._fail("ninja", log)
+    assert str(err) == f"ninja failed; the whole log is {log}"
+    shown = capsys.readouterr().err.splitlines()
+    assert shown[0] == f"  | line {100 - build.LOG_TAIL}"
+    assert shown[-1] == "  | line 99"
+
+
+def test_link_firmware(tmp_path: Path) -> None:
+    seabios = tmp_path / "seabios"
+    seabios.mkdir()
+    (seabios / "bios-256k.bin").write_bytes(b"x")
+    (seabios / "README").write_text("not firmware")
+    builddir = tmp_path / "build"
+    datadir = builddir / "qemu-bundle" / "usr" / "local" / "share" / "qemu"
+    datadir.mkdir(parents=True)
+    assert build.link_firmware(builddir, seabios) == 1
+    assert (datadir / "bios-256k.bin").resolve() == seabios / "bios-256k.bin"
+    assert not (datadir / "README").exists()
+    assert build.link_firmware(builddir, seabios) == 0
+
+
+def test_link_firmware_needs_a_configured_build(tmp_path: Path) -> None:
+    with pytest.raises(build.BuildError, match="qemu-bundle"):
+        build.link_firmware(tmp_path)
