@@ -186,6 +186,10 @@ def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
         results = testing.expect_control(runs)
     else:
         results = testing.expect_pass(runs)
+        if args.mutations and args.qemu is None:
+            results += testing.run_mutations(
+                built.tree, built.builddir, qemu, fake, built.log
+            )
         results += testing.qemu_qtests(built.builddir, qemu)
     results.append(testing.qmp_tests(repo, qemu, fake, args.control))
     if args.json:
@@ -273,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PATH",
         help="test this QEMU binary instead of the one built",
+    )
+    p.add_argument(
+        "--no-mutations",
+        dest="mutations",
+        action="store_false",
+        help="skip breaking migration.c on purpose to see the qtest fail",
     )
     p.add_argument(
         "--output", type=Path, metavar="DIR", help="read DIR/vN instead of patches/vN"

@@ -28,7 +28,8 @@ def passed(results: list[Result]) -> bool:
 def table(results: list[Result], tests: bool = False) -> str:
     """The results as a table; with tests, closed by 'N passed, N failed'."""
     width = max(len(r.name) for r in results)
-    lines = [f"{'check':<{width}}  result  detail"]
+    heading = "test" if tests else "check"
+    lines = [f"{heading:<{width}}  result  detail"]
     for r in results:
         lines.append(f"{r.name:<{width}}  {r.status:<6}  {r.detail}")
         lines.extend(f"{'':<{width}}          {item}" for item in r.items)

@@ -259,3 +259,119 @@ def qmp_tests(repo: Path, qemu: Path, fake: Path, control: bool) -> Result:
 
 def skip(name: str, why: str) -> Result:
     return Result(name, SKIP, why)
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """A deliberate break of the change, which the qtest must catch."""
+
+    name: str
+    what: str
+    edits: tuple[tuple[str, str], ...]  # (old, new) text in migration.c
+
+    def apply(self, text: str) -> str:
+        for old, new in self.edits:
+            if old not in text:
+                raise ToolError(f"mutation {self.name}: '{old.strip()}' not found")
+            text = text.replace(old, new, 1)
+        return text
+
+
+MIGRATION_FILE = "hw/vfio/migration.c"
+_PREPARE = "\n    vfio_migration_send_event(vbasedev, new_state, true);\n"
+_EARLY = "    if (new_state == migration->device_state) {\n"
+_RECORD_NEW = "    vfio_migration_set_device_state(vbasedev, new_state);\n"
+
+MUTATIONS = (
+    Mutation(
+        "prepare-after-ioctl",
+        "PREPARE sent once the device has changed state",
+        ((_PREPARE, "\n"), (_RECORD_NEW, _PREPARE.lstrip("\n") + _RECORD_NEW)),
+    ),
+    Mutation(
+        "prepare-old-state",
+        "PREPARE announces the state the device leaves",
+        (
+            (
+                _PREPARE,
+                _PREPARE.replace("new_state, true", "migration->device_state, true"),
+            ),
+        ),
+    ),
+    Mutation(
+        "prepare-for-no-op",
+        "PREPARE sent before the early return for an unchanged state",
+        ((_PREPARE, "\n"), (_EARLY, _PREPARE.lstrip("\n") + _EARLY)),
+    ),
+    Mutation(
+        "no-completion-on-recovery",
+        "no VFIO_MIGRATION for the recovery and reset states",
+        (
+            (
+                "    vfio_migration_set_device_state(vbasedev, recover_state);\n",
+                "    migration->device_state = recover_state;\n",
+            ),
+            (
+                "    vfio_migration_set_device_state(vbasedev,"
+                " VFIO_DEVICE_STATE_RUNNING);\n\n    return ret;",
+                "    vbasedev->migration->device_state = VFIO_DEVICE_STATE_RUNNING;\n"
+                "\n    return ret;",
+            ),
+        ),
+    ),
+)
+
+
+def run_mutations(
+    tree: Path, builddir: Path, qemu: Path, fake: Path, log: Path
+) -> list[Result]:
+    """Break the change in each way of MUTATIONS; the qtest must fail.
+
+    The build tree is restored (git checkout, ninja) afterwards.
+    """
+    from .gitutil import Git
+
+    source = tree / MIGRATION_FILE
+    original = source.read_text()
+    binary = builddir / "tests" / "qtest" / SERIES_QTEST
+    results = []
+    try:
+        for mutation in MUTATIONS:
+            say(f"mutation {mutation.name}: {mutation.what}")
+            source.write_text(mutation.apply(original))
+            code, _ = run_logged(["ninja", qemu.name], builddir, log, None)
+            if code != 0:
+                results.append(
+                    Result(
+                        f"mutation {mutation.name}", FAIL, f"does not build; see {log}"
+                    )
+                )
+                continue
+            runs = [
+                run_case(binary, qemu, fake, case)
+                for case in list_cases(binary, qemu, fake)
+            ]
+            caught = [r for r in runs if not r.passed]
+            if caught:
+                results.append(
+                    Result(
+                        f"mutation {mutation.name}",
+                        PASS,
+                        f"caught: {mutation.what}",
+                        [f"{r.path}: {r.error}" for r in caught],
+                    )
+                )
+            else:
+                results.append(
+                    Result(
+                        f"mutation {mutation.name}",
+                        FAIL,
+                        f"no test failed: {mutation.what}",
+                    )
+                )
+    finally:
+        Git(tree).run("checkout", "--quiet", "--", MIGRATION_FILE)
+        code, _ = run_logged(["ninja", qemu.name], builddir, log, None)
+        if code != 0:
+            raise BuildError("rebuilding after the mutations failed", f"see {log}")
+    return results

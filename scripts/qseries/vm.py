@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from qemu.qmp import EventListener, QMPClient, QMPError
+from qemu.qmp import EventListener, QMPClient
 
 DEVICE_ID = "vfio0"
 PREPARE = "VFIO_MIGRATION_PREPARE"
@@ -122,17 +122,15 @@ class FakeVfioVM:
                 stderr=err,
             )
         deadline = time.monotonic() + START_TIMEOUT
-        while True:
+        while not self.qmp_path.exists():
             if self.proc.returncode is not None:
                 raise RuntimeError(f"{self.name}: QEMU exited: {self.stderr()}")
-            try:
-                await self.client.connect(str(self.qmp_path))
-                break
-            except (OSError, ConnectionError, QMPError):
-                # The socket is not there yet.
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.02)
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.name}: no QMP socket after {START_TIMEOUT} s"
+                )
+            await asyncio.sleep(0.01)
+        await self.client.connect(str(self.qmp_path))
         self.client.register_listener(self.listener)
         self._pump = asyncio.create_task(self._record())
 
