@@ -8,9 +8,11 @@ shifts both sides alike.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +57,7 @@ def cold_build(base: BaseTree, commit: str, workdir: WorkDir, figures: Figures) 
     log = workdir.sub("logs") / "bench-cold.log"
     log.write_text("")
     started = time.monotonic()
-    build_mod.configure(tree, builddir, str(Path(__import__("sys").executable)), log)
+    build_mod.configure(tree, builddir, sys.executable, log)
     configured = time.monotonic() - started
     code, steps = build_mod.run_logged(
         ["ninja", build_mod.QEMU_TARGET],
@@ -77,14 +79,15 @@ def incremental(
     series: str,
     workdir: WorkDir,
     targets: list[str],
-    qtest_run: Callable[[build_mod.Build], None],
+    fake: Path,
     figures: Figures,
 ) -> None:
-    """qseries build + the qtest, against bare git checkout + ninja + qtest."""
+    """qseries build + test of the qtest, against bare git checkout + ninja +
+    one run of the qtest binary; both toggle from the control to the series."""
     build_mod.build(base, control, workdir, targets)
     started = time.monotonic()
     built = build_mod.build(base, series, workdir, targets)
-    qtest_run(built)
+    testing.series_qtest(built.qtest(testing.SERIES_QTEST), built.qemu, fake)
     tool = time.monotonic() - started
     figures.add("incremental_steps", built.steps)
     figures.add("incremental_build_and_qtest_s", round(tool, 2))
@@ -94,7 +97,16 @@ def incremental(
     started = time.monotonic()
     Git(tree).run("checkout", "--quiet", "--force", "--detach", series)
     _ninja(built.builddir, targets)
-    qtest_run(built)
+    subprocess.run(
+        [str(built.qtest(testing.SERIES_QTEST)), "--tap"],
+        env={
+            **os.environ,
+            "QTEST_QEMU_BINARY": str(built.qemu),
+            "QTEST_VFIO_FAKE": str(fake),
+        },
+        capture_output=True,
+        check=True,
+    )
     bare = time.monotonic() - started
     figures.add("bare_build_and_qtest_s", round(bare, 2))
     figures.add("incremental_ratio", round(tool / bare, 3))

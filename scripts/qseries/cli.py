@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import bench as bench_mod
 from . import build as build_mod
 from . import check, generators, report, testing
 from . import generate as gen
@@ -199,6 +200,49 @@ def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0 if report.passed(results) else 1
 
 
+def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
+    series = _load(args)
+    version = series.version(args.series)
+    base = get_base(workdir, _spec(args), version.base)
+    patches = _series_patches(args, version)
+    control = build_mod.compose(
+        base, [p for p in patches if _is_test_patch(p)], workdir
+    )
+    full = build_mod.compose(base, patches, workdir)
+    repo = args.series_file.absolute().parent
+    fake = testing.build_fake(repo, workdir)
+    figures = bench_mod.Figures({"base": base.describe(), "series": version.name})
+    targets = [build_mod.QEMU_TARGET, f"tests/qtest/{testing.SERIES_QTEST}"]
+
+    if not args.skip_cold:
+        bench_mod.cold_build(base, full, workdir, figures)
+
+    bench_mod.incremental(base, control, full, workdir, targets, fake, figures)
+    built = build_mod.build(base, control, workdir, targets)
+    unpatched = built.builddir / f"{build_mod.QEMU_TARGET}-unpatched"
+    unpatched.write_bytes(built.qemu.read_bytes())
+    unpatched.chmod(0o755)
+    built = build_mod.build(base, full, workdir, targets)
+    figures.add(
+        "qtest_run_s",
+        round(
+            bench_mod.qtest_seconds(
+                built.qtest(testing.SERIES_QTEST), built.qemu, fake
+            ),
+            2,
+        ),
+    )
+    bench_mod.prepare_lead(built.qemu, fake, args.delay_ms, figures)
+    bench_mod.stop_cont_ratio(built.qemu, unpatched, fake, args.cycles, figures)
+    out = args.json_file or workdir.path / "bench.json"
+    out.write_text(json.dumps(figures.values, indent=2, sort_keys=True) + "\n")
+    width = max(len(k) for k in figures.values)
+    for key, value in figures.values.items():
+        print(f"{key:<{width}}  {value}")
+    print(f"written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qseries",
@@ -290,6 +334,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_base_options(p)
     p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("bench", help="measure builds, test runs and event timing")
+    p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    p.add_argument(
+        "--output", type=Path, metavar="DIR", help="read DIR/vN instead of patches/vN"
+    )
+    p.add_argument(
+        "--cycles",
+        type=int,
+        default=50,
+        help="stop/cont cycles per round, 4 rounds each side (default 50)",
+    )
+    p.add_argument(
+        "--delay-ms",
+        type=int,
+        default=100,
+        help="delay injected on RUNNING>STOP for the PREPARE lead",
+    )
+    p.add_argument(
+        "--skip-cold",
+        action="store_true",
+        help="skip the cold build (about 3 minutes on 2 cores)",
+    )
+    p.add_argument(
+        "--json-file",
+        type=Path,
+        metavar="FILE",
+        help="where to write the figures (default: WORKDIR/bench.json)",
+    )
+    _add_base_options(p)
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

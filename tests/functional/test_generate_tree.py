@@ -167,3 +167,36 @@ def test_repo_layout() -> None:
         ".ci/run",
     ):
         assert (REPO / name).exists(), name
+
+
+def test_compose_control_and_series(
+    run_cli: RunCli, mini_tree: Path, tmp_path: Path
+) -> None:
+    from qseries.build import compose
+    from qseries.cli import _is_test_patch
+    from qseries.source import WorkDir, tree_base
+
+    out = tmp_path / "out"
+    assert generate(run_cli, mini_tree, out).returncode == 0
+    patches = sorted(p for p in (out / "v1").glob("*.patch") if "-0000-" not in p.name)
+    control = [p for p in patches if _is_test_patch(p)]
+    assert [p.name for p in control] == [
+        "v1-0003-tests-qtest-Add-vfio-migration-prepare-test.patch"
+    ]
+    workdir = WorkDir(tmp_path / "work")
+    base = tree_base(workdir, mini_tree)
+    root = base.root
+
+    def changed(commit: str) -> list[str]:
+        return git(root, "diff", "--name-only", base.commit, commit).split()
+
+    assert changed(compose(base, control, workdir)) == [
+        "MAINTAINERS",
+        "tests/qtest/meson.build",
+        "tests/qtest/vfio-migration-prepare-test.c",
+    ]
+    full = compose(base, patches, workdir)
+    assert "hw/vfio/migration.c" in changed(full)
+    assert "qapi/vfio.json" in changed(full)
+    assert compose(base, patches, workdir) == full  # the same commit again
+    assert compose(base, [], workdir) == base.commit

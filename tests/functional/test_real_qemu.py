@@ -225,3 +225,15 @@ def test_real_base_without_anchor(
     )
     assert "vfio_migration_send_event()" in last
     assert not (tmp_path / "o" / "v1").exists()
+
+
+def test_mutations_apply_to_the_patched_migration_c(base: dict[str, object]) -> None:
+    from qseries import generators, testing
+    from qseries.templates import Templates
+
+    root = Path(str(base["root"]))
+    ctx = generators.Context(since="11.0", base="test", templates=Templates(REPO))
+    gen = generators.GENERATORS["vfio-migration-prepare"]
+    text = gen.apply(lambda p: (root / p).read_text(), ctx)[testing.MIGRATION_FILE]
+    for mutation in testing.MUTATIONS:
+        assert mutation.apply(text) != text, mutation.name
