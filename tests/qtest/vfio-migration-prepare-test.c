@@ -23,6 +23,7 @@
 
 #define DEVICE_ID "vfio0"
 #define WAIT_US (60 * G_USEC_PER_SEC)
+#define QUIET_US (5 * G_USEC_PER_SEC)
 #define POLL_US (10 * 1000)
 
 typedef struct VfioEvent {
@@ -135,14 +136,26 @@ static void vm_poll(TestVM *vm)
     qobject_unref(qtest_qmp(vm->qts, "{ 'execute': 'query-status' }"));
 }
 
+/*
+ * Wait until @count VFIO events have arrived, or until none has arrived
+ * for QUIET_US: fewer events than expected then fail the check quickly.
+ */
 static void vm_wait_events(TestVM *vm, guint count)
 {
-    int64_t deadline = g_get_monotonic_time() + WAIT_US;
+    int64_t now = g_get_monotonic_time();
+    int64_t deadline = now + WAIT_US;
+    int64_t quiet = now + QUIET_US;
+    guint seen = vm->events->len;
 
     vm_poll(vm);
-    while (vm->events->len < count && g_get_monotonic_time() < deadline) {
+    while (vm->events->len < count && now < deadline && now < quiet) {
         g_usleep(POLL_US);
         vm_poll(vm);
+        now = g_get_monotonic_time();
+        if (vm->events->len != seen) {
+            seen = vm->events->len;
+            quiet = now + QUIET_US;
+        }
     }
 }
 
