@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -138,11 +137,6 @@ def _series_patches(
     return patches
 
 
-def _is_test_patch(patch: Path) -> bool:
-    files = re.findall(r"^diff --git a/(\S+) ", patch.read_text(errors="replace"), re.M)
-    return any(f.startswith("tests/qtest/") and f.endswith("-test.c") for f in files)
-
-
 def _build(
     args: argparse.Namespace, workdir: WorkDir, what: str, qemu: bool = True
 ) -> tuple[BaseTree, build_mod.Build]:
@@ -151,7 +145,7 @@ def _build(
     base = get_base(workdir, _spec(args), version.base)
     patches = _series_patches(args, version) if what != "base" else []
     if what == "control":
-        patches = [p for p in patches if _is_test_patch(p)]
+        patches = [p for p in patches if testing.adds_qtest(p)]
         if not patches:
             raise UsageError(f"{version.name} has no patch adding a qtest")
     commit = build_mod.compose(base, patches, workdir)
@@ -206,7 +200,7 @@ def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
     base = get_base(workdir, _spec(args), version.base)
     patches = _series_patches(args, version)
     control = build_mod.compose(
-        base, [p for p in patches if _is_test_patch(p)], workdir
+        base, [p for p in patches if testing.adds_qtest(p)], workdir
     )
     full = build_mod.compose(base, patches, workdir)
     repo = args.series_file.absolute().parent

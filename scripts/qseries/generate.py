@@ -59,8 +59,8 @@ def _reader(g: Git, commit: str, base: BaseTree, generator: str) -> generators.R
 
 def build_commits(
     series: Series, version: Version, base: BaseTree, workdir: WorkDir
-) -> tuple[str, tuple[str, ...]]:
-    """Commit each patch on top of the base; return the tip and changed files."""
+) -> str:
+    """Commit each patch on top of the base; return the tip."""
     g = Git(base.root)
     templates = Templates(series.path.parent)
     ctx = generators.Context(
@@ -75,7 +75,6 @@ def build_commits(
         "GIT_COMMITTER_EMAIL": version.author.email,
         "GIT_COMMITTER_DATE": when,
     }
-    changed: list[str] = []
     parent = base.commit
     with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
@@ -93,8 +92,6 @@ def build_commits(
                     f"{mode},{blob},{path}",
                     env=env,
                 )
-                if path not in changed:
-                    changed.append(path)
             tree = g.run("write-tree", env=env)
             parent = g.run(
                 "commit-tree",
@@ -106,7 +103,7 @@ def build_commits(
                 env=ident,
             )
     g.run("update-ref", f"refs/qseries/{version.name}", parent)
-    return parent, tuple(changed)
+    return parent
 
 
 def get_maintainers(base: BaseTree, patches: list[Path]) -> tuple[list[str], list[str]]:
@@ -225,7 +222,7 @@ def generate(
     series: Series, version: Version, base: BaseTree, workdir: WorkDir
 ) -> tuple[Generated, Path]:
     """Generate the mails into a fresh directory inside the work dir."""
-    tip, _ = build_commits(series, version, base, workdir)
+    tip = build_commits(series, version, base, workdir)
     outdir = Path(tempfile.mkdtemp(prefix=f"{version.name}-", dir=workdir.sub("tmp")))
     # Once without recipients, to ask get_maintainer.pl about the patches.
     files = format_patches(series, version, base, tip, outdir, (), ())

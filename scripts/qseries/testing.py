@@ -40,6 +40,13 @@ class CaseRun:
     output: str
 
 
+def adds_qtest(patch: Path) -> bool:
+    """Does the patch add a qtest (the part the negative control keeps)?"""
+    text = patch.read_text(errors="replace")
+    files = re.findall(r"^diff --git a/(\S+) ", text, re.M)
+    return any(f.startswith("tests/qtest/") and f.endswith("-test.c") for f in files)
+
+
 def build_fake(repo: Path, workdir: WorkDir) -> Path:
     """Build tests/fakevfio with the repository's meson.build."""
     builddir = workdir.path / "build" / "qseries-c"

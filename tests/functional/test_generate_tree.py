@@ -173,13 +173,13 @@ def test_compose_control_and_series(
     run_cli: RunCli, mini_tree: Path, tmp_path: Path
 ) -> None:
     from qseries.build import compose
-    from qseries.cli import _is_test_patch
     from qseries.source import WorkDir, tree_base
+    from qseries.testing import adds_qtest
 
     out = tmp_path / "out"
     assert generate(run_cli, mini_tree, out).returncode == 0
     patches = sorted(p for p in (out / "v1").glob("*.patch") if "-0000-" not in p.name)
-    control = [p for p in patches if _is_test_patch(p)]
+    control = [p for p in patches if adds_qtest(p)]
     assert [p.name for p in control] == [
         "v1-0003-tests-qtest-Add-vfio-migration-prepare-test.patch"
     ]
