@@ -29,7 +29,7 @@ from .versions import (
     upstream_of_debian,
 )
 
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
+APT_SOURCES = Path("/etc/apt")
 DEBIAN_SUITES = ("sid", "trixie")
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 LISTS_MAX_AGE = 24 * 3600
@@ -129,12 +129,53 @@ def _run(
         ) from None
 
 
+def _apt_entries(etc: Path) -> list[tuple[str, list[str]]]:
+    """(URI, suites) of the system's binary package sources, in order."""
+    entries: list[tuple[str, list[str]]] = []
+    legacy = [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*.list"))]
+    for path in legacy:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            m = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+            if m:
+                entries.append((m[1], [m[2]]))
+    for path in sorted((etc / "sources.list.d").glob("*.sources")):
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        for stanza in re.split(r"\n\s*\n", text):
+            fields = dict(re.findall(r"^([\w-]+):\s*(.*)$", stanza, re.M))
+            if "deb" in fields.get("Types", "").split():
+                for uri in fields.get("URIs", "").split():
+                    entries.append((uri, fields.get("Suites", "").split()))
+    return entries
+
+
+def system_mirror(etc: Path = APT_SOURCES) -> str:
+    """The Debian archive the system's apt already uses (read, never changed)."""
+    for uri, suites in _apt_entries(etc):
+        if uri.rstrip("/").endswith("/debian") and not any(
+            s.endswith("-security") for s in suites
+        ):
+            return uri.rstrip("/")
+    raise SourceError(
+        f"no Debian archive found in {etc}/sources.list*",
+        "set QSERIES_DEBIAN_MIRROR to a Debian mirror URL",
+    )
+
+
 class Apt:
     """apt-get and apt-cache with a private configuration in the work dir."""
 
     def __init__(self, workdir: WorkDir, mirror: str | None = None):
         self.root = workdir.sub("apt")
-        self.mirror = mirror or os.environ.get("QSERIES_DEBIAN_MIRROR", DEBIAN_MIRROR)
+        self.mirror = (
+            mirror or os.environ.get("QSERIES_DEBIAN_MIRROR") or system_mirror()
+        )
         self.sources = self.root / "sources.list"
         (self.root / "sources.list.d").mkdir(exist_ok=True)
         (self.root / "lists" / "partial").mkdir(parents=True, exist_ok=True)

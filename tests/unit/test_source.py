@@ -62,3 +62,25 @@ def test_workdir_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.delenv("QSERIES_WORKDIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert WorkDir.default(None).path == tmp_path / "cache" / "qseries"
+
+
+def test_system_mirror_from_deb822_and_legacy(tmp_path: Path) -> None:
+    from qseries.source import system_mirror
+
+    etc = tmp_path / "apt"
+    (etc / "sources.list.d").mkdir(parents=True)
+    (etc / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n\n"
+        "Types: deb deb-src\nURIs: http://mirror.example/debian/\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n"
+    )
+    assert system_mirror(etc) == "http://mirror.example/debian"
+    (etc / "sources.list").write_text(
+        "# comment\ndeb [arch=amd64] http://legacy.example/debian bookworm main\n"
+    )
+    assert system_mirror(etc) == "http://legacy.example/debian"
+    empty = tmp_path / "none"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="QSERIES_DEBIAN_MIRROR"):
+        system_mirror(empty)
