@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import bench as bench_mod
@@ -230,6 +230,9 @@ def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
     bench_mod.stop_cont_ratio(built.qemu, unpatched, fake, args.cycles, figures)
     out = args.json_file or workdir.path / "bench.json"
     out.write_text(json.dumps(figures.values, indent=2, sort_keys=True) + "\n")
+    if args.json:
+        _print_json(figures.values)
+        return 0
     width = max(len(k) for k in figures.values)
     for key, value in figures.values.items():
         print(f"{key:<{width}}  {value}")
@@ -260,33 +263,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("source", help="get a QEMU base tree and print where it is")
-    p.add_argument("--series", metavar="vN", help="version whose base range applies")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_base_options(p)
-    p.set_defaults(func=cmd_source)
+    def command(
+        name: str, summary: str, func: Callable[..., int], output: str | None = "read"
+    ) -> argparse.ArgumentParser:
+        """A subcommand with the options all of them share."""
+        p = sub.add_parser(name, help=summary)
+        p.add_argument("--json", action="store_true", help="print JSON")
+        if output:
+            p.add_argument(
+                "--output",
+                type=Path,
+                metavar="DIR",
+                help=f"{output} DIR/vN instead of patches/vN",
+            )
+        _add_base_options(p)
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("generate", help="generate patches/vN from series.yaml")
-    p.add_argument("--series", metavar="vN", help="version (default: newest)")
-    p.add_argument(
-        "--output", type=Path, metavar="DIR", help="write DIR/vN instead of patches/vN"
+    p = command(
+        "source", "get a QEMU base tree and print where it is", cmd_source, output=None
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_base_options(p)
-    p.set_defaults(func=cmd_generate)
+    p.add_argument("--series", metavar="vN", help="version whose base range applies")
 
-    p = sub.add_parser("check", help="check a series with QEMU's own checkers")
+    p = command(
+        "generate", "generate patches/vN from series.yaml", cmd_generate, output="write"
+    )
+    p.add_argument("--series", metavar="vN", help="version (default: newest)")
+
+    p = command("check", "check a series with QEMU's own checkers", cmd_check)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
     what.add_argument("--mbox", type=Path, metavar="FILE", help="a mailed series")
-    p.add_argument(
-        "--output", type=Path, metavar="DIR", help="read DIR/vN instead of patches/vN"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_base_options(p)
-    p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("build", help="configure and build QEMU with the series")
+    p = command("build", "configure and build QEMU with the series", cmd_build)
     p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
     p.add_argument(
         "--what",
@@ -295,14 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole series (default), only its qtest (the negative "
         "control), or the bare base",
     )
-    p.add_argument(
-        "--output", type=Path, metavar="DIR", help="read DIR/vN instead of patches/vN"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_base_options(p)
-    p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("test", help="prove the event order on real QEMU processes")
+    p = command("test", "prove the event order on real QEMU processes", cmd_test)
     p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
     p.add_argument(
         "--control",
@@ -322,18 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip breaking migration.c on purpose to see the qtest fail",
     )
-    p.add_argument(
-        "--output", type=Path, metavar="DIR", help="read DIR/vN instead of patches/vN"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_base_options(p)
-    p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("bench", help="measure builds, test runs and event timing")
+    p = command("bench", "measure builds, test runs and event timing", cmd_bench)
     p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
-    p.add_argument(
-        "--output", type=Path, metavar="DIR", help="read DIR/vN instead of patches/vN"
-    )
     p.add_argument(
         "--cycles",
         type=int,
@@ -357,8 +351,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="where to write the figures (default: WORKDIR/bench.json)",
     )
-    _add_base_options(p)
-    p.set_defaults(func=cmd_bench)
     return parser
 
 
