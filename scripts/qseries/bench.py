@@ -123,10 +123,15 @@ async def _stop_cont(vm: FakeVfioVM, cycles: int) -> list[float]:
 
 
 def stop_cont_ratio(
-    patched: Path, unpatched: Path, fake: Path, cycles: int, figures: Figures
+    patched: Path,
+    unpatched: Path,
+    fake: Path,
+    cycles: int,
+    tmpdir: Path,
+    figures: Figures,
 ) -> None:
     async def run(qemu: Path) -> list[float]:
-        vm = FakeVfioVM(qemu, fake, "bench")
+        vm = FakeVfioVM(qemu, fake, tmpdir, "bench")
         try:
             await vm.start()
             await _stop_cont(vm, 10)  # warm up
@@ -149,12 +154,18 @@ def stop_cont_ratio(
     figures.add("stop_cont_ratio", round(p / u, 3))
 
 
-def prepare_lead(patched: Path, fake: Path, delay_ms: int, figures: Figures) -> None:
+def prepare_lead(
+    patched: Path, fake: Path, delay_ms: int, tmpdir: Path, figures: Figures
+) -> None:
     """Lead of PREPARE over completion, and QEMU timestamp -> client latency."""
 
     async def run() -> tuple[list[float], list[float]]:
         vm = FakeVfioVM(
-            patched, fake, "bench", {"FAKEVFIO_DELAY": f"RUNNING>STOP={delay_ms}"}
+            patched,
+            fake,
+            tmpdir,
+            "bench",
+            {"FAKEVFIO_DELAY": f"RUNNING>STOP={delay_ms}"},
         )
         leads: list[float] = []
         latencies: list[float] = []

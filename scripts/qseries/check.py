@@ -173,7 +173,7 @@ def _am_failure(g: Git, mail: Mail) -> str:
     return lines[0] if lines else "git am failed"
 
 
-def check_qapi(tree: Path, version: Version) -> Result:
+def check_qapi(tree: Path, version: Version, workdir: WorkDir) -> Result:
     probe = subprocess.run(
         [
             sys.executable,
@@ -217,7 +217,7 @@ def check_qapi(tree: Path, version: Version) -> Result:
         problems.append(
             f"Since: is {prepare['since']!r}, the series records {version.since!r}"
         )
-    gen_problem = _qapi_gen(tree)
+    gen_problem = _qapi_gen(tree, workdir)
     if gen_problem:
         problems.append(gen_problem)
     if problems:
@@ -231,9 +231,9 @@ def check_qapi(tree: Path, version: Version) -> Result:
     )
 
 
-def _qapi_gen(tree: Path) -> str | None:
+def _qapi_gen(tree: Path, workdir: WorkDir) -> str | None:
     """Run the tree's qapi-gen.py on the whole schema, as the build does."""
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as out:
         proc = subprocess.run(
             [
                 sys.executable,
@@ -453,6 +453,21 @@ def run_checks(
     mbox: Path | None,
 ) -> list[Result]:
     mails = load_mails(patches_dir, mbox, workdir)
+    try:
+        return _run_checks(series, version, spec, workdir, patches_dir, mails)
+    finally:
+        if mbox is not None and mails:
+            shutil.rmtree(mails[0].path.parent, ignore_errors=True)
+
+
+def _run_checks(
+    series: Series,
+    version: Version,
+    spec: SourceSpec,
+    workdir: WorkDir,
+    patches_dir: Path | None,
+    mails: list[Mail],
+) -> list[Result]:
     patches = [m for m in mails if not m.is_cover]
     if not patches:
         raise UsageError("the series has no patches with a diff")
@@ -467,7 +482,7 @@ def run_checks(
     steps: list[Callable[[], Result]] = []
     if applied.ok:
         steps += [
-            lambda: check_qapi(tree, version),
+            lambda: check_qapi(tree, version, workdir),
             lambda: check_checkpatch(tree, patches),
         ]
     else:

@@ -226,8 +226,9 @@ def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
             2,
         ),
     )
-    bench_mod.prepare_lead(built.qemu, fake, args.delay_ms, figures)
-    bench_mod.stop_cont_ratio(built.qemu, unpatched, fake, args.cycles, figures)
+    tmpdir = workdir.sub("tmp")
+    bench_mod.prepare_lead(built.qemu, fake, args.delay_ms, tmpdir, figures)
+    bench_mod.stop_cont_ratio(built.qemu, unpatched, fake, args.cycles, tmpdir, figures)
     out = args.json_file or workdir.path / "bench.json"
     out.write_text(json.dumps(figures.values, indent=2, sort_keys=True) + "\n")
     if args.json:

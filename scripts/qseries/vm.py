@@ -60,6 +60,7 @@ class FakeVfioVM:
         self,
         qemu: Path,
         fake: Path,
+        tmpdir: Path,
         name: str = "vm",
         fake_env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
@@ -69,7 +70,9 @@ class FakeVfioVM:
         self.name = name
         self.fake_env = dict(fake_env or {})
         self.args = list(args)
-        self.dir = Path(tempfile.mkdtemp(prefix=f"qseries-{name}-"))
+        # Keep it short: the QMP socket path must fit in sun_path.
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmpdir))
         self.log = self.dir / "fakevfio.log"
         self.qmp_path = self.dir / "qmp.sock"
         self.stderr_path = self.dir / "stderr.log"

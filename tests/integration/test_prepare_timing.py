@@ -50,9 +50,13 @@ def test_prepare_leads_slow_stop_copy(qemu: Path, fake: Path, tmp_path: Path) ->
     async def run() -> None:
         uri = f"unix:{tmp_path / 'mig.sock'}"
         src = FakeVfioVM(
-            qemu, fake, "source", {"FAKEVFIO_DELAY": f"PRE_COPY>STOP_COPY={DELAY_MS}"}
+            qemu,
+            fake,
+            tmp_path,
+            "source",
+            {"FAKEVFIO_DELAY": f"PRE_COPY>STOP_COPY={DELAY_MS}"},
         )
-        dst = FakeVfioVM(qemu, fake, "destination", args=["-incoming", uri])
+        dst = FakeVfioVM(qemu, fake, tmp_path, "destination", args=["-incoming", uri])
         try:
             await src.start()
             await dst.start()
@@ -68,10 +72,10 @@ def test_prepare_leads_slow_stop_copy(qemu: Path, fake: Path, tmp_path: Path) ->
     asyncio.run(run())
 
 
-def test_prepare_leads_slow_stop(qemu: Path, fake: Path) -> None:
+def test_prepare_leads_slow_stop(qemu: Path, fake: Path, tmp_path: Path) -> None:
     async def run() -> None:
         vm = FakeVfioVM(
-            qemu, fake, "vm", {"FAKEVFIO_DELAY": f"RUNNING>STOP={DELAY_MS}"}
+            qemu, fake, tmp_path, "vm", {"FAKEVFIO_DELAY": f"RUNNING>STOP={DELAY_MS}"}
         )
         try:
             await vm.start()
