@@ -497,11 +497,12 @@ int main(int argc, char **argv)
 
     fake_lib = g_getenv("QTEST_VFIO_FAKE");
     if (!fake_lib || !g_file_test(fake_lib, G_FILE_TEST_EXISTS)) {
-        g_test_skip("set QTEST_VFIO_FAKE to a fake VFIO LD_PRELOAD library");
+        g_test_message("Skipping: QTEST_VFIO_FAKE does not name a fake VFIO "
+                       "LD_PRELOAD library");
         return g_test_run();
     }
     if (!qtest_has_device("vfio-pci")) {
-        g_test_skip("vfio-pci is not built in");
+        g_test_message("Skipping: vfio-pci is not built in");
         return g_test_run();
     }
 
