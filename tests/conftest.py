@@ -54,9 +54,16 @@ def run_cli(tmp_path: Path) -> RunCli:
     """Run `python -m qseries ARGS` in the repository, like a user would."""
 
     def run(
-        *args: str, workdir: Path | None = None, cwd: Path = REPO
+        *args: str,
+        workdir: Path | None = None,
+        cwd: Path = REPO,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "QSERIES_WORKDIR": str(workdir or tmp_path / "work")}
+        env = {
+            **os.environ,
+            "QSERIES_WORKDIR": str(workdir or tmp_path / "work"),
+            **(env or {}),
+        }
         return subprocess.run(
             [sys.executable, "-m", "qseries", *args],
             cwd=cwd,

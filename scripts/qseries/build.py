@@ -101,7 +101,8 @@ def checkout(base: BaseTree, commit: str, workdir: WorkDir) -> Path:
     """The base's build worktree, moved to commit."""
     tree = workdir.path / "work" / f"build-{base.root.name}"
     g = Git(base.root)
-    if not (tree / ".git").exists():
+    # A worktree whose repository was made anew since is thrown away.
+    if not (tree / ".git").exists() or not Git(tree).try_run("rev-parse", "--git-dir"):
         shutil.rmtree(tree, ignore_errors=True)
         g.run("worktree", "prune")
         tree.parent.mkdir(parents=True, exist_ok=True)

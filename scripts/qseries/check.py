@@ -24,12 +24,19 @@ from pathlib import Path
 
 from . import generate as gen
 from . import qapi_probe
-from .errors import QSeriesError, UsageError
+from .errors import QSeriesError, SourceError, ToolError, UsageError
 from .generators import COMPLETION_EVENT, PREPARE_EVENT
 from .gitutil import Git
 from .report import FAIL, PASS, SKIP, Result
 from .series import Series, Version
-from .source import BaseTree, SourceSpec, WorkDir, debian_base, get_base, say
+from .source import (
+    BaseTree,
+    SourceSpec,
+    WorkDir,
+    debian_base,
+    get_base,
+    say,
+)
 
 SUBJECT_MAX = 76
 COMMITTER = {
@@ -89,7 +96,7 @@ def checkout_for_check(base: BaseTree, workdir: WorkDir) -> Path:
     """A worktree of the base in the work dir, reset to the base commit."""
     g = Git(base.root)
     tree = workdir.path / "work" / f"check-{base.root.name}"
-    if (tree / ".git").exists():
+    if (tree / ".git").exists() and Git(tree).try_run("rev-parse", "--git-dir"):
         wt = Git(tree)
         wt.try_run("am", "--abort")
         wt.run("checkout", "--quiet", "--force", "--detach", base.commit)
@@ -260,19 +267,29 @@ def _qapi_gen(tree: Path, workdir: WorkDir) -> str | None:
     return None
 
 
-def check_checkpatch(tree: Path, patches: list[Mail]) -> Result:
-    script = tree / "scripts" / "checkpatch.pl"
-    items: list[str] = []
-    bad = 0
-    for mail in patches:
-        proc = subprocess.run(
-            ["perl", str(script), "--no-color", str(mail.path)],
+def run_perl(
+    tree: Path, script: str, args: list[str], workdir: WorkDir
+) -> subprocess.CompletedProcess[str]:
+    """One of the tree's perl scripts, run from the tree's top."""
+    try:
+        return subprocess.run(
+            ["perl", str(tree / "scripts" / script), *args],
             cwd=tree,
             capture_output=True,
             text=True,
             check=False,
             stdin=subprocess.DEVNULL,
+            env=gen.perl_env(workdir),
         )
+    except FileNotFoundError:
+        raise ToolError("perl is not installed", "run 'make bootstrap'") from None
+
+
+def check_checkpatch(tree: Path, patches: list[Mail], workdir: WorkDir) -> Result:
+    items: list[str] = []
+    bad = 0
+    for mail in patches:
+        proc = run_perl(tree, "checkpatch.pl", ["--no-color", str(mail.path)], workdir)
         m = re.search(r"total: (\d+) errors, (\d+) warnings", proc.stdout)
         if not m:
             bad += 1
@@ -358,15 +375,13 @@ def check_fresh(
     series: Series,
     version: Version,
     mails: list[Mail],
-    check_base: BaseTree,
+    base: BaseTree | None,
+    why: str,
     workdir: WorkDir,
 ) -> Result:
-    cover = next((m for m in mails if m.is_cover), None)
-    base = generation_base(cover, check_base, workdir, version)
+    """Regenerate on the base the mails name (base) and compare bytes."""
     if base is None:
-        return Result(
-            "fresh", SKIP, "the base the patches were generated on is not known here"
-        )
+        return Result("fresh", SKIP, why)
     _, outdir = gen.generate(series, version, base, workdir)
     try:
         fresh = {p.name: p.read_bytes() for p in outdir.glob("*.patch")}
@@ -389,23 +404,15 @@ def check_fresh(
     return Result("fresh", PASS, f"equal to a fresh generate on {base.describe()}")
 
 
-def check_maintainers(tree: Path, patches: list[Mail], headers: bool) -> Result:
+def check_maintainers(
+    tree: Path, patches: list[Mail], headers: bool, workdir: WorkDir
+) -> Result:
     """get_maintainer.pl's list; with headers, the mails' To/Cc must hold it."""
-    script = tree / "scripts" / "get_maintainer.pl"
-    proc = subprocess.run(
-        [
-            "perl",
-            str(script),
-            "--no-git-fallback",
-            "--no-rolestats",
-            *[str(m.path) for m in patches],
-        ],
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "LC_ALL": "C.UTF-8", "PERL_HASH_SEED": "0"},
+    proc = run_perl(
+        tree,
+        "get_maintainer.pl",
+        ["--no-git-fallback", "--no-rolestats", *[str(m.path) for m in patches]],
+        workdir,
     )
     wanted = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
     if proc.returncode != 0 or not wanted:
@@ -476,14 +483,18 @@ def _run_checks(
     tree = checkout_for_check(base, workdir)
     results = [Result("base", PASS, base.describe(), [f"commit {base.commit}"])]
     cover = next((m for m in mails if m.is_cover), None)
-    origin = generation_base(cover, base, workdir, version)
+    why = "the base the patches were generated on is not known here"
+    try:
+        origin = generation_base(cover, base, workdir, version)
+    except SourceError as err:
+        origin, why = None, f"cannot get the generation base: {err}"
     applied = check_apply(tree, patches, origin if origin != base else None)
     results.append(applied)
     steps: list[Callable[[], Result]] = []
     if applied.ok:
         steps += [
             lambda: check_qapi(tree, version, workdir),
-            lambda: check_checkpatch(tree, patches),
+            lambda: check_checkpatch(tree, patches, workdir),
         ]
     else:
         results += [
@@ -491,10 +502,10 @@ def _run_checks(
         ]
     steps += [lambda: check_signoff(patches), lambda: check_subjects(patches)]
     if patches_dir is not None:
-        steps.append(lambda: check_fresh(series, version, mails, base, workdir))
+        steps.append(lambda: check_fresh(series, version, mails, origin, why, workdir))
     # The To/Cc headers were computed on the base the series was generated
     # on; another base (a backport) can have other maintainers.
-    steps.append(lambda: check_maintainers(tree, patches, headers=origin == base))
+    steps.append(lambda: check_maintainers(tree, patches, origin == base, workdir))
     for step in steps:
         results.append(step())
     return results

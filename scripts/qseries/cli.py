@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -14,7 +16,7 @@ from . import build as build_mod
 from . import check, generators, report, testing
 from . import generate as gen
 from . import series as series_mod
-from .errors import EXIT_USAGE, QSeriesError, UsageError
+from .errors import EXIT_FAILED, EXIT_USAGE, QSeriesError, UsageError
 from .source import BaseTree, SourceSpec, WorkDir, get_base, say
 
 # What `build` and `test` put on top of the base.
@@ -169,7 +171,14 @@ def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0
 
 
+def _scratch_in_workdir(workdir: WorkDir) -> None:
+    """Make the tests we start (qtests, pytest) keep their files and
+    sockets in the work dir rather than in the system's /tmp."""
+    os.environ["TMPDIR"] = str(workdir.sub("tmp"))
+
+
 def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
+    _scratch_in_workdir(workdir)
     repo = args.series_file.absolute().parent
     fake = testing.build_fake(repo, workdir)
     what = "control" if args.control else "series"
@@ -186,7 +195,9 @@ def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
                 built.tree, built.builddir, qemu, fake, built.log
             )
         results += testing.qemu_qtests(built.builddir, qemu)
-    results.append(testing.qmp_tests(repo, qemu, fake, args.control))
+    results.append(
+        testing.qmp_tests(repo, qemu, fake, args.control, workdir.sub("tmp"))
+    )
     if args.json:
         _print_json(report.to_json(results))
     else:
@@ -195,6 +206,7 @@ def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
+    _scratch_in_workdir(workdir)
     series = _load(args)
     version = series.version(args.series)
     base = get_base(workdir, _spec(args), version.base)
@@ -355,6 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{err.filename}: {err.strerror or err}"
+    if isinstance(err, subprocess.TimeoutExpired):
+        return f"{' '.join(map(str, err.cmd))[:200]} timed out after {err.timeout} s"
+    if isinstance(err, subprocess.CalledProcessError):
+        return f"{' '.join(map(str, err.cmd))[:200]} exited with {err.returncode}"
+    return str(err) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -367,6 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"qseries: error: {err}", file=sys.stderr)
         return err.exit_code
+    except (OSError, subprocess.SubprocessError, RuntimeError, TimeoutError) as err:
+        # Failures of the system rather than of qseries' input: still one
+        # line, with what failed.
+        if args.debug:
+            traceback.print_exc()
+        print(f"qseries: error: {_describe(err)}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("qseries: interrupted", file=sys.stderr)
         return 130

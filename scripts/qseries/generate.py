@@ -106,7 +106,24 @@ def build_commits(
     return parent
 
 
-def get_maintainers(base: BaseTree, patches: list[Path]) -> tuple[list[str], list[str]]:
+def perl_env(workdir: WorkDir) -> dict[str, str]:
+    """The environment for QEMU's perl scripts: no personal configuration.
+
+    get_maintainer.pl reads ~/.get_maintainer.conf: with the user's HOME,
+    the To/Cc lines would depend on who runs qseries.
+    """
+    return {
+        **os.environ,
+        "HOME": str(workdir.sub("home")),
+        "LC_ALL": "C.UTF-8",
+        "PERL_HASH_SEED": "0",
+        "PERL_PERTURB_KEYS": "0",
+    }
+
+
+def get_maintainers(
+    base: BaseTree, patches: list[Path], workdir: WorkDir
+) -> tuple[list[str], list[str]]:
     """To (maintainers) and Cc (reviewers, lists) for the patches, from the
     base's MAINTAINERS, as get_maintainer.pl reads them."""
     script = base.root / "scripts" / "get_maintainer.pl"
@@ -129,12 +146,7 @@ def get_maintainers(base: BaseTree, patches: list[Path]) -> tuple[list[str], lis
                 text=True,
                 stdin=subprocess.DEVNULL,
                 check=False,
-                env={
-                    **os.environ,
-                    "LC_ALL": "C.UTF-8",
-                    "PERL_HASH_SEED": "0",
-                    "PERL_PERTURB_KEYS": "0",
-                },
+                env=perl_env(workdir),
             )
         except FileNotFoundError:
             raise ToolError("perl is not installed", "install perl") from None
@@ -227,7 +239,7 @@ def generate(
     # Once without recipients, to ask get_maintainer.pl about the patches.
     files = format_patches(series, version, base, tip, outdir, (), ())
     to_auto, cc_auto = get_maintainers(
-        base, [f for f in files if "-0000-" not in f.name]
+        base, [f for f in files if "-0000-" not in f.name], workdir
     )
     for f in files:
         f.unlink()

@@ -30,6 +30,26 @@ CLEAN_ENV = {
 }
 
 
+# Inherited from a caller (git exports GIT_DIR to hooks, for one), these
+# would point our git commands at another repository: the user's.
+FOREIGN_GIT_VARIABLES = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+)
+
+
+def scrub_environment() -> None:
+    """Drop repository-selecting git variables from our environment."""
+    for name in FOREIGN_GIT_VARIABLES:
+        os.environ.pop(name, None)
+
+
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("error:", "fatal:"))]
@@ -40,6 +60,7 @@ class Git:
     """One repository (or a directory to run git in)."""
 
     def __init__(self, path: Path):
+        scrub_environment()
         self.path = path
         self.cmd = git.Git(str(path))
 

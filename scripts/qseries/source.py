@@ -216,7 +216,8 @@ class Apt:
             return
         say(f"reading the qemu source package index ({', '.join(DEBIAN_SUITES)})")
         proc = _run(["apt-get", *self.options(), "update"])
-        if proc.returncode != 0:
+        # apt-get update exits 0 when a mirror is unreachable; the lists tell.
+        if proc.returncode != 0 or not list((self.root / "lists").glob("*_Sources*")):
             raise SourceError(
                 f"apt-get update failed: {_last_line(proc.stderr or proc.stdout)}",
                 f"check that {self.mirror} is reachable",
@@ -436,9 +437,8 @@ def tree_base(workdir: WorkDir, path: Path) -> BaseTree:
     head = user.rev("HEAD")
     key = hashlib.sha256(str(Path(top)).encode()).hexdigest()[:12]
     root = workdir.path / "trees" / f"tree-{key}"
-    return _clone_at(
-        root, str(Path(top)), head, "HEAD", f"{top} at {head[:12]}", "tree"
-    )
+    # The label goes into mails: the commit, not where the checkout lives.
+    return _clone_at(root, str(Path(top)), head, "HEAD", f"git {head[:12]}", "tree")
 
 
 def git_base(workdir: WorkDir, url: str, ref: str) -> BaseTree:

@@ -60,7 +60,7 @@ class Templates:
         template = self._load(name)
         try:
             return template.render(**context)
-        except jinja2.TemplateError as err:
+        except Exception as err:  # any error of the template
             raise self._fail(name, err) from None
 
     def macro(self, name: str, macro: str, **context: Any) -> str:
@@ -74,5 +74,7 @@ class Templates:
                     self.root / name, None, f"template has no macro '{macro}'"
                 )
             return str(fn())
-        except jinja2.TemplateError as err:
+        except TemplateError:
+            raise
+        except Exception as err:  # any error of the template
             raise self._fail(name, err) from None

@@ -214,7 +214,9 @@ def qemu_qtests(builddir: Path, qemu: Path) -> list[Result]:
     return results
 
 
-def qmp_tests(repo: Path, qemu: Path, fake: Path, control: bool) -> Result:
+def qmp_tests(
+    repo: Path, qemu: Path, fake: Path, control: bool, scratch: Path
+) -> Result:
     """Our pytest tests with the qemu.qmp client (timing of the events)."""
     env = {
         **os.environ,
@@ -232,6 +234,7 @@ def qmp_tests(repo: Path, qemu: Path, fake: Path, control: bool) -> Result:
             "-p",
             "no:cacheprovider",
             "-rA",
+            f"--basetemp={scratch / 'qmp-tests'}",
             str(repo / PYTEST_DIR),
         ],
         cwd=repo,

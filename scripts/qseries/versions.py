@@ -91,6 +91,10 @@ class VersionRange:
                     "write it like '>=10.2, <11'",
                 )
             version = QemuVersion.parse(m[2])
+            if (lower if m[1] == ">=" else upper) is not None:
+                raise VersionError(
+                    f"'{text}' gives '{m[1]}' twice", "write it like '>=10.2, <11'"
+                )
             if m[1] == ">=":
                 lower = version
             else:

@@ -200,3 +200,71 @@ def test_compose_control_and_series(
     assert "qapi/vfio.json" in changed(full)
     assert compose(base, patches, workdir) == full  # the same commit again
     assert compose(base, [], workdir) == base.commit
+
+
+def test_inherited_git_dir_cannot_touch_the_tree(
+    run_cli: RunCli, mini_tree: Path, tmp_path: Path
+) -> None:
+    # git exports GIT_DIR to hooks: qseries run from one must still leave
+    # the user's repository alone.
+    before = tree_snapshot(mini_tree)
+    proc = run_cli(
+        "generate",
+        "--tree",
+        str(mini_tree),
+        "--output",
+        str(tmp_path / "out"),
+        env={"GIT_DIR": str(mini_tree / ".git"), "GIT_WORK_TREE": str(mini_tree)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert tree_snapshot(mini_tree) == before
+
+
+def test_cover_names_the_commit_not_the_checkout(
+    run_cli: RunCli, mini_tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert generate(run_cli, mini_tree, out).returncode == 0
+    cover = (out / "v1" / "v1-0000-cover-letter.patch").read_text()
+    head = git(mini_tree, "rev-parse", "HEAD").strip()
+    assert f"\nBase: QEMU 10.2.50 (git {head[:12]})\n" in cover
+    assert str(tmp_path) not in cover
+
+
+def test_stale_worktree_is_made_anew(mini_tree: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from qseries.build import checkout
+    from qseries.source import WorkDir, tree_base
+
+    workdir = WorkDir(tmp_path / "work")
+    base = tree_base(workdir, mini_tree)
+    tree = checkout(base, base.commit, workdir)
+    shutil.rmtree(base.root)  # the base repository is made anew
+    base = tree_base(workdir, mini_tree)
+    assert checkout(base, base.commit, workdir) == tree
+    assert (tree / "VERSION").read_text() == "10.2.50\n"
+
+
+def test_unreachable_mirror_is_one_clear_line(run_cli: RunCli) -> None:
+    proc = run_cli(
+        "source",
+        "--refresh",
+        env={"QSERIES_DEBIAN_MIRROR": "http://127.0.0.1:9/debian"},
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("qseries: error: apt-get update failed")
+    assert "check that http://127.0.0.1:9/debian is reachable" in last
+    assert "Traceback" not in proc.stderr
+
+
+def test_unwritable_output_is_one_line(
+    run_cli: RunCli, mini_tree: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = generate(run_cli, mini_tree, blocker / "out")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"qseries: error: {blocker}")

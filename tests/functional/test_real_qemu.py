@@ -256,3 +256,21 @@ def test_listed_but_missing_versions_fall_back(
     assert lines[-1].startswith(
         "qseries: error: no qemu source package could be downloaded: tried 1:11.1."
     )
+
+
+def test_personal_get_maintainer_conf_changes_nothing(
+    run_cli: RunCli, real_workdir: Path, base: dict[str, object], tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".get_maintainer.conf").write_text("--no-l\n--no-m\n")
+    proc = run_cli(
+        "generate",
+        "--output",
+        str(tmp_path / "o"),
+        workdir=real_workdir,
+        env={"HOME": str(home)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    fresh = {p.name: p.read_bytes() for p in (tmp_path / "o" / "v1").iterdir()}
+    assert fresh == {p.name: p.read_bytes() for p in PATCHES.iterdir()}

@@ -246,3 +246,15 @@ def test_qtest_refuses_an_existing_test_and_unknown_bases() -> None:
     files[generators.QTEST_MESON] = "qtests = []\n"
     with pytest.raises(AnchorError, match="no 'qtests_i386"):
         gen.apply(qtest_reader(files), ctx())
+
+
+def test_template_runtime_error_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "qapi").mkdir()
+    text = (REPO / generators.QAPI_TEMPLATE).read_text() + "{{ 1 // 0 }}\n"
+    (tmp_path / generators.QAPI_TEMPLATE).write_text(text)
+    gen = generators.GENERATORS["qapi-vfio-prepare-event"]
+    with pytest.raises(TemplateError) as info:
+        gen.apply(reader(mini_files()), ctx(tmp_path))
+    line = len(text.splitlines())
+    assert str(info.value).startswith(f"{tmp_path / generators.QAPI_TEMPLATE}:{line}: ")
+    assert "by zero" in str(info.value)

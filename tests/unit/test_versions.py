@@ -44,6 +44,8 @@ def test_range() -> None:
     assert QemuVersion.parse("11.0.0") not in r
     with pytest.raises(VersionError):
         VersionRange.parse("~10.2")
+    with pytest.raises(VersionError, match="twice"):
+        VersionRange.parse(">=10.2, >=9")
 
 
 def test_debian_versions() -> None:
