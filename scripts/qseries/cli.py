@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import traceback
@@ -173,8 +174,15 @@ def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
 
 def _scratch_in_workdir(workdir: WorkDir) -> None:
     """Make the tests we start (qtests, pytest) keep their files and
-    sockets in the work dir rather than in the system's /tmp."""
-    os.environ["TMPDIR"] = str(workdir.sub("tmp"))
+    sockets in the work dir rather than in the system's /tmp.
+
+    WORKDIR/tmp/tests is emptied first: a test case that fails aborts
+    before it can remove its scratch directories.
+    """
+    scratch = workdir.path / "tmp" / "tests"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    os.environ["TMPDIR"] = str(scratch)
 
 
 def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
