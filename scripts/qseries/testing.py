@@ -80,16 +80,23 @@ def _env(qemu: Path, fake: Path | None) -> dict[str, str]:
     return env
 
 
-def list_cases(binary: Path, qemu: Path, fake: Path | None) -> list[str]:
-    proc = subprocess.run(
-        [str(binary), "-l"],
+def _run_qtest(
+    binary: Path, args: list[str], qemu: Path, fake: Path | None, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """A qtest binary, pointed at qemu (and at the fake, if given)."""
+    return subprocess.run(
+        [str(binary), *args],
         env=_env(qemu, fake),
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
         check=False,
-        timeout=60,
+        timeout=timeout,
     )
+
+
+def list_cases(binary: Path, qemu: Path, fake: Path | None) -> list[str]:
+    proc = _run_qtest(binary, ["-l"], qemu, fake, 60)
     return [line.strip() for line in proc.stdout.splitlines() if line.startswith("/")]
 
 
@@ -99,15 +106,7 @@ ERROR_LINE = re.compile(r"(ERROR:.*|.*assertion failed.*|Bail out!.*)")
 def run_case(binary: Path, qemu: Path, fake: Path | None, path: str) -> CaseRun:
     started = time.monotonic()
     try:
-        proc = subprocess.run(
-            [str(binary), "--tap", "-p", path],
-            env=_env(qemu, fake),
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            check=False,
-            timeout=QTEST_TIMEOUT,
-        )
+        proc = _run_qtest(binary, ["--tap", "-p", path], qemu, fake, QTEST_TIMEOUT)
         output = proc.stdout + proc.stderr
         passed = (
             proc.returncode == 0
@@ -194,15 +193,7 @@ def qemu_qtests(builddir: Path, qemu: Path) -> list[Result]:
             continue
         say(f"qtest {name}")
         started = time.monotonic()
-        proc = subprocess.run(
-            [str(binary), "--tap", "-k"],
-            env=_env(qemu, None),
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            check=False,
-            timeout=900,
-        )
+        proc = _run_qtest(binary, ["--tap", "-k"], qemu, None, 900)
         ok = len(re.findall(r"^ok ", proc.stdout, re.M))
         bad = re.findall(r"^not ok .*$", proc.stdout, re.M)
         if proc.returncode == 0 and not bad:

@@ -379,41 +379,73 @@ typedef struct MigrateCase {
     const char *dest;       /* expected events on the destination */
 } MigrateCase;
 
+/* A source and a destination VM, migrating over a unix socket. */
+typedef struct Migration {
+    TestVM *src;
+    TestVM *dst;
+    char *dir;
+    char *sock;
+} Migration;
+
+static void migration_start(Migration *m, const char *const *src_env,
+                            const char *const *dst_env)
+{
+    g_autofree char *incoming = NULL;
+
+    m->dir = g_dir_make_tmp("vfio-prepare-mig-XXXXXX", NULL);
+    g_assert(m->dir);
+    m->sock = g_build_filename(m->dir, "mig.sock", NULL);
+    incoming = g_strdup_printf("-incoming unix:%s", m->sock);
+    m->src = vm_start("source", src_env, NULL);
+    m->dst = vm_start("destination", dst_env, incoming);
+}
+
+/* Migrate and return the final status of the source. */
+static char *migration_run(Migration *m)
+{
+    g_autofree char *uri = g_strdup_printf("unix:%s", m->sock);
+
+    qtest_qmp_assert_success(m->src->qts,
+                             "{ 'execute': 'migrate',"
+                             "  'arguments': { 'uri': %s } }", uri);
+    return wait_migration_end(m->src);
+}
+
+static void migration_end(Migration *m)
+{
+    vm_quit(m->src);
+    vm_quit(m->dst);
+    unlink(m->sock);
+    rmdir(m->dir);
+    g_free(m->sock);
+    g_free(m->dir);
+}
+
 static void test_migrate(gconstpointer opaque)
 {
     const MigrateCase *c = opaque;
     const char *env[] = { "FAKEVFIO_MIGRATION_FLAGS", c->flags, NULL };
-    g_autofree char *tmp = g_dir_make_tmp("vfio-prepare-mig-XXXXXX", NULL);
-    g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", tmp);
-    g_autofree char *sock = g_strdup_printf("%s/mig.sock", tmp);
-    g_autofree char *incoming = g_strdup_printf("-incoming %s", uri);
     g_autofree char *status = NULL;
     g_autofree char *saved = NULL;
     g_autofree char *loaded = NULL;
     g_autofree char *expected_load = NULL;
-    TestVM *src = vm_start("source", env, NULL);
-    TestVM *dst = vm_start("destination", env, incoming);
+    Migration m;
 
-    qtest_qmp_assert_success(src->qts,
-                             "{ 'execute': 'migrate',"
-                             "  'arguments': { 'uri': %s } }", uri);
-    status = wait_migration_end(src);
+    migration_start(&m, env, env);
+    status = migration_run(&m);
     g_assert_cmpstr(status, ==, "completed");
-    vm_expect(src, c->source);
-    vm_expect(dst, c->dest);
-    g_assert_true(vm_running(dst));
+    vm_expect(m.src, c->source);
+    vm_expect(m.dst, c->dest);
+    g_assert_true(vm_running(m.dst));
 
     /* The device state arrived byte for byte: same size and checksum. */
-    saved = vm_state_record(src, "save");
-    loaded = vm_state_record(dst, "load");
+    saved = vm_state_record(m.src, "save");
+    loaded = vm_state_record(m.dst, "load");
     g_assert_nonnull(saved);
     expected_load = g_strdup_printf("%s ok", saved);
     g_assert_cmpstr(loaded, ==, expected_load);
 
-    vm_quit(src);
-    vm_quit(dst);
-    unlink(sock);
-    rmdir(tmp);
+    migration_end(&m);
 }
 
 /*
@@ -425,40 +457,30 @@ static void test_failure(void)
 {
     const char *src_env[] = { "FAKEVFIO_FAIL", "PRE_COPY>STOP_COPY=EIO",
                               NULL };
-    g_autofree char *tmp = g_dir_make_tmp("vfio-prepare-fail-XXXXXX", NULL);
-    g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", tmp);
-    g_autofree char *sock = g_strdup_printf("%s/mig.sock", tmp);
-    g_autofree char *incoming = g_strdup_printf("-incoming %s", uri);
     g_autofree char *status = NULL;
     g_autofree char *seen = NULL;
-    TestVM *src = vm_start("source", src_env, NULL);
-    TestVM *dst = vm_start("destination", NULL, incoming);
     VfioEvent *prep, *done;
+    Migration m;
 
-    qtest_set_expected_status(dst->qts, EXIT_FAILURE);
-    qtest_qmp_assert_success(src->qts,
-                             "{ 'execute': 'migrate',"
-                             "  'arguments': { 'uri': %s } }", uri);
-    status = wait_migration_end(src);
+    migration_start(&m, src_env, NULL);
+    qtest_set_expected_status(m.dst->qts, EXIT_FAILURE);
+    status = migration_run(&m);
     g_assert_cmpstr(status, ==, "failed");
-    g_assert_true(vm_running(src));
+    g_assert_true(vm_running(m.src));
 
-    vm_wait_events(src, 4);
-    seen = vm_events_str(src);
-    g_test_message("%s events: %s", src->name, seen);
-    g_assert_cmpint(src->events->len, >=, 4);
-    prep = &g_array_index(src->events, VfioEvent, 2);
-    done = &g_array_index(src->events, VfioEvent, 3);
+    vm_wait_events(m.src, 4);
+    seen = vm_events_str(m.src);
+    g_test_message("%s events: %s", m.src->name, seen);
+    g_assert_cmpint(m.src->events->len, >=, 4);
+    prep = &g_array_index(m.src->events, VfioEvent, 2);
+    done = &g_array_index(m.src->events, VfioEvent, 3);
     g_assert_true(prep->prepare);
     g_assert_cmpstr(prep->state, ==, "stop-copy");
     g_assert_false(done->prepare);
     g_assert_cmpstr(done->state, !=, "stop-copy");
-    check_pairs(src, true);
+    check_pairs(m.src, true);
 
-    vm_quit(src);
-    vm_quit(dst);
-    unlink(sock);
-    rmdir(tmp);
+    migration_end(&m);
 }
 
 static const MigrateCase migrate_cases[] = {
