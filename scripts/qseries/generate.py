@@ -18,7 +18,7 @@ from email.utils import getaddresses
 from pathlib import Path
 
 from . import generators
-from .errors import AnchorError, ToolError
+from .errors import AnchorError, ToolError, UsageError
 from .gitutil import Git
 from .series import Series, Version
 from .source import BaseTree, WorkDir
@@ -249,19 +249,59 @@ def generate(
     return Generated(version, base, tip, tuple(files), to, cc), outdir
 
 
-def install(generated_dir: Path, dest: Path) -> list[str]:
-    """Make dest hold exactly the generated files; return what changed."""
+# The first line of every mail qseries writes (git format-patch --zero-commit).
+ZERO_FROM = b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n"
+
+
+def written_by_qseries(path: Path, version: Version) -> bool:
+    """Is path a mail of this version that a generate wrote?
+
+    Only such files are ever removed from an output directory: the name
+    git format-patch gives (vN-NNNN-*.patch) and the zero-commit From line
+    qseries asks it for.  Anything else there is the user's.
+    """
+    if not re.fullmatch(rf"{version.name}-\d{{4}}-[\w.-]*\.patch", path.name):
+        return False
+    try:
+        with path.open("rb") as f:
+            return f.readline() == ZERO_FROM
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Installed:
+    changes: tuple[str, ...]  # "wrote NAME", "removed NAME"
+    foreign: tuple[str, ...]  # files left alone: not written by qseries
+
+
+def install(generated_dir: Path, dest: Path, version: Version) -> Installed:
+    """Make dest hold the generated files.
+
+    Stale mails of an earlier generate are removed; any other file in
+    dest (a user's notes.patch, say) is left alone and reported.
+    """
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(
+            f"--output: {dest} is a file, not a directory",
+            "pass a directory (qseries writes DIR/vN/*.patch)",
+        )
     dest.mkdir(parents=True, exist_ok=True)
     changed: list[str] = []
+    foreign: list[str] = []
     new = {p.name: p.read_bytes() for p in generated_dir.glob("*.patch")}
-    for old in sorted(dest.glob("*.patch")):
-        if old.name not in new:
+    for old in sorted(dest.iterdir()):
+        if old.name in new:
+            continue
+        if old.is_file() and written_by_qseries(old, version):
             old.unlink()
             changed.append(f"removed {old.name}")
+        else:
+            foreign.append(old.name)
     for name, data in sorted(new.items()):
         target = dest / name
         if not target.exists() or target.read_bytes() != data:
             target.write_bytes(data)
             changed.append(f"wrote {name}")
     shutil.rmtree(generated_dir, ignore_errors=True)
-    return changed
+    return Installed(tuple(changed), tuple(foreign))

@@ -60,16 +60,6 @@ def test_generate_json(run_cli: RunCli, mini_tree: Path, tmp_path: Path) -> None
     assert len(data["files"]) == 4
 
 
-def test_stale_files_are_removed(
-    run_cli: RunCli, mini_tree: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "out"
-    (out / "v1").mkdir(parents=True)
-    (out / "v1" / "v1-0003-old.patch").write_text("old\n")
-    assert generate(run_cli, mini_tree, out).returncode == 0
-    assert not (out / "v1" / "v1-0003-old.patch").exists()
-
-
 def test_dirty_tree_is_refused_and_untouched(
     run_cli: RunCli, mini_tree: Path, tmp_path: Path
 ) -> None:
@@ -265,6 +255,6 @@ def test_unwritable_output_is_one_line(
     blocker = tmp_path / "file"
     blocker.write_text("")
     proc = generate(run_cli, mini_tree, blocker / "out")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"qseries: error: {blocker}")
