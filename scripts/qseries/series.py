@@ -8,9 +8,11 @@ problem is reported as ``series.yaml:LINE: key.path: what is wrong``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import getaddresses
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +26,13 @@ DEFAULT_BASE_RANGE = ">=10.2, <11"
 T = TypeVar("T")
 
 _STR = "tag:yaml.org,2002:str"
+
+# A version number: v1 ... v9999 (enough for any series, and short
+# enough that int() never meets a number too long to convert).
+VERSION_NUMBER = "[1-9][0-9]{0,3}"
+
+# Names for the control characters people meet; others go by code point.
+_CONTROL_NAMES = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab"}
 
 
 @dataclass(frozen=True)
@@ -84,11 +93,12 @@ class Series:
         """Version 'vN' (or 'N'); the newest one when name is None."""
         if name is None:
             return self.versions[max(self.versions)]
-        m = re.fullmatch(r"v?([1-9][0-9]*)", name)
+        m = re.fullmatch(rf"v?({VERSION_NUMBER})", name)
         if not m or int(m[1]) not in self.versions:
             known = ", ".join(f"v{n}" for n in sorted(self.versions))
+            shown = name if len(name) <= 20 else name[:17] + "..."
             raise SeriesFileError(
-                self.path, None, f"no version '{name}'", f"it has: {known}"
+                self.path, None, f"no version '{shown}'", f"it has: {known}"
             )
         return self.versions[int(m[1])]
 
@@ -142,12 +152,28 @@ class _Reader:
             raise self.fail(node, where, "must not be empty")
         return value
 
-    def strings(self, node: yaml.Node, where: str) -> tuple[str, ...]:
+    def strings(
+        self, node: yaml.Node, where: str, header: bool = False
+    ) -> tuple[str, ...]:
         if not isinstance(node, yaml.SequenceNode):
             raise self.fail(node, where, "expected a list of strings")
-        return tuple(
-            self.string(item, f"{where}[{i}]") for i, item in enumerate(node.value)
-        )
+        read = self.header if header else self.string
+        return tuple(read(item, f"{where}[{i}]") for i, item in enumerate(node.value))
+
+    def header(self, node: yaml.Node, where: str) -> str:
+        """A string that ends up in a mail header: one line, no control
+        characters (a line break would start a header of its own)."""
+        value = self.string(node, where)
+        for i, char in enumerate(value.strip()):
+            if unicodedata.category(char) == "Cc":
+                name = _CONTROL_NAMES.get(char, f"U+{ord(char):04X}")
+                raise self.fail(
+                    node,
+                    where,
+                    f"contains {name} at character {i + 1}; it goes into a "
+                    "mail header, which must be one line",
+                )
+        return value
 
     def parsed(
         self, node: yaml.Node, where: str, parse: Callable[[str], T], expected: str
@@ -186,6 +212,30 @@ def _trailer(text: str) -> str:
     return text
 
 
+def _identity_at(r: _Reader, node: yaml.Node, where: str) -> Identity:
+    r.header(node, where)
+    return r.parsed(node, where, _identity, "'Name <email>'")
+
+
+def _addresses(
+    r: _Reader, keys: dict[str, yaml.Node], key: str, where: str
+) -> tuple[str, ...]:
+    """A to/cc list: each entry one line and one address."""
+    if key not in keys:
+        return ()
+    path = f"{where}.{key}" if where else key
+    values = r.strings(keys[key], path, header=True)
+    for i, value in enumerate(values):
+        found = [a for _, a in getaddresses([value]) if a]
+        if len(found) != 1 or "@" not in found[0]:
+            raise r.fail(
+                keys[key].value[i],
+                f"{path}[{i}]",
+                f"'{value}' is not one mail address like 'Name <user@host>'",
+            )
+    return values
+
+
 def _patch(r: _Reader, node: yaml.Node, where: str, generators: set[str]) -> Patch:
     keys = r.mapping(node, where, ["subject", "generator", "body"], ["trailers"])
     generator = r.string(keys["generator"], f"{where}.generator")
@@ -204,7 +254,7 @@ def _patch(r: _Reader, node: yaml.Node, where: str, generators: set[str]) -> Pat
             for i, t in enumerate(keys["trailers"].value)
         )
     return Patch(
-        subject=r.string(keys["subject"], f"{where}.subject").strip(),
+        subject=r.header(keys["subject"], f"{where}.subject").strip(),
         body=r.string(keys["body"], f"{where}.body").strip("\n") + "\n",
         generator=generator,
         trailers=trailers,
@@ -242,7 +292,7 @@ def _version(r: _Reader, number: int, node: yaml.Node, generators: set[str]) -> 
         raise r.fail(patches_node, f"{where}.patches", "expected a non-empty list")
     return Version(
         number=number,
-        author=r.parsed(keys["author"], f"{where}.author", _identity, "'Name <email>'"),
+        author=_identity_at(r, keys["author"], f"{where}.author"),
         date=r.parsed(
             keys["date"], f"{where}.date", _date, "an ISO 8601 date with a time zone"
         ),
@@ -253,15 +303,15 @@ def _version(r: _Reader, number: int, node: yaml.Node, generators: set[str]) -> 
             if "since" in keys
             else None
         ),
-        cover_subject=r.string(cover["subject"], f"{where}.cover.subject").strip(),
+        cover_subject=r.header(cover["subject"], f"{where}.cover.subject").strip(),
         cover_body=r.string(cover["body"], f"{where}.cover.body").strip("\n") + "\n",
         changelog=(
             r.strings(keys["changelog"], f"{where}.changelog")
             if "changelog" in keys
             else ()
         ),
-        to=r.strings(keys["to"], f"{where}.to") if "to" in keys else (),
-        cc=r.strings(keys["cc"], f"{where}.cc") if "cc" in keys else (),
+        to=_addresses(r, keys, "to", where),
+        cc=_addresses(r, keys, "cc", where),
         patches=tuple(
             _patch(r, p, f"{where}.patches[{i}]", generators)
             for i, p in enumerate(patches_node.value)
@@ -299,7 +349,7 @@ def load(path: Path, generators: set[str]) -> Series:
         raise r.fail(versions_node, "versions", "expected a mapping of v1, v2, ...")
     versions: dict[int, Version] = {}
     for key_node, value in versions_node.value:
-        m = re.fullmatch(r"v([1-9][0-9]*)", str(key_node.value))
+        m = re.fullmatch(rf"v({VERSION_NUMBER})", str(key_node.value))
         if not m:
             raise r.fail(
                 key_node, "versions", f"'{key_node.value}' is not a version like 'v1'"
@@ -311,11 +361,11 @@ def load(path: Path, generators: set[str]) -> Series:
     return Series(
         path=path,
         subject_prefix=(
-            r.string(keys["subject-prefix"], "subject-prefix")
+            r.header(keys["subject-prefix"], "subject-prefix")
             if "subject-prefix" in keys
             else "PATCH"
         ),
-        to=r.strings(keys["to"], "to") if "to" in keys else (),
-        cc=r.strings(keys["cc"], "cc") if "cc" in keys else (),
+        to=_addresses(r, keys, "to", ""),
+        cc=_addresses(r, keys, "cc", ""),
         versions=versions,
     )
