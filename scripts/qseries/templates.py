@@ -2,6 +2,9 @@
 
 Templates are rendered strictly: an undefined variable is an error that
 names the template file and line, never an empty string in a patch.
+They are rendered in jinja2's sandbox: a template can fill in text, not
+reach Python objects (``''.__class__`` and the like are refused), and
+it can include only templates of its own folder.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 
 from .errors import TemplateError
 
@@ -18,7 +22,7 @@ from .errors import TemplateError
 class Templates:
     def __init__(self, root: Path):
         self.root = root
-        self.env = jinja2.Environment(
+        self.env = jinja2.sandbox.ImmutableSandboxedEnvironment(
             loader=jinja2.FileSystemLoader(str(root)),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -29,6 +33,8 @@ class Templates:
 
     def _fail(self, name: str, err: Exception) -> TemplateError:
         path = self.root / name
+        if isinstance(err, jinja2.TemplateNotFound):
+            return self._not_found(path, err, self._line_in(path, err))
         line = getattr(err, "lineno", None)
         if line is None:
             for frame in reversed(traceback.extract_tb(err.__traceback__)):
@@ -37,6 +43,31 @@ class Templates:
                     break
         message = getattr(err, "message", None) or str(err)
         return TemplateError(path, line, f"template error: {message}")
+
+    @staticmethod
+    def _line_in(path: Path, err: Exception) -> int | None:
+        for frame in reversed(traceback.extract_tb(err.__traceback__)):
+            if Path(frame.filename) == path:
+                return frame.lineno
+        return None
+
+    def _not_found(
+        self, path: Path, err: jinja2.TemplateNotFound, line: int | None
+    ) -> TemplateError:
+        """An include or import of a template that is not there."""
+        wanted = str(err.name)
+        inside = (self.root / wanted).resolve().is_relative_to(self.root.resolve())
+        if ".." in Path(wanted).parts or Path(wanted).is_absolute() or not inside:
+            why = (
+                f"includes '{wanted}', which is outside the templates folder "
+                f"{self.root}"
+            )
+            return TemplateError(
+                path, line, why, "templates may only use files beside series.yaml"
+            )
+        return TemplateError(
+            path, line, f"includes '{wanted}', which is not in {self.root}"
+        )
 
     def _load(self, name: str) -> jinja2.Template:
         try:
