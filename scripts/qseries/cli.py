@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,8 +20,9 @@ from . import build as build_mod
 from . import check, generators, report, testing
 from . import generate as gen
 from . import series as series_mod
-from .errors import EXIT_FAILED, EXIT_USAGE, QSeriesError, UsageError
+from .errors import EXIT_FAILED, QSeriesError, UsageError
 from .source import BaseTree, SourceSpec, WorkDir, get_base, say
+from .workdir import WorkDirLock, check_directory, first_existing
 
 # What `build` and `test` put on top of the base.
 WHAT = ("series", "control", "base")
@@ -45,7 +49,17 @@ def _add_base_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+# A Debian version (1:10.0.13+ds-0+deb13u1) or a QEMU version or prefix
+# of one (10.0, 10.0.13).
+BASE_VERSION = re.compile(r"(?:\d+:)?\d+(?:\.\d+){0,2}(?:[+~-][A-Za-z0-9.+~-]*)?")
+
+
 def _spec(args: argparse.Namespace) -> SourceSpec:
+    if args.base_version is not None and not BASE_VERSION.fullmatch(args.base_version):
+        raise UsageError(
+            f"--base-version {args.base_version!r} is not a version",
+            "write it like 10.0, 10.0.13 or 1:10.0.13+ds-0+deb13u1",
+        )
     return SourceSpec(
         base_version=args.base_version,
         tree=args.tree,
@@ -84,11 +98,15 @@ def _patches_dir(args: argparse.Namespace, version: series_mod.Version) -> Path:
 def cmd_generate(args: argparse.Namespace, workdir: WorkDir) -> int:
     series = _load(args)
     version = series.version(args.series)
+    dest = _patches_dir(args, version)
+    _check_output(dest)
     base: BaseTree = get_base(workdir, _spec(args), version.base)
     say(f"generating {version.name} on {base.describe()}")
     result, tmp = gen.generate(series, version, base, workdir)
-    dest = _patches_dir(args, version)
-    changes = gen.install(tmp, dest)
+    installed = gen.install(tmp, dest, version)
+    changes = list(installed.changes)
+    for name in installed.foreign:
+        say(f"left alone in {dest}: {name} (not written by qseries)")
     if args.json:
         _print_json(
             {
@@ -98,6 +116,7 @@ def cmd_generate(args: argparse.Namespace, workdir: WorkDir) -> int:
                 "directory": str(dest),
                 "files": [f.name for f in result.files],
                 "changed": changes,
+                "foreign": list(installed.foreign),
                 "to": list(result.to),
                 "cc": list(result.cc),
             }
@@ -105,12 +124,25 @@ def cmd_generate(args: argparse.Namespace, workdir: WorkDir) -> int:
     else:
         for f in result.files:
             print(dest / f.name)
+        for change in changes:
+            if change.startswith("removed "):
+                print(change)
         print(
             f"{len(changes)} file(s) changed in {dest}"
             if changes
             else f"{dest} is up to date"
         )
     return 0
+
+
+def _check_output(dest: Path) -> None:
+    """Refuse an --output that cannot hold DIR/vN before any work is done."""
+    blocker = first_existing(dest)
+    if not blocker.is_dir():
+        raise UsageError(
+            f"{blocker} is a file, not a directory",
+            "pass --output a directory (qseries writes DIR/vN/*.patch)",
+        )
 
 
 def cmd_check(args: argparse.Namespace, workdir: WorkDir) -> int:
@@ -282,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show a traceback on errors"
     )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once, rather than wait, when another run holds the work dir",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
@@ -385,13 +422,39 @@ def _describe(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
+# Exit codes beyond errors.py's: a reader that went away (as git does
+# when killed by SIGPIPE) and a bug in qseries itself (sysexits' EX_SOFTWARE).
+EXIT_PIPE = 141
+EXIT_BUG = 70
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: let Python's final flush of stdout go nowhere."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Whatever the locale says the terminal takes (PYTHONIOENCODING=ascii,
+    # LC_ALL=C), a name with an accent must not end the run.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         workdir = WorkDir.default(args.workdir)
-        code: int = args.func(args, workdir)
+        check_directory(workdir.path, "--workdir")
+        with WorkDirLock(workdir.path, f"qseries {args.command}") as lock:
+            lock.acquire(wait=not args.no_wait, notify=say)
+            code: int = args.func(args, workdir)
+            sys.stdout.flush()
         return code
+    except BrokenPipeError:
+        # Whoever read our output (`--json | head`) has what it wanted.
+        _quiet_stdout()
+        return EXIT_PIPE
     except QSeriesError as err:
         if args.debug:
             traceback.print_exc()
@@ -407,8 +470,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qseries: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return EXIT_USAGE
+    except Exception as err:  # a bug: still one line, the traceback on demand
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"qseries: internal error: {type(err).__name__}: {_describe(err)}; "
+            "this is a bug in qseries: rerun with --debug and report it",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
 
 
 if __name__ == "__main__":
