@@ -7,6 +7,7 @@ git configuration are ignored, and so are the locale and the time zone.
 from __future__ import annotations
 
 import os
+import re
 from io import BytesIO
 from pathlib import Path
 
@@ -50,6 +51,33 @@ def scrub_environment() -> None:
         os.environ.pop(name, None)
 
 
+# What git says when an object it needs cannot be read back.
+CORRUPT_PATTERN = re.compile(
+    r"is corrupt|inflate: data stream error|unable to unpack|object file .* is empty"
+    r"|hash mismatch|bad object|unable to read [0-9a-f]{7,}|packfile .* cannot be"
+)
+NO_SPACE = "No space left on device"
+
+
+class CorruptRepoError(ToolError):
+    """git cannot read back an object of the repository."""
+
+
+class GitTimeout(ToolError):
+    """A git command ran longer than its time limit."""
+
+
+def _subcommand(args: tuple[str, ...]) -> str:
+    """'clone' of ('-c', 'x=y', 'clone', ...)."""
+    rest = iter(args)
+    for arg in rest:
+        if arg in ("-c", "-C"):
+            next(rest, None)
+        elif not arg.startswith("-"):
+            return arg
+    return args[0] if args else ""
+
+
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("error:", "fatal:"))]
@@ -69,8 +97,13 @@ class Git:
         *args: str,
         env: dict[str, str] | None = None,
         strip: bool = True,
+        timeout: float | None = None,
     ) -> str:
-        """Run git ARGS; raise ToolError with git's own message on failure."""
+        """Run git ARGS; raise ToolError with git's own message on failure.
+
+        With a timeout (seconds), git and its children are killed once it
+        has passed, and GitTimeout says so.
+        """
         full_env = dict(CLEAN_ENV)
         if env:
             full_env.update(env)
@@ -80,10 +113,26 @@ class Git:
                 env=full_env,
                 strip_newline_in_stdout=strip,
                 stdout_as_string=True,
+                kill_after_timeout=timeout,
             )
         except git.GitCommandError as err:
             stderr = err.stderr if isinstance(err.stderr, str) else str(err.stderr)
             stdout = err.stdout if isinstance(err.stdout, str) else ""
+            if timeout is not None and "Timeout: the command" in stderr:
+                raise GitTimeout(
+                    f"git {_subcommand(args)} did not finish within its time limit of "
+                    f"{timeout:g} s (in {self.path})",
+                    "check the network and the disk, then run qseries again",
+                ) from None
+            if NO_SPACE in stderr:
+                raise ToolError(
+                    f"git {args[0]} failed: no space left on device in {self.path}",
+                    "free some space there, or pass --workdir on a disk with room",
+                ) from None
+            if CORRUPT_PATTERN.search(stderr):
+                raise CorruptRepoError(
+                    f"git {args[0]} failed in {self.path}: {_first_line(stderr)}"
+                ) from None
             raise ToolError(
                 f"git {args[0]} failed in {self.path}: "
                 f"{_first_line(stderr + chr(10) + stdout)}"

@@ -7,21 +7,25 @@ clones it and never writes to it, its index or its refs.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import SourceError, ToolError, UsageError
-from .gitutil import Git
+from .errors import EXIT_USAGE, SourceError, ToolError, UsageError
+from .gitutil import CorruptRepoError, Git
 from .versions import (
     QemuVersion,
     VersionRange,
@@ -34,6 +38,28 @@ DEBIAN_SUITES = ("sid", "trixie")
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 LISTS_MAX_AGE = 24 * 3600
 MARKER = "qseries-base.json"
+# Written (to a temporary name, then renamed) only once a step is complete:
+# an interrupted apt-get update or download leaves no stamp behind.
+UPDATED_STAMP = "updated.json"
+DOWNLOADED_STAMP = "complete"
+
+# Time limits of the external commands, in seconds.  apt's own network
+# timeouts (APT_NETWORK_OPTIONS) make a stalled mirror fail well before.
+APT_UPDATE_TIMEOUT = 10 * 60
+APT_SOURCE_TIMEOUT = 30 * 60
+APT_CACHE_TIMEOUT = 2 * 60
+DPKG_SOURCE_TIMEOUT = 15 * 60
+GIT_CLONE_TIMEOUT = 30 * 60
+APT_NETWORK_OPTIONS = {
+    "Acquire::http::Timeout": "60",
+    "Acquire::https::Timeout": "60",
+    "Acquire::Retries": "2",
+}
+
+# Free space wanted before a step starts: the index (two Sources lists,
+# about 50 MB), and a Debian base (40 MB download, 460 MB tree and git).
+INDEX_SPACE = 200 * 2**20
+BASE_SPACE = 700 * 2**20
 
 BASE_NAME = "Debian qemu source package"
 BASE_EMAIL = "qemu@packages.debian.org"
@@ -42,6 +68,98 @@ BASE_EMAIL = "qemu@packages.debian.org"
 def say(message: str) -> None:
     """Progress for people, on stderr."""
     print(f"qseries: {message}", file=sys.stderr, flush=True)
+
+
+class TreeOptionError(SourceError):
+    """--tree names something that is not a usable QEMU checkout."""
+
+    exit_code = EXIT_USAGE
+
+
+class NoSpaceError(SourceError):
+    """The disk of the work dir is full."""
+
+
+def no_space(where: Path, doing: str) -> NoSpaceError:
+    return NoSpaceError(
+        f"no space left on device in {where} ({doing})",
+        "free some space there, or pass --workdir DIR on a disk with room",
+    )
+
+
+def need_space(where: Path, wanted: int, doing: str) -> None:
+    """Fail at once, rather than halfway, when the disk cannot hold a step."""
+    free = shutil.disk_usage(where).free
+    if free < wanted:
+        raise NoSpaceError(
+            f"not enough space in {where} for {doing}: "
+            f"{free // 2**20} MB free, about {wanted // 2**20} MB needed",
+            "free some space there, or pass --workdir DIR on a disk with room",
+        )
+
+
+def write_stamp(path: Path, data: dict[str, object]) -> None:
+    """Write a completion stamp atomically: whole, or not at all."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_stamp(path: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+SourceFiles = dict[str, tuple[str, int]]  # file name: (sha256, size)
+
+
+def mismatched_files(directory: Path, files: SourceFiles) -> list[str]:
+    """The files of a source package that are missing or differ from the index.
+
+    The sizes are compared first, so that a truncated file costs no hashing.
+    """
+    bad = []
+    for name, (sha256, size) in sorted(files.items()):
+        path = directory / name
+        try:
+            if path.stat().st_size != size or sha256_of(path) != sha256:
+                bad.append(name)
+        except OSError:
+            bad.append(name)
+    return bad
+
+
+def parse_showsrc(text: str, package: str) -> dict[str, SourceFiles]:
+    """Version: files with their sha256, from `apt-cache showsrc` output."""
+    versions: dict[str, SourceFiles] = {}
+    for stanza in re.split(r"\n\s*\n", text):
+        fields = dict(re.findall(r"^([\w-]+):[ \t]*(.*)$", stanza, re.M))
+        if fields.get("Package") != package or "Version" not in fields:
+            continue
+        block = re.search(
+            r"^Checksums-Sha256:[ \t]*\n((?:[ \t]+\S.*\n?)+)", stanza, re.M
+        )
+        files: SourceFiles = {}
+        for line in block[1].splitlines() if block else []:
+            parts = line.split()
+            if len(parts) == 3 and re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+                files[parts[2]] = (parts[0], int(parts[1]))
+        versions.setdefault(fields["Version"], {}).update(files)
+    return versions
 
 
 @dataclass(frozen=True)
@@ -109,24 +227,72 @@ class WorkDir:
         return path
 
 
+def _command_name(argv: Sequence[str]) -> str:
+    """'apt-get update', 'dpkg-source -x': the program and what it does."""
+    words = [argv[0]]
+    args = iter(argv[1:])
+    for arg in args:
+        if arg == "-o":
+            next(args, None)
+        elif arg == "-x" or not arg.startswith("-"):
+            words.append(arg)
+            break
+    return " ".join(words)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def _run(
-    argv: Sequence[str], cwd: Path | None = None
+    argv: Sequence[str],
+    cwd: Path | None = None,
+    *,
+    timeout: float,
+    workdir: Path,
 ) -> subprocess.CompletedProcess[str]:
+    """Run a command with a time limit; its children go when it goes.
+
+    A full disk (ENOSPC in the command's output) is reported as such,
+    naming the work dir, whatever the command's exit code.
+    """
+    name = _command_name(argv)
     try:
-        return subprocess.run(
+        proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
+            errors="replace",
             env={**os.environ, "LC_ALL": "C"},
-            check=False,
+            # A group of its own, so that apt's download methods and
+            # dpkg-source's tar die with it on a time limit.
+            start_new_session=True,
         )
     except FileNotFoundError:
+        hint = "run 'make bootstrap' (or see README) to install what qseries needs"
+        if argv[0] == "dpkg-source":
+            hint = "install dpkg-dev (apt-get install dpkg-dev)"
+        raise ToolError(f"{argv[0]} is not installed", hint) from None
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.communicate()
         raise ToolError(
-            f"{argv[0]} is not installed",
-            "run 'make bootstrap' (or see README) to install what qseries needs",
+            f"{name} did not finish within its time limit of {timeout:g} s",
+            "check the network and the free space of the work dir, then retry",
         ) from None
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    if os.strerror(errno.ENOSPC) in stderr + stdout:
+        raise no_space(workdir, f"{name} failed")
+    return subprocess.CompletedProcess(list(argv), proc.returncode, stdout, stderr)
 
 
 def _apt_entries(etc: Path) -> list[tuple[str, list[str]]]:
@@ -172,26 +338,34 @@ class Apt:
     """apt-get and apt-cache with a private configuration in the work dir."""
 
     def __init__(self, workdir: WorkDir, mirror: str | None = None):
+        self.workdir = workdir.path
         self.root = workdir.sub("apt")
         self.mirror = (
             mirror or os.environ.get("QSERIES_DEBIAN_MIRROR") or system_mirror()
         )
         self.sources = self.root / "sources.list"
+        self.stamp = self.root / UPDATED_STAMP
+        self._index: dict[str, dict[str, SourceFiles]] = {}
         (self.root / "sources.list.d").mkdir(exist_ok=True)
         (self.root / "lists" / "partial").mkdir(parents=True, exist_ok=True)
         (self.root / "cache" / "archives" / "partial").mkdir(
             parents=True, exist_ok=True
         )
-        keyring = (
-            f" [signed-by={DEBIAN_KEYRING}]" if Path(DEBIAN_KEYRING).exists() else ""
-        )
+        options = self.source_options()
         text = "".join(
-            f"deb-src{keyring} {self.mirror} {suite} main\n" for suite in DEBIAN_SUITES
+            f"deb-src{options} {self.mirror} {suite} main\n" for suite in DEBIAN_SUITES
         )
         if not self.sources.exists() or self.sources.read_text() != text:
+            self.stamp.unlink(missing_ok=True)
             self.sources.write_text(text)
             for old in (self.root / "lists").glob("*_Sources*"):
                 old.unlink()
+
+    def source_options(self) -> str:
+        """The [options] of our deb-src lines: the Debian keyring signs."""
+        if Path(DEBIAN_KEYRING).exists():
+            return f" [signed-by={DEBIAN_KEYRING}]"
+        return ""
 
     def options(self) -> list[str]:
         opts = {
@@ -200,74 +374,165 @@ class Apt:
             "Dir::State::Lists": str(self.root / "lists"),
             "Dir::Cache": str(self.root / "cache"),
             "Debug::NoLocking": "1",
+            **APT_NETWORK_OPTIONS,
         }
         if os.geteuid() == 0:
             # _apt cannot write into the work dir; download as ourselves.
             opts["APT::Sandbox::User"] = "root"
         return [arg for k, v in opts.items() for arg in ("-o", f"{k}={v}")]
 
-    def update(self, refresh: bool) -> None:
-        lists = list((self.root / "lists").glob("*_Sources*"))
-        fresh = (
-            lists
-            and min(p.stat().st_mtime for p in lists) > time.time() - LISTS_MAX_AGE
+    def is_fresh(self) -> bool:
+        """Whether a complete update of these sources is less than a day old.
+
+        Only the stamp counts, never the lists' mtimes: an update that was
+        interrupted halfway leaves new lists but no stamp.
+        """
+        data = read_stamp(self.stamp)
+        if data is None or data.get("sources") != self.sources.read_text():
+            return False
+        when = data.get("time")
+        return isinstance(when, (int, float)) and 0 <= time.time() - when < (
+            LISTS_MAX_AGE
         )
-        if fresh and not refresh:
+
+    def clean_partial(self) -> None:
+        """Drop what an interrupted apt run left half-downloaded."""
+        for partial in (
+            self.root / "lists" / "partial",
+            self.root / "cache" / "archives" / "partial",
+        ):
+            for leftover in partial.iterdir():
+                _remove(leftover)
+        for tmp in self.root.glob("*.tmp"):
+            tmp.unlink()
+
+    def update(self, refresh: bool) -> None:
+        if self.is_fresh() and not refresh:
             return
+        self.clean_partial()
+        self.stamp.unlink(missing_ok=True)
+        need_space(self.root, INDEX_SPACE, "the package index")
         say(f"reading the qemu source package index ({', '.join(DEBIAN_SUITES)})")
-        proc = _run(["apt-get", *self.options(), "update"])
+        proc = _run(
+            ["apt-get", *self.options(), "update"],
+            timeout=APT_UPDATE_TIMEOUT,
+            workdir=self.workdir,
+        )
         # apt-get update exits 0 when a mirror is unreachable; the lists tell.
-        if proc.returncode != 0 or not list((self.root / "lists").glob("*_Sources*")):
+        lists = self.root / "lists"
+        missing = [
+            suite
+            for suite in DEBIAN_SUITES
+            if not list(lists.glob(f"*_dists_{suite}_main_source_Sources*"))
+        ]
+        if proc.returncode != 0 or missing:
             raise SourceError(
                 f"apt-get update failed: {_last_line(proc.stderr or proc.stdout)}",
                 f"check that {self.mirror} is reachable",
             )
+        write_stamp(
+            self.stamp, {"time": time.time(), "sources": self.sources.read_text()}
+        )
+
+    def index(self, package: str) -> dict[str, SourceFiles]:
+        """Each listed version of a source package, with its files' sha256."""
+        if package not in self._index:
+            proc = _run(
+                ["apt-cache", *self.options(), "showsrc", package],
+                timeout=APT_CACHE_TIMEOUT,
+                workdir=self.workdir,
+            )
+            if proc.returncode != 0:
+                raise SourceError(
+                    f"apt-cache showsrc {package} failed: {_last_line(proc.stderr)}"
+                )
+            self._index[package] = parse_showsrc(proc.stdout, package)
+        return self._index[package]
 
     def source_versions(self, package: str) -> list[str]:
-        proc = _run(["apt-cache", *self.options(), "showsrc", package])
-        if proc.returncode != 0:
-            raise SourceError(
-                f"apt-cache showsrc {package} failed: {_last_line(proc.stderr)}"
-            )
-        versions = set()
-        for stanza in proc.stdout.split("\n\n"):
-            fields = dict(re.findall(r"^([\w-]+): (.*)$", stanza, re.M))
-            if fields.get("Package") == package and "Version" in fields:
-                versions.add(fields["Version"])
-        return versions_newest_first(versions)
+        return versions_newest_first(list(self.index(package)))
 
     def download(self, package: str, version: str, dest: Path) -> Path | None:
-        """Download a source package into dest; None if it is not fetchable."""
-        dsc = dest / f"{package}_{version.split(':', 1)[-1]}.dsc"
-        done = dest / "complete"
-        if done.exists() and dsc.exists():
-            return dsc
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True)
-        proc = _run(
-            [
-                "apt-get",
-                *self.options(),
-                "source",
-                "--download-only",
-                f"{package}={version}",
-            ],
-            cwd=dest,
-        )
-        if proc.returncode != 0 or not dsc.exists():
-            shutil.rmtree(dest, ignore_errors=True)
-            say(
-                f"{package} {version} is listed but did not download "
-                f"({_last_line(proc.stderr)})"
+        """Download a source package into dest; None if it is not fetchable.
+
+        Every file is checked against the sha256 of the index (which apt
+        verified against the archive's signed InRelease), also when the
+        download is reused; a file that differs is fetched once more.
+        """
+        files = self.index(package).get(version, {})
+        dscs = [name for name in files if name.endswith(".dsc")]
+        if len(dscs) != 1:
+            raise SourceError(
+                f"the index lists no sha256 of the files of {package} {version}",
+                "run qseries source --refresh",
             )
-            return None
-        done.write_text(version + "\n")
-        return dsc
+        dsc = dest / dscs[0]
+        stamp = dest / DOWNLOADED_STAMP
+        if (read_stamp(stamp) or {}).get("version") == version:
+            bad = mismatched_files(dest, files)
+            if not bad:
+                return dsc
+            say(
+                f"the cached {bad[0]} differs from the index's sha256: "
+                "downloading it again"
+            )
+        for attempt in (1, 2):
+            _remove(dest)
+            dest.mkdir(parents=True)
+            need_space(dest, BASE_SPACE, f"qemu {version}")
+            proc = _run(
+                [
+                    "apt-get",
+                    *self.options(),
+                    "source",
+                    "--download-only",
+                    f"{package}={version}",
+                ],
+                cwd=dest,
+                timeout=APT_SOURCE_TIMEOUT,
+                workdir=self.workdir,
+            )
+            # apt names the file in the URL it failed to fetch, %-encoded.
+            output = urllib.parse.unquote(proc.stderr + proc.stdout)
+            if "Hash Sum mismatch" in output:
+                bad = [name for name in sorted(files) if name in output] or ["a file"]
+            elif proc.returncode != 0 or not dsc.exists():
+                _remove(dest)
+                say(
+                    f"{package} {version} is listed but did not download "
+                    f"({_last_line(proc.stderr)})"
+                )
+                return None
+            else:
+                bad = mismatched_files(dest, files)
+            if not bad:
+                write_stamp(stamp, {"version": version, "files": sorted(files)})
+                return dsc
+            if attempt == 1:
+                say(
+                    f"{bad[0]} of {package} {version} differs from the index's "
+                    "sha256: downloading it once more"
+                )
+        _remove(dest)
+        raise SourceError(
+            f"{package} {version}: {bad[0]} from {self.mirror} does not match "
+            "the sha256 of the signed package index, twice",
+            "the mirror or the network is broken: try again later, or set "
+            "QSERIES_DEBIAN_MIRROR to another mirror",
+        )
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a whole directory, if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("E:")]
+    errors = [line for line in lines if line.startswith("E:") or " error: " in line]
     return (errors or lines or ["no output"])[0 if errors else -1]
 
 
@@ -339,8 +604,18 @@ def _read_marker(root: Path) -> BaseTree | None:
         base = BaseTree(**{**data, "root": root})
     except (OSError, ValueError, TypeError):
         return None
-    # A cache is only reused when it is what the marker says it is.
-    if Git(root).try_run("rev-parse", "HEAD") != base.commit:
+    # A cache is only reused when it is what the marker says it is, and
+    # when git can still read it back.
+    g = Git(root)
+    try:
+        if g.rev("HEAD") != base.commit or _version_at(g, base.commit) != base.version:
+            return None
+    except CorruptRepoError as err:
+        say(f"the cached base tree {root} has corrupt git objects: making it again")
+        say(f"(git said: {err.message})")
+        _remove(root)
+        return None
+    except ToolError:
         return None
     return base
 
@@ -349,20 +624,47 @@ def _write_marker(base: BaseTree) -> None:
     (base.root / ".git" / MARKER).write_text(json.dumps(base.to_json(), indent=1))
 
 
-def _version_file(g: Git, commit: str) -> str:
-    try:
-        return g.show(commit, "VERSION").strip()
-    except ToolError:
-        raise SourceError(
-            f"{g.path} at {commit[:12]} has no VERSION file",
-            "is it a QEMU tree?",
-        ) from None
+def _version_at(g: Git, commit: str) -> str | None:
+    """The VERSION file at commit, or None if there is none.
+
+    CorruptRepoError when git cannot read the objects: that is not the
+    same as a missing file.
+    """
+    listing = g.run("ls-tree", "--name-only", commit, "--", "VERSION")
+    if listing.strip() != "VERSION":
+        return None
+    return g.show(commit, "VERSION").strip()
+
+
+def clean_leftovers(workdir: WorkDir) -> None:
+    """Remove what an interrupted run left half-made in the work dir.
+
+    Runs under the work dir's lock: nothing else is writing there.
+    """
+    trees = workdir.path / "trees"
+    if trees.is_dir():
+        for pattern in ("*.partial", "*.tmp-extract.*", "*.orig.tar.*"):
+            # dpkg-source extracts next to its target, and copies the
+            # upstream tarball there.
+            for leftover in trees.glob(pattern):
+                _remove(leftover)
+    downloads = workdir.path / "debian"
+    if downloads.is_dir():
+        for dest in downloads.iterdir():
+            if not (dest / DOWNLOADED_STAMP).is_file():
+                _remove(dest)
 
 
 def debian_base(
-    workdir: WorkDir, base_range: VersionRange, exact: str | None, refresh: bool
+    workdir: WorkDir,
+    base_range: VersionRange,
+    exact: str | None,
+    refresh: bool,
+    apt: Apt | None = None,
 ) -> BaseTree:
-    apt = Apt(workdir)
+    clean_leftovers(workdir)
+    apt = apt or Apt(workdir)
+    apt.clean_partial()
     apt.update(refresh)
     available = apt.source_versions("qemu")
     if not available:
@@ -379,25 +681,35 @@ def debian_base(
             if i + 1 < len(candidates):
                 say(f"falling back to qemu {candidates[i + 1]}")
             continue
-        return _unpack(dsc, root, version)
+        return _unpack(dsc, root, version, workdir)
     raise SourceError(
         "no qemu source package could be downloaded: tried " + ", ".join(candidates),
         "check the network, or pass --tree PATH",
     )
 
 
-def _unpack(dsc: Path, root: Path, version: str) -> BaseTree:
+def _unpack(dsc: Path, root: Path, version: str, workdir: WorkDir) -> BaseTree:
     say(f"unpacking qemu {version} with dpkg-source -x")
-    shutil.rmtree(root, ignore_errors=True)
     tmp = root.with_name(root.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    _remove(root)
+    _remove(tmp)
     root.parent.mkdir(parents=True, exist_ok=True)
-    proc = _run(["dpkg-source", "--no-check", "-x", str(dsc), str(tmp)])
+    # dpkg-source checks the files against the .dsc's checksums, and the
+    # .dsc was checked against the signed index.  It cannot check the
+    # uploader's signature without Debian's maintainer keyring and says so.
+    proc = _run(
+        ["dpkg-source", "-x", str(dsc), str(tmp)],
+        cwd=root.parent,
+        timeout=DPKG_SOURCE_TIMEOUT,
+        workdir=workdir.path,
+    )
+    for copy in root.parent.glob("*.orig.tar.*"):
+        copy.unlink()
     if proc.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         raise SourceError(
-            f"dpkg-source -x {dsc.name} failed: {_last_line(proc.stderr)}",
-            "install dpkg-dev",
+            f"dpkg-source -x {dsc} failed: {_last_line(proc.stderr or proc.stdout)}",
+            "run that command by hand to see all of its output",
         )
     say("committing the base tree")
     commit = _commit_all(
@@ -417,13 +729,49 @@ def _unpack(dsc: Path, root: Path, version: str) -> BaseTree:
 
 
 def tree_base(workdir: WorkDir, path: Path) -> BaseTree:
-    """A clone of the user's checkout at its HEAD; the checkout is only read."""
+    """A clone of the user's checkout at its HEAD; the checkout is only read.
+
+    What is wrong with --tree is said in terms of the path as given.
+    """
+    given = f"--tree {path}"
     path = path.expanduser().absolute()
+    if not path.exists():
+        raise TreeOptionError(
+            f"{given}: no such directory", "pass the path of a QEMU git checkout"
+        )
+    if not path.is_dir():
+        raise TreeOptionError(
+            f"{given}: is a file, not a directory",
+            "pass the path of a QEMU git checkout",
+        )
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise TreeOptionError(
+            f"{given}: cannot be read (permission denied)",
+            "pass a QEMU git checkout you can read",
+        )
     user = Git(path)
     top = user.try_run("rev-parse", "--show-toplevel")
     if top is None:
-        raise SourceError(
-            f"--tree {path} is not a git checkout", "pass a QEMU git tree"
+        raise TreeOptionError(
+            f"{given}: is not a git checkout", "pass a QEMU git checkout"
+        )
+    user = Git(Path(top))
+    try:
+        head = user.rev("HEAD")
+    except CorruptRepoError as err:
+        raise _corrupt_tree(given, top, err) from None
+    except ToolError:
+        raise TreeOptionError(
+            f"{given}: has no commit yet", "commit the QEMU tree first"
+        ) from None
+    try:
+        version = _version_at(user, head)
+    except CorruptRepoError as err:
+        raise _corrupt_tree(given, top, err) from None
+    if version is None:
+        raise TreeOptionError(
+            f"{given}: not a QEMU tree (no VERSION file at HEAD {head[:12]})",
+            "pass a QEMU git checkout",
         )
     status = user.run(
         "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"
@@ -431,14 +779,23 @@ def tree_base(workdir: WorkDir, path: Path) -> BaseTree:
     if status.strip():
         first = status.splitlines()[0][3:]
         raise SourceError(
-            f"--tree {path} has uncommitted changes (e.g. {first})",
+            f"{given} has uncommitted changes (e.g. {first})",
             "qseries uses the committed HEAD only: commit or stash them first",
         )
-    head = user.rev("HEAD")
     key = hashlib.sha256(str(Path(top)).encode()).hexdigest()[:12]
     root = workdir.path / "trees" / f"tree-{key}"
     # The label goes into mails: the commit, not where the checkout lives.
-    return _clone_at(root, str(Path(top)), head, "HEAD", f"git {head[:12]}", "tree")
+    try:
+        return _clone_at(root, top, head, "HEAD", f"git {head[:12]}", "tree")
+    except CorruptRepoError as err:
+        raise _corrupt_tree(given, top, err) from None
+
+
+def _corrupt_tree(given: str, top: str, err: CorruptRepoError) -> SourceError:
+    return SourceError(
+        f"{given}: git cannot read its objects ({err.message.split(': ', 1)[-1]})",
+        f"run 'git fsck' in {top}",
+    )
 
 
 def git_base(workdir: WorkDir, url: str, ref: str) -> BaseTree:
@@ -450,26 +807,68 @@ def git_base(workdir: WorkDir, url: str, ref: str) -> BaseTree:
 def _clone_at(
     root: Path, url: str, commit: str | None, ref: str, label: str, kind: str
 ) -> BaseTree:
-    if not (root / ".git").is_dir():
-        shutil.rmtree(root, ignore_errors=True)
+    """root as a clone of url, checked out at commit (or at ref, fetched).
+
+    A cached clone whose git objects are corrupt is cloned again.
+    """
+    fresh = not (root / ".git").is_dir()
+    if fresh:
+        _remove(root)
+        tmp = root.with_name(root.name + ".partial")
+        _remove(tmp)
         root.parent.mkdir(parents=True, exist_ok=True)
         say(f"cloning {url}")
-        Git(root.parent).run("clone", "--quiet", "--no-checkout", "--", url, str(root))
+        # --no-hardlinks: a local clone must not share the inodes of the
+        # user's objects, or our git would touch their files.
+        Git(root.parent).run(
+            "clone",
+            "--quiet",
+            "--no-checkout",
+            "--no-hardlinks",
+            "--",
+            url,
+            str(tmp),
+            timeout=GIT_CLONE_TIMEOUT,
+        )
+        tmp.rename(root)
     g = Git(root)
-    if commit is None or g.try_run("cat-file", "-e", f"{commit}^{{commit}}") is None:
-        say(f"fetching {ref} from {url}")
-        g.run("fetch", "--quiet", "--", url, ref)
-        commit = commit or g.rev("FETCH_HEAD")
-    g.run("checkout", "--quiet", "--force", "--detach", commit)
-    version = _version_file(g, commit)
+    try:
+        if (
+            commit is None
+            or g.try_run("cat-file", "-e", f"{commit}^{{commit}}") is None
+        ):
+            say(f"fetching {ref} from {url}")
+            g.run("fetch", "--quiet", "--", url, ref, timeout=GIT_CLONE_TIMEOUT)
+            commit = commit or g.rev("FETCH_HEAD")
+        g.run("checkout", "--quiet", "--force", "--detach", commit)
+        version = _version_at(g, commit)
+    except CorruptRepoError as err:
+        if fresh:
+            raise
+        say(f"the cached clone {root} has corrupt git objects: cloning it again")
+        say(f"(git said: {err.message})")
+        _remove(root)
+        return _clone_at(root, url, commit, ref, label, kind)
+    if version is None:
+        raise SourceError(
+            f"{label} ({url}) has no VERSION file at {commit[:12]}",
+            "is it a QEMU tree?",
+        )
     base = BaseTree(kind=kind, root=root, commit=commit, version=version, label=label)
     _write_marker(base)
     return base
 
 
 def get_base(workdir: WorkDir, spec: SourceSpec, base_range: VersionRange) -> BaseTree:
-    if spec.tree is not None:
-        return tree_base(workdir, spec.tree)
-    if spec.git_url is not None and spec.git_ref is not None:
-        return git_base(workdir, spec.git_url, spec.git_ref)
-    return debian_base(workdir, base_range, spec.base_version, spec.refresh)
+    try:
+        if spec.tree is not None:
+            return tree_base(workdir, spec.tree)
+        if spec.git_url is not None and spec.git_ref is not None:
+            return git_base(workdir, spec.git_url, spec.git_ref)
+        return debian_base(workdir, base_range, spec.base_version, spec.refresh)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise no_space(
+                workdir.path, f"writing {err.filename or 'a file'}"
+            ) from None
+        raise

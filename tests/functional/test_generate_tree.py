@@ -81,7 +81,7 @@ def test_dirty_tree_is_refused_and_untouched(
 
 def test_not_a_checkout(run_cli: RunCli, tmp_path: Path) -> None:
     proc = run_cli("source", "--tree", str(tmp_path))
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "is not a git checkout" in proc.stderr
 
 
@@ -125,7 +125,7 @@ def test_template_error_is_one_line_exit_2(
 
 def test_debug_shows_traceback(run_cli: RunCli, tmp_path: Path) -> None:
     proc = run_cli("--debug", "source", "--tree", str(tmp_path))
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Traceback" in proc.stderr
 
 
