@@ -260,3 +260,149 @@ def build(
         raise _fail("ninja", log)
     link_firmware(builddir)
     return Build(tree, builddir, commit, log, steps, time.monotonic() - started)
+
+
+# "../../work/build-x/hw/vfio/migration.c:12:5: error: expected ';' ..."
+# and meson's "meson.build:3:0: ERROR: ..." when a series breaks the build
+# files; gcc's "fatal error:" (a missing header) is one too.
+BUILD_ERROR = re.compile(
+    r"^(?P<file>[^\s:][^:]*):(?P<line>\d+):(?:\d+:)? (?:(?:fatal )?error|ERROR): "
+    r"(?P<what>.*)$"
+)
+ERRORS_SHOWN = 6
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What compile_objects made of the C files it was given."""
+
+    compiled: tuple[str, ...]  # tree-relative files whose objects were built
+    unbuilt: tuple[str, ...]  # files no target of this configuration compiles
+    errors: tuple[str, ...]  # "file:line: error: ..." (tree-relative), if failed
+    failed: tuple[str, ...]  # the given files the errors name
+    log: Path
+    steps: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def changed_c_files(tree: Path, old: str, new: str) -> list[str]:
+    """The C files added or modified from commit old to commit new."""
+    out = Git(tree).run(
+        "diff",
+        "--name-only",
+        "-z",
+        "--diff-filter=AM",
+        old,
+        new,
+        "--",
+        "*.c",
+        strip=False,
+    )
+    return sorted(name for name in out.split("\0") if name)
+
+
+def _objects(builddir: Path, tree: Path, files: Sequence[str]) -> dict[str, list[str]]:
+    """For each of files (tree-relative), the objects compile_commands.json
+    builds from it; a file this configuration does not compile is absent."""
+    db = builddir / "compile_commands.json"
+    try:
+        entries = json.loads(db.read_text())
+    except (OSError, ValueError) as err:
+        raise BuildError(f"cannot read {db}: {err}", "re-run configure") from None
+    top = tree.resolve()
+    wanted = set(files)
+    found: dict[str, list[str]] = {}
+    for entry in entries:
+        try:
+            where = Path(entry["directory"], entry["file"]).resolve()
+            output = str(entry["output"])
+        except (KeyError, TypeError):
+            continue
+        if where.is_relative_to(top):
+            name = where.relative_to(top).as_posix()
+            if name in wanted and output not in found.setdefault(name, []):
+                found[name].append(output)
+    return found
+
+
+def _shown_path(path: str, tree: Path, builddir: Path) -> str:
+    """A path from a compiler message, relative to the tree (or the build
+    dir, for generated files) when it is inside one of them."""
+    full = Path(builddir, path).resolve()
+    for top in (tree.resolve(), builddir.resolve()):
+        if full.is_relative_to(top):
+            return full.relative_to(top).as_posix()
+    return path
+
+
+def build_errors(log: Path, tree: Path, builddir: Path) -> list[str]:
+    """The error lines of a failed configure or ninja run, tree-relative."""
+    found: list[str] = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = BUILD_ERROR.match(line)
+        if m:
+            file = _shown_path(m["file"], tree, builddir)
+            found.append(f"{file}:{m['line']}: error: {m['what'].strip()}")
+    if not found:
+        # No message in a known form: ninja's FAILED lines say which step.
+        lines = log.read_text(errors="replace").splitlines()
+        found = [line for line in lines if line.startswith(("FAILED:", "ERROR:"))]
+        found = found or lines[-3:]
+    return found
+
+
+def compile_objects(
+    base: BaseTree,
+    commit: str,
+    workdir: WorkDir,
+    files: Sequence[str],
+    python: str | None = None,
+) -> Compiled:
+    """Build the objects of files (tree-relative C files) at commit.
+
+    It uses the base's build worktree and build dir, as build() does, so
+    the configuration and everything built here serve a later build.
+    ninja first makes what an object needs, e.g. the QAPI headers of the
+    patched schema. A configure or ninja failure is returned in errors,
+    with the compiler's (or meson's) messages; a tool that is missing
+    raises.
+    """
+    tree = checkout(base, commit, workdir)
+    builddir = workdir.path / "build" / base.root.name
+    builddir.parent.mkdir(parents=True, exist_ok=True)
+    log = workdir.sub("logs") / f"compile-{base.root.name}.log"
+    log.write_text("")
+
+    def failed(steps: int, unbuilt: tuple[str, ...] = ()) -> Compiled:
+        errors = build_errors(log, tree, builddir)
+        named = {e.split(":", 1)[0] for e in errors}
+        hit = tuple(f for f in files if f in named)
+        return Compiled((), unbuilt, tuple(errors), hit, log, steps)
+
+    try:
+        configure(tree, builddir, python or sys.executable, log)
+    except BuildError:
+        return failed(0)
+    # If the series changes a meson.build, ninja regenerates build.ninja
+    # and compile_commands.json before anything is read from them.
+    code, _ = run_logged(["ninja", "build.ninja"], builddir, log, None)
+    if code != 0:
+        return failed(0)
+    objects = _objects(builddir, tree, files)
+    built = tuple(f for f in files if f in objects)
+    unbuilt = tuple(f for f in files if f not in objects)
+    if not built:
+        return Compiled((), unbuilt, (), (), log, 0)
+    say(f"compiling {', '.join(built)} (log: {log})")
+    code, steps = run_logged(
+        ["ninja", *(o for f in built for o in objects[f])],
+        builddir,
+        log,
+        Progress(f"compile {base.root.name}"),
+    )
+    if code != 0:
+        return failed(steps, unbuilt)
+    return Compiled(built, unbuilt, (), (), log, steps)

@@ -7,26 +7,31 @@ to.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email
 import email.policy
 import json
 import os
+import quopri
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
 
+from . import build as build_mod
 from . import generate as gen
 from . import qapi_probe
 from .errors import QSeriesError, SourceError, ToolError, UsageError
 from .generators import COMPLETION_EVENT, PREPARE_EVENT
-from .gitutil import Git
+from .gitutil import CLEAN_ENV, FOREIGN_GIT_VARIABLES, Git
 from .report import FAIL, PASS, SKIP, Result
 from .series import Series, Version
 from .source import (
@@ -46,12 +51,24 @@ COMMITTER = {
 }
 
 
+# Read from every mail once, so that a malformed one (the email package
+# raises while parsing an address such as "a@[192.168.0.1") is reported
+# as a property of that mail instead of escaping as a traceback.
+HEADERS = ("From", "To", "Cc", "Subject")
+CTE = "Content-Transfer-Encoding"
+
+
 @dataclass(frozen=True)
 class Mail:
-    path: Path
+    path: Path  # the mail as given: git am reads it
     message: EmailMessage
     subject: str  # without the [PATCH ...] prefix
     numbered: str  # "1/2", for messages
+    version: int = 1  # the N of "[PATCH vN ...]"
+    index: tuple[int, int] | None = None  # (n, M) of "[PATCH n/M]"
+    headers: dict[str, str] = field(default_factory=dict)
+    bad_headers: tuple[str, ...] = ()  # "To: 'a@[1.2.3.4'" for each one
+    decoded: Path | None = None  # a copy with a base64/QP body decoded
 
     @property
     def is_cover(self) -> bool:
@@ -59,37 +76,223 @@ class Mail:
 
     @property
     def body(self) -> str:
+        if self.decoded:
+            body = self.decoded.read_bytes().partition(b"\n\n")[2]
+            return body.decode("utf-8", errors="replace")
         payload = self.message.get_payload(decode=True)
         if isinstance(payload, bytes):
             return payload.decode("utf-8", errors="replace")
         return str(self.message.get_payload())
 
+    @property
+    def text(self) -> Path:
+        """The mail as QEMU's perl scripts must read it: body decoded."""
+        return self.decoded or self.path
 
-def read_mail(path: Path) -> Mail:
+    @property
+    def name(self) -> str:
+        """How reports name the mail: "patch 2/3 'vfio: Do it'"."""
+        what = f"patch {self.numbered}" if self.index else self.numbered
+        return f"{what} '{self.subject}'"
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name, "")
+
+
+def _read_headers(message: EmailMessage) -> tuple[dict[str, str], tuple[str, ...]]:
+    headers: dict[str, str] = {}
+    bad: list[str] = []
+    for name in HEADERS:
+        try:
+            values = message.get_all(name) or []
+            headers[name] = ", ".join(str(v) for v in values)
+        except Exception:  # the email package's parser fails in many ways
+            raw = [v for k, v in message.raw_items() if k.lower() == name.lower()]
+            shown = " ".join(" ".join(raw).split())
+            bad.append(f"{name}: {shown!r}")
+            headers[name] = ""
+    return headers, tuple(bad)
+
+
+def _decoded_copy(path: Path, message: EmailMessage, scratch: Path) -> Path | None:
+    """The mail with its base64 or quoted-printable body decoded, or None.
+
+    git am decodes such mails itself, but checkpatch.pl and
+    get_maintainer.pl read the file as it is and would see no diff.
+    """
+    raw = [v for k, v in message.raw_items() if k.lower() == CTE.lower()]
+    cte = "".join("".join(raw).split()).lower()
+    if cte not in ("base64", "quoted-printable") or message.is_multipart():
+        return None
+    data = path.read_bytes().replace(b"\r\n", b"\n")
+    head_block, _, body = data.partition(b"\n\n")
+    try:
+        payload = (
+            base64.b64decode(body) if cte == "base64" else quopri.decodestring(body)
+        )
+    except binascii.Error:
+        return None  # git am will say what is wrong with it
+    head = head_block.split(b"\n")
+    kept: list[bytes] = []
+    skipping = False
+    for line in head:
+        if line[:1] in (b" ", b"\t") and skipping:
+            continue
+        skipping = line.lower().startswith(b"content-transfer-encoding:")
+        if not skipping:
+            kept.append(line)
+    kept.append(CTE.encode() + b": 8bit")
+    out = scratch / f"{path.name}.decoded"
+    out.write_bytes(b"\n".join(kept) + b"\n\n" + payload)
+    return out
+
+
+def read_mail(path: Path, scratch: Path | None = None, label: str = "") -> Mail:
+    """One mail; with scratch, an encoded body is decoded into a copy there."""
     message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert isinstance(message, EmailMessage)
-    raw = " ".join(str(message.get("Subject", "")).split())
-    m = re.match(r"\[[^\]]*?(\d+/\d+)?\]\s*(.*)", raw)
+    headers, bad = _read_headers(message)
+    raw = " ".join(headers["Subject"].split())
+    m = re.match(r"\[([^\]]*)\]\s*(.*)", raw)
     subject = m[2] if m else raw
-    numbered = m[1] if m and m[1] else path.name
-    return Mail(path, message, subject, numbered)
+    prefix = m[1] if m else ""
+    v = re.search(r"(?:^|\s)v(\d+)(?:\s|$)", prefix)
+    n = re.search(r"(?:^|\s)(\d+)/(\d+)(?:\s|$)", prefix)
+    return Mail(
+        path,
+        message,
+        subject,
+        f"{n[1]}/{n[2]}" if n else label or path.name,
+        version=int(v[1]) if v else 1,
+        index=(int(n[1]), int(n[2])) if n else None,
+        headers=headers,
+        bad_headers=bad,
+        decoded=_decoded_copy(path, message, scratch) if scratch else None,
+    )
 
 
-def load_mails(patches: Path | None, mbox: Path | None, workdir: WorkDir) -> list[Mail]:
+def _mbox_files(mbox: Path, scratch: Path) -> list[Path]:
+    """git mailsplit of --mbox FILE into scratch; bad input is a UsageError."""
+    what = f"--mbox {mbox}"
+    if not mbox.exists():
+        raise UsageError(f"{what}: no such file")
+    if mbox.is_dir():
+        raise UsageError(f"{what}: is a directory", "give a mailbox file")
+    if not mbox.is_file():
+        raise UsageError(
+            f"{what}: is not a regular file (a pipe or a device?)",
+            "save the mails to a file first",
+        )
+    if not os.access(mbox, os.R_OK):
+        raise UsageError(f"{what}: cannot be read (permission denied)")
+    hint = "give the series' mails, e.g. from 'git format-patch --stdout'"
+    if mbox.stat().st_size == 0:
+        raise UsageError(f"{what}: no mails in it (the file is empty)", hint)
+    outdir = scratch / "mbox"
+    outdir.mkdir()
+    Git(scratch).run("mailsplit", "-b", f"-o{outdir}", str(mbox.absolute()))
+    files = sorted(outdir.iterdir())
+    if not files:
+        raise UsageError(f"{what}: no mails in it", hint)
+    return files
+
+
+def load_mails(patches: Path | None, mbox: Path | None, scratch: Path) -> list[Mail]:
+    """The mails of patches/vN or of an mbox; scratch holds the copies made."""
     if mbox is not None:
-        if not mbox.is_file():
-            raise UsageError(f"--mbox {mbox}: no such file")
-        outdir = Path(tempfile.mkdtemp(prefix="mbox-", dir=workdir.sub("tmp")))
-        Git(workdir.path).run("mailsplit", "-b", f"-o{outdir}", str(mbox.absolute()))
-        files = sorted(outdir.iterdir())
-    else:
-        assert patches is not None
-        files = sorted(patches.glob("*.patch"))
-        if not files:
+        files = _mbox_files(mbox, scratch)
+        mails = [
+            read_mail(f, scratch, f"mail {i} of the mbox")
+            for i, f in enumerate(files, 1)
+        ]
+        if not any(m.header("From") or m.header("Subject") for m in mails):
             raise UsageError(
-                f"{patches} holds no patches", "run 'qseries generate' first"
+                f"--mbox {mbox}: no mails in it (no From: or Subject: header)",
+                "give the series' mails, e.g. from 'git format-patch --stdout'",
             )
-    return [read_mail(f.absolute()) for f in files]
+        return mails
+    assert patches is not None
+    files = sorted(patches.glob("*.patch"))
+    if not files:
+        raise UsageError(f"{patches} holds no patches", "run 'qseries generate' first")
+    return [read_mail(f.absolute(), scratch) for f in files]
+
+
+def git_env() -> dict[str, str]:
+    """Our environment for a git run outside Git: no user config, no GIT_DIR."""
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_GIT_VARIABLES}
+    return {**env, **CLEAN_ENV}
+
+
+def check_mails(mails: list[Mail], version: str) -> Result:
+    """The mails are one whole series: all of version `version`, numbered
+    1..M once each (0/M is the cover letter), every patch with a sound diff.
+
+    The numbers come from the subjects, "[PATCH vN n/M]"; a lone mail
+    without them counts as 1/1.
+    """
+    items = [f"{m.name}: cannot parse {h}" for m in mails for h in m.bad_headers]
+    items += [
+        f"{m.name}: is v{m.version}, not {version}"
+        for m in mails
+        if f"v{m.version}" != version
+    ]
+    lone = len(mails) == 1 and mails[0].index is None
+    numbered: list[tuple[int, int, Mail]] = []
+    for mail in mails:
+        index = (1, 1) if lone else mail.index
+        if index is None:
+            items.append(f"{mail.name}: its subject has no 'n/M' numbering")
+        else:
+            numbered.append((*index, mail))
+    totals = sorted({m for _, m, _ in numbered})
+    if len(totals) > 1:
+        items.append(f"the mails disagree on M in n/M: {totals}")
+    total = max(totals, default=0)
+    seen = Counter(n for n, _, _ in numbered)
+    items += [f"mail {n}/{total} appears {k} times" for n, k in seen.items() if k > 1]
+    items += [f"{mail.name}: n is beyond M" for n, m, mail in numbered if n > m]
+    items += [
+        f"patch {n}/{total} is missing" for n in range(1, total + 1) if not seen[n]
+    ]
+    for n, _, mail in numbered:
+        damage = _damage(mail) if n >= 1 else None
+        if damage:
+            items.append(f"{mail.name}: {damage}")
+    if items:
+        return Result("mails", FAIL, "the mails are not one whole series", items)
+    return Result("mails", PASS, f"{version}, patches 1..{total}, every diff sound")
+
+
+def _damage(mail: Mail) -> str | None:
+    """What is wrong with the diff of a patch mail, if anything."""
+    if mail.is_cover:
+        lines = mail.text.read_bytes().decode("utf-8", "replace").splitlines()
+        quoted = [
+            n for n, t in enumerate(lines, 1) if re.match(r">[> ]*diff --git ", t)
+        ]
+        if quoted:
+            return (
+                f"its diff is quoted ('> diff --git' at line {quoted[0]}); "
+                "give the mail as sent, not a reply"
+            )
+        return "has no diff"
+    proc = subprocess.run(
+        ["git", "apply", "--stat", str(mail.text)],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        env=git_env(),
+    )
+    if proc.returncode == 0:
+        return None
+    errors = [e for e in proc.stderr.splitlines() if e.startswith("error: ")]
+    what = errors[0].removeprefix("error: ") if errors else "git apply cannot read it"
+    if what.startswith("corrupt patch at line"):
+        what += " (lines wrapped or whitespace-damaged?)"
+    return what
 
 
 def checkout_for_check(base: BaseTree, workdir: WorkDir) -> Path:
@@ -166,7 +369,7 @@ def _am_failure(g: Git, mail: Mail) -> str:
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "LC_ALL": "C"},
+        env=git_env(),
     )
     m = re.search(r"error: patch failed: (\S+):(\d+)", proc.stderr)
     if m:
@@ -260,9 +463,9 @@ def _qapi_gen(tree: Path, workdir: WorkDir) -> str | None:
                 "qapi-gen.py: " + (proc.stderr.strip().splitlines() or ["failed"])[-1]
             )
         events = Path(out, "qapi-events-vfio.h")
-        if events.exists() and "qapi_event_send_vfio_migration_prepare" not in (
-            events.read_text()
-        ):
+        if not events.is_file():
+            return f"qapi-gen.py did not generate {events.name}"
+        if "qapi_event_send_vfio_migration_prepare" not in events.read_text():
             return "qapi-gen.py did not generate qapi_event_send_vfio_migration_prepare"
     return None
 
@@ -289,7 +492,7 @@ def check_checkpatch(tree: Path, patches: list[Mail], workdir: WorkDir) -> Resul
     items: list[str] = []
     bad = 0
     for mail in patches:
-        proc = run_perl(tree, "checkpatch.pl", ["--no-color", str(mail.path)], workdir)
+        proc = run_perl(tree, "checkpatch.pl", ["--no-color", str(mail.text)], workdir)
         m = re.search(r"total: (\d+) errors, (\d+) warnings", proc.stdout)
         if not m:
             bad += 1
@@ -312,6 +515,72 @@ def check_checkpatch(tree: Path, patches: list[Mail], workdir: WorkDir) -> Resul
     return Result("checkpatch", PASS, f"{len(patches)} patch(es): 0 errors, 0 warnings")
 
 
+def _commit_to_build(
+    base: BaseTree, tree: Path, workdir: WorkDir, origin: BaseTree | None
+) -> str:
+    """The commit git am made in tree, as one whose objects the base's
+    repository holds. After a 3-way merge with origin's objects at hand
+    (origin given), some blobs may be in origin's repository only: the
+    diff is read with them at hand and committed anew."""
+    head = Git(tree).run("rev-parse", "HEAD")
+    if origin is None:
+        return head
+    env = {"GIT_ALTERNATE_OBJECT_DIRECTORIES": str(origin.root / ".git" / "objects")}
+    diff = Git(tree).run(
+        "diff", "--binary", "--full-index", base.commit, head, env=env, strip=False
+    )
+    with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as tmp:
+        patch = Path(tmp) / "series.diff"
+        patch.write_text(diff)
+        return build_mod.compose(base, [patch], workdir)
+
+
+def check_compile(
+    base: BaseTree, tree: Path, workdir: WorkDir, origin: BaseTree | None = None
+) -> Result:
+    """Build the object of every C file the series adds or changes, with
+    the base's own configure, meson and ninja (and its -Werror), at the
+    commit git am made in tree (with origin's objects, if it merged)."""
+    if not (tree / "configure").is_file():
+        return Result(
+            "compile", SKIP, f"{base.describe()} has no configure script to build with"
+        )
+    try:
+        commit = _commit_to_build(base, tree, workdir, origin)
+        files = build_mod.changed_c_files(tree, base.commit, commit)
+        if not files:
+            return Result("compile", SKIP, "the series adds or changes no C file")
+        done = build_mod.compile_objects(base, commit, workdir, files)
+    except QSeriesError as err:
+        return Result("compile", FAIL, f"could not build: {err}")
+    unbuilt = [f"{f}: not compiled in this configuration" for f in done.unbuilt]
+    if not done.ok:
+        shown = build_mod.ERRORS_SHOWN
+        errors = [*done.errors[:shown]]
+        if len(done.errors) > shown:
+            errors.append(f"... {len(done.errors) - shown} more")
+        what = ", ".join(done.failed) or "the series"
+        return Result(
+            "compile",
+            FAIL,
+            f"{what} does not compile",
+            [*errors, *unbuilt, f"the whole log is {done.log}"],
+        )
+    if not done.compiled:
+        return Result(
+            "compile",
+            SKIP,
+            "no C file of the series is built in this configuration",
+            unbuilt,
+        )
+    return Result(
+        "compile",
+        PASS,
+        f"{', '.join(done.compiled)} compile (ninja, {done.steps} steps)",
+        unbuilt,
+    )
+
+
 def _addresses(values: list[str]) -> list[tuple[str, str]]:
     return [(n, a.lower()) for n, a in getaddresses(values) if a]
 
@@ -319,7 +588,7 @@ def _addresses(values: list[str]) -> list[tuple[str, str]]:
 def check_signoff(patches: list[Mail]) -> Result:
     items = []
     for mail in patches:
-        author = _addresses([str(mail.message.get("From", ""))])
+        author = _addresses([mail.header("From")])
         sobs = [
             (n.strip(), a.strip().lower())
             for n, a in re.findall(
@@ -411,7 +680,7 @@ def check_maintainers(
     proc = run_perl(
         tree,
         "get_maintainer.pl",
-        ["--no-git-fallback", "--no-rolestats", *[str(m.path) for m in patches]],
+        ["--no-git-fallback", "--no-rolestats", *[str(m.text) for m in patches]],
         workdir,
     )
     wanted = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
@@ -428,12 +697,7 @@ def check_maintainers(
         )
     missing = []
     for mail in patches:
-        have = {
-            a
-            for _, a in _addresses(
-                [str(mail.message.get("To", "")), str(mail.message.get("Cc", ""))]
-            )
-        }
+        have = {a for _, a in _addresses([mail.header("To"), mail.header("Cc")])}
         missing += [
             f"{mail.numbered}: {w}"
             for w in wanted
@@ -459,12 +723,27 @@ def run_checks(
     patches_dir: Path | None,
     mbox: Path | None,
 ) -> list[Result]:
-    mails = load_mails(patches_dir, mbox, workdir)
+    scratch = Path(tempfile.mkdtemp(prefix="check-", dir=workdir.sub("tmp")))
     try:
+        mails = load_mails(patches_dir, mbox, scratch)
+        if mbox is not None:
+            version = mbox_version(series, mails, mbox)
         return _run_checks(series, version, spec, workdir, patches_dir, mails)
     finally:
-        if mbox is not None and mails:
-            shutil.rmtree(mails[0].path.parent, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def mbox_version(series: Series, mails: list[Mail], mbox: Path) -> Version:
+    """The version most mails of an mbox carry; check_mails names the others."""
+    number = Counter(m.version for m in mails).most_common(1)[0][0]
+    if number not in series.versions:
+        known = ", ".join(f"v{n}" for n in sorted(series.versions))
+        raise UsageError(
+            f"--mbox {mbox}: its mails are v{number}, "
+            f"{series.path.name} has no v{number}",
+            f"it has: {known}",
+        )
+    return series.versions[number]
 
 
 def _run_checks(
@@ -475,30 +754,37 @@ def _run_checks(
     patches_dir: Path | None,
     mails: list[Mail],
 ) -> list[Result]:
+    numbering = check_mails(mails, version.name)
     patches = [m for m in mails if not m.is_cover]
     if not patches:
+        if not numbering.ok:
+            return [numbering]
         raise UsageError("the series has no patches with a diff")
     base = get_base(workdir, spec, version.base)
     say(f"checking {len(patches)} patch(es) on {base.describe()}")
     tree = checkout_for_check(base, workdir)
     results = [Result("base", PASS, base.describe(), [f"commit {base.commit}"])]
+    results.append(numbering)
     cover = next((m for m in mails if m.is_cover), None)
     why = "the base the patches were generated on is not known here"
     try:
         origin = generation_base(cover, base, workdir, version)
     except SourceError as err:
         origin, why = None, f"cannot get the generation base: {err}"
-    applied = check_apply(tree, patches, origin if origin != base else None)
+    merge_with = origin if origin != base else None
+    applied = check_apply(tree, patches, merge_with)
     results.append(applied)
     steps: list[Callable[[], Result]] = []
     if applied.ok:
         steps += [
             lambda: check_qapi(tree, version, workdir),
             lambda: check_checkpatch(tree, patches, workdir),
+            lambda: check_compile(base, tree, workdir, merge_with),
         ]
     else:
         results += [
-            Result(n, SKIP, "the series does not apply") for n in ("qapi", "checkpatch")
+            Result(n, SKIP, "the series does not apply")
+            for n in ("qapi", "checkpatch", "compile")
         ]
     steps += [lambda: check_signoff(patches), lambda: check_subjects(patches)]
     if patches_dir is not None:

@@ -83,3 +83,51 @@ def test_link_firmware(tmp_path: Path) -> None:
 def test_link_firmware_needs_a_configured_build(tmp_path: Path) -> None:
     with pytest.raises(build.BuildError, match="qemu-bundle"):
         build.link_firmware(tmp_path)
+
+
+def test_build_errors_are_tree_relative(tmp_path: Path) -> None:
+    tree = tmp_path / "work" / "build-q"
+    builddir = tmp_path / "build" / "q"
+    builddir.mkdir(parents=True)
+    log = tmp_path / "compile.log"
+    log.write_text(
+        "[1/2] Compiling C object libsystem.a.p/hw_vfio_migration.c.o\n"
+        "../../work/build-q/hw/vfio/migration.c: In function 'f':\n"
+        "../../work/build-q/hw/vfio/migration.c:42:7: error: expected ';' "
+        "before 'if'\n"
+        "qapi/qapi-events-vfio.h:9:1: fatal error: x.h: No such file\n"
+        "../../work/build-q/tests/qtest/meson.build:3:0: ERROR: Unknown variable\n"
+        "FAILED: libsystem.a.p/hw_vfio_migration.c.o\n"
+    )
+    assert build.build_errors(log, tree, builddir) == [
+        "hw/vfio/migration.c:42: error: expected ';' before 'if'",
+        "qapi/qapi-events-vfio.h:9: error: x.h: No such file",
+        "tests/qtest/meson.build:3: error: Unknown variable",
+    ]
+
+
+def test_build_errors_without_compiler_messages(tmp_path: Path) -> None:
+    log = tmp_path / "compile.log"
+    log.write_text("[1/2] Generating x\nFAILED: x.h\nboom\n")
+    assert build.build_errors(log, tmp_path, tmp_path) == ["FAILED: x.h"]
+
+
+def test_changed_c_files(tmp_path: Path) -> None:
+    from ..conftest import git
+
+    (tmp_path / "a.c").write_text("int a;\n")
+    (tmp_path / "gone.c").write_text("int g;\n")
+    (tmp_path / "h.h").write_text("\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "old")
+    old = git(tmp_path, "rev-parse", "HEAD").strip()
+    (tmp_path / "a.c").write_text("int a = 1;\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "new file.c").write_text("int n;\n")
+    (tmp_path / "h.h").write_text("int h;\n")
+    (tmp_path / "gone.c").unlink()
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "new")
+    new = git(tmp_path, "rev-parse", "HEAD").strip()
+    assert build.changed_c_files(tmp_path, old, new) == ["a.c", "sub/new file.c"]
