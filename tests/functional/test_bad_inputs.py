@@ -1,0 +1,568 @@
+"""Bad inputs, each run for real, against the table in docs/bad-inputs.md.
+
+Every case sets up one bad input in a scratch directory (a broken
+series.yaml, a template that escapes its folder, a mail-header injection,
+a --tree that is not a tree, ...), runs qseries on it as a user would,
+and compares the last line qseries prints on stderr and its exit code
+with the table.  The table is written from these runs:
+
+    .venv/bin/python -m tests.functional.test_bad_inputs --write
+
+Paths under the scratch directory are shown as TMP.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ..conftest import FIXTURES, GIT_ENV, REPO, git
+
+TABLE = REPO / "docs" / "bad-inputs.md"
+BEGIN = "<!-- cases: begin (written by tests/functional/test_bad_inputs.py) -->"
+END = "<!-- cases: end -->"
+MIN_CASES = 30
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    what: str  # the bad input, for people
+    setup: Callable[[Path], list[str]]  # prepares TMP, returns qseries' argv
+    env: dict[str, str] = field(default_factory=dict)
+    # For a check that reports the bad input as a FAIL (exit 1) rather than
+    # an error: the line of stdout holding this text, not stderr's last.
+    pick: str | None = None
+
+
+CASES: list[Case] = []
+
+
+def case(
+    id: str, what: str, pick: str | None = None, **env: str
+) -> Callable[[Callable[[Path], list[str]]], Callable[[Path], list[str]]]:
+    def register(setup: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
+        CASES.append(Case(id, what, setup, env, pick))
+        return setup
+
+    return register
+
+
+# -- helpers for the setups ------------------------------------------------
+
+
+def series(tmp: Path, edit: Callable[[str], str] | None = None) -> str:
+    """A copy of series.yaml and its templates in TMP/s; returns the path."""
+    dest = tmp / "s"
+    if not dest.exists():
+        dest.mkdir()
+        shutil.copy(REPO / "series.yaml", dest)
+        shutil.copytree(REPO / "qapi", dest / "qapi")
+        shutil.copytree(REPO / "hw", dest / "hw")
+        shutil.copytree(REPO / "tests" / "qtest", dest / "tests" / "qtest")
+    if edit is not None:
+        path = dest / "series.yaml"
+        text = path.read_text()
+        changed = edit(text)
+        assert changed != text, "the case's edit did not apply"
+        path.write_text(changed)
+    return "s/series.yaml"
+
+
+def replace(old: str, new: str) -> Callable[[str], str]:
+    return lambda text: text.replace(old, new, 1)
+
+
+def template(tmp: Path, old: str, new: str) -> str:
+    series(tmp)
+    path = tmp / "s" / "hw" / "vfio" / "migration.c.j2"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return "s/series.yaml"
+
+
+def tree(tmp: Path) -> str:
+    """The small QEMU-like checkout, committed, in TMP/tree."""
+    dest = tmp / "tree"
+    if not dest.exists():
+        shutil.copytree(FIXTURES / "qemu-mini", dest)
+        git(dest, "init", "-q", "-b", "master")
+        git(dest, "add", "-A")
+        git(dest, "commit", "-q", "-m", "base")
+    return "tree"
+
+
+def generate(tmp: Path, edit: Callable[[str], str] | None = None) -> list[str]:
+    return [
+        "--series-file",
+        series(tmp, edit),
+        "generate",
+        "--tree",
+        tree(tmp),
+        "--output",
+        "out",
+    ]
+
+
+# -- series.yaml -----------------------------------------------------------
+
+
+@case("series-missing", "--series-file names no file")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", "none.yaml", "source"]
+
+
+@case("series-invalid-yaml", "series.yaml is not YAML (an unclosed quote)")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, replace("subject-prefix: PATCH", 'subject-prefix: "PATCH'))
+
+
+@case("series-empty", "series.yaml is empty")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, lambda text: "# nothing\n")
+
+
+@case("series-unknown-key", "an unknown key in a version")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, replace("    target:", "    targte:"))
+
+
+@case("series-missing-author", "a version without its author")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, lambda t: re.sub(r"\n    author: [^\n]*", "", t, count=1))
+
+
+@case("series-bad-author", "an author without an address")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp, replace("<qseries-devel@example.org>", "qseries-devel-example.org")
+    )
+
+
+@case("series-date-no-zone", "a date without a time zone")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, replace('"2026-11-27T09:00:00+00:00"', '"2026-11-27T09:00"'))
+
+
+@case("series-bad-range", "a base range that is not a range")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, replace('base: ">=10.2, <11"', 'base: "10.2 to 11"'))
+
+
+@case("series-unknown-generator", "a patch names a generator that does not exist")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp, replace("generator: qapi-vfio-prepare-event", "generator: qapi-nope")
+    )
+
+
+@case("series-bad-trailer", "a trailer that is not 'Tag: value'")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp,
+        replace(
+            "        generator: qapi-vfio-prepare-event\n",
+            "        generator: qapi-vfio-prepare-event\n"
+            "        trailers: ['reviewed by me']\n",
+        ),
+    )
+
+
+@case("series-duplicate-version", "the same version twice")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, lambda t: t + "  v1:\n    author: x\n")
+
+
+@case("series-huge-version", "--series with 5,000 digits")
+def _(tmp: Path) -> list[str]:
+    return [*generate(tmp), "--series", "v" + "9" * 5000]
+
+
+@case("series-unknown-version", "--series names a version the file lacks")
+def _(tmp: Path) -> list[str]:
+    return [*generate(tmp), "--series", "v7"]
+
+
+# -- mail headers ------------------------------------------------------------
+
+
+@case("header-cover-subject", "a line break in cover.subject (a Bcc: header)")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp,
+        replace(
+            'subject: "vfio/migration: Announce device state changes before they '
+            'start"',
+            'subject: "vfio/migration: Announce\\nBcc: victim@example.com"',
+        ),
+    )
+
+
+@case("header-patch-subject", "a carriage return in a patch subject")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp,
+        replace(
+            '"qapi/vfio: Add VFIO_MIGRATION_PREPARE event"',
+            '"qapi/vfio: Add\\rBcc: victim@example.com"',
+        ),
+    )
+
+
+@case("header-to", "a line break inside a To entry")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp,
+        replace(
+            "    target:",
+            '    to: ["Maint <m@example.org>\\nBcc: victim@example.com"]\n    target:',
+        ),
+    )
+
+
+@case("header-cc-not-address", "a Cc entry that is not an address")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, replace("    target:", '    cc: ["qemu-devel"]\n    target:'))
+
+
+@case("header-subject-prefix", "a control character in subject-prefix")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp, replace("subject-prefix: PATCH", 'subject-prefix: "PATCH\\x07"')
+    )
+
+
+@case("header-author", "a line break in the author")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp,
+        replace(
+            '"qseries developers <qseries-devel@example.org>"',
+            '"qseries developers\\nBcc: v@example.com <qseries-devel@example.org>"',
+        ),
+    )
+
+
+# -- templates ---------------------------------------------------------------
+
+
+@case("template-undefined", "a template uses an undefined variable")
+def _(tmp: Path) -> list[str]:
+    template(tmp, "{{ new_state }}", "{{ nope }}")
+    return generate(tmp)
+
+
+@case("template-syntax", "a template with a syntax error")
+def _(tmp: Path) -> list[str]:
+    template(tmp, "{% endmacro %}", "{% endmacr %}")
+    return generate(tmp)
+
+
+@case("template-escape", "a template includes a file outside its folder")
+def _(tmp: Path) -> list[str]:
+    template(
+        tmp,
+        "{% macro prepare_call() %}",
+        "{% include '../../../etc/passwd' %}{% macro prepare_call() %}",
+    )
+    return generate(tmp)
+
+
+@case("template-python", "a template reaches for Python objects")
+def _(tmp: Path) -> list[str]:
+    template(
+        tmp,
+        "{% macro prepare_call() %}",
+        "{{ ''.__class__.__mro__ }}{% macro prepare_call() %}",
+    )
+    return generate(tmp)
+
+
+# -- options and places ------------------------------------------------------
+
+
+@case("output-is-file", "--output names a file")
+def _(tmp: Path) -> list[str]:
+    (tmp / "out").write_text("")
+    return generate(tmp)
+
+
+@case("workdir-is-file", "--workdir names a file")
+def _(tmp: Path) -> list[str]:
+    (tmp / "wd").write_text("")
+    return ["--workdir", "wd", *generate(tmp)]
+
+
+@case("base-version-malformed", "--base-version that is no version")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "source", "--base-version", "ten"]
+
+
+@case("base-options-conflict", "--tree together with --base-version")
+def _(tmp: Path) -> list[str]:
+    return [*generate(tmp), "--base-version", "10.2"]
+
+
+@case("git-without-ref", "--git without --ref")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "source", "--git", "file:///nowhere"]
+
+
+@case("tree-not-git", "--tree names a directory that is not a git checkout")
+def _(tmp: Path) -> list[str]:
+    (tmp / "plain").mkdir()
+    return ["--series-file", series(tmp), "source", "--tree", "plain"]
+
+
+@case("tree-missing", "--tree names no path (a typo)")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "source", "--tree", "qemu-typo"]
+
+
+@case("tree-is-file", "--tree names a file")
+def _(tmp: Path) -> list[str]:
+    (tmp / "afile").write_text("")
+    return ["--series-file", series(tmp), "source", "--tree", "afile"]
+
+
+@case("tree-unborn", "--tree is a repository with no commit yet")
+def _(tmp: Path) -> list[str]:
+    (tmp / "unborn").mkdir()
+    git(tmp / "unborn", "init", "-q")
+    return ["--series-file", series(tmp), "source", "--tree", "unborn"]
+
+
+@case("tree-not-qemu", "--tree is a git checkout of something else")
+def _(tmp: Path) -> list[str]:
+    other = tmp / "other"
+    other.mkdir()
+    (other / "README").write_text("not QEMU\n")
+    git(other, "init", "-q")
+    git(other, "add", "-A")
+    git(other, "commit", "-q", "-m", "other")
+    return ["--series-file", series(tmp), "source", "--tree", "other"]
+
+
+@case("tree-dirty", "--tree has uncommitted changes")
+def _(tmp: Path) -> list[str]:
+    argv = generate(tmp)
+    (tmp / "tree" / "VERSION").write_text("10.2.51\n")
+    return argv
+
+
+@case("anchor-missing", "the base lacks the function a generator edits")
+def _(tmp: Path) -> list[str]:
+    argv = generate(tmp)
+    migration = tmp / "tree" / "hw" / "vfio" / "migration.c"
+    migration.write_text(
+        migration.read_text().replace("int vfio_migration_set_state(", "int vfio_set(")
+    )
+    git(tmp / "tree", "commit", "-q", "-am", "rename")
+    return argv
+
+
+# -- mailed series -------------------------------------------------------------
+
+
+def check_mbox(tmp: Path, mbox: str) -> list[str]:
+    return ["--series-file", series(tmp), "check", "--tree", tree(tmp), "--mbox", mbox]
+
+
+@case("mbox-missing", "--mbox names no file")
+def _(tmp: Path) -> list[str]:
+    return check_mbox(tmp, "series.mbox")
+
+
+@case("mbox-directory", "--mbox names a directory")
+def _(tmp: Path) -> list[str]:
+    (tmp / "mails").mkdir()
+    return check_mbox(tmp, "mails")
+
+
+@case("mbox-pipe", "--mbox names a pipe")
+def _(tmp: Path) -> list[str]:
+    os.mkfifo(tmp / "fifo")
+    return check_mbox(tmp, "fifo")
+
+
+@case("mbox-empty", "--mbox names an empty file")
+def _(tmp: Path) -> list[str]:
+    (tmp / "empty.mbox").write_text("")
+    return check_mbox(tmp, "empty.mbox")
+
+
+@case("mbox-no-mails", "--mbox names a text without mail headers")
+def _(tmp: Path) -> list[str]:
+    (tmp / "notes.mbox").write_text("just some notes\nabout the series\n")
+    return check_mbox(tmp, "notes.mbox")
+
+
+def mailed(tmp: Path, edit: Callable[[list[str]], list[str]]) -> list[str]:
+    """The series generated on the small tree, edited, as one mbox."""
+    argv = generate(tmp)
+    env = {**os.environ, **GIT_ENV, "QSERIES_WORKDIR": str(tmp / "work")}
+    env["PYTHONPATH"] = str(REPO / "scripts")
+    subprocess.run(
+        [sys.executable, "-m", "qseries", *argv],
+        cwd=tmp,
+        env=env,
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+    mails = [p.read_text() for p in sorted((tmp / "out" / "v1").glob("*.patch"))]
+    (tmp / "series.mbox").write_text("".join(edit(mails)))
+    return check_mbox(tmp, "series.mbox")
+
+
+@case("mbox-patch-missing", "a mailed series lacks patch 2 of 3", pick="missing")
+def _(tmp: Path) -> list[str]:
+    return mailed(tmp, lambda m: [m[0], m[1], m[3]])
+
+
+@case("mbox-patch-quoted", "patch 2 comes quoted, as in a reply", pick="quoted")
+def _(tmp: Path) -> list[str]:
+    def quote(mails: list[str]) -> list[str]:
+        head, _, body = mails[2].partition("\n\n")
+        quoted = "".join(f"> {line}\n" for line in body.splitlines())
+        return [mails[0], mails[1], f"{head}\n\n{quoted}", mails[3]]
+
+    return mailed(tmp, quote)
+
+
+@case("mbox-bad-address", "a To: header that does not parse", pick="cannot parse")
+def _(tmp: Path) -> list[str]:
+    def damage(mails: list[str]) -> list[str]:
+        first = mails[1].replace("\nSubject: ", "\nTo: a@[192.168.0.1\nSubject: ", 1)
+        return [mails[0], first, *mails[2:]]
+
+    return mailed(tmp, damage)
+
+
+# -- running the cases -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    line: str
+    exit: int
+
+
+def run_case(c: Case, tmp: Path) -> Outcome:
+    argv = c.setup(tmp)
+    env = {
+        **os.environ,
+        **GIT_ENV,
+        "QSERIES_WORKDIR": str(tmp / "work"),
+        "PYTHONPATH": str(REPO / "scripts"),
+        **c.env,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "qseries", *argv],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        timeout=120,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines() or ["(nothing)"]
+    if c.pick is not None:
+        lines = [
+            " ".join(line.split())
+            for line in proc.stdout.splitlines()
+            if c.pick in line
+        ] or ["(no such line)"]
+    line = lines[-1].replace(str(tmp), "TMP").replace(str(REPO), "REPO")
+    return Outcome(line, proc.returncode)
+
+
+def command_of(c: Case) -> str:
+    with tempfile.TemporaryDirectory() as scratch:
+        argv = c.setup(Path(scratch))
+    shown = [a if len(a) < 40 else a[:20] + "..." for a in argv]
+    return "qseries " + " ".join(shown)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def table_rows(outcomes: dict[str, Outcome]) -> list[str]:
+    rows = [
+        "| case | bad input | command | what qseries prints | exit |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for c in CASES:
+        o = outcomes[c.id]
+        rows.append(
+            f"| {c.id} | {_cell(c.what)} | `{_cell(command_of(c))}` "
+            f"| `{_cell(o.line)}` | {o.exit} |"
+        )
+    return rows
+
+
+def read_table() -> dict[str, Outcome]:
+    text = TABLE.read_text()
+    body = text[text.index(BEGIN) + len(BEGIN) : text.index(END)]
+    found: dict[str, Outcome] = {}
+    for row in body.strip().splitlines()[2:]:
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+        line = cells[3].strip("`").replace("\\|", "|")
+        found[cells[0]] = Outcome(line, int(cells[4]))
+    return found
+
+
+def test_every_case_is_in_the_table_and_nothing_else() -> None:
+    assert len(CASES) >= MIN_CASES
+    assert len({c.id for c in CASES}) == len(CASES)
+    assert sorted(read_table()) == sorted(c.id for c in CASES)
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
+def test_case_prints_what_the_table_says(c: Case, tmp_path: Path) -> None:
+    outcome = run_case(c, tmp_path)
+    want = read_table()[c.id]
+    assert outcome == want
+    if c.pick is None:
+        # A bad input is one line: what, where and what to do.
+        assert outcome.line.startswith("qseries: error: ")
+        assert outcome.exit in (1, 2)
+    else:
+        # A flaw of the series itself: a failed check, named in its table.
+        assert outcome.exit == 1
+
+
+def write_table() -> None:
+    outcomes = {}
+    for c in CASES:
+        with tempfile.TemporaryDirectory() as scratch:
+            outcomes[c.id] = run_case(c, Path(scratch))
+    text = TABLE.read_text()
+    start = text.index(BEGIN) + len(BEGIN)
+    text = (
+        text[:start]
+        + "\n"
+        + "\n".join(table_rows(outcomes))
+        + "\n"
+        + text[text.index(END) :]
+    )
+    TABLE.write_text(text)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python -m tests.functional.test_bad_inputs --write")
+    write_table()
