@@ -9,12 +9,15 @@ VFIO_MIGRATION_PREPARE event), not for any other.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,8 @@ SERIES_QTEST = "vfio-migration-prepare-test"
 QEMU_QTESTS = ("qmp-test", "qmp-cmd-test", "device-introspect-test")
 FAKE_LIBRARY = "libfakevfio.so"
 QTEST_TIMEOUT = 300
+LIST_TIMEOUT = 60
+SUITE_TIMEOUT = 900
 PYTEST_DIR = "tests/integration"
 
 
@@ -47,10 +52,21 @@ def adds_qtest(patch: Path) -> bool:
     return any(f.startswith("tests/qtest/") and f.endswith("-test.c") for f in files)
 
 
+def fake_builddir(repo: Path, workdir: WorkDir) -> Path:
+    """The build directory of the fake for this checkout of qseries.
+
+    Each checkout gets its own, keyed by its absolute path: two checkouts
+    sharing a work dir must not test each other's fakevfio.c.  Edits
+    within one checkout are ninja's business.
+    """
+    key = hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:12]
+    return workdir.path / "build" / f"qseries-c-{key}"
+
+
 def build_fake(repo: Path, workdir: WorkDir) -> Path:
     """Build tests/fakevfio with the repository's meson.build."""
-    builddir = workdir.path / "build" / "qseries-c"
-    log = workdir.sub("logs") / "build-qseries-c.log"
+    builddir = fake_builddir(repo, workdir)
+    log = workdir.sub("logs") / f"build-{builddir.name}.log"
     log.write_text("")
     if not (builddir / "build.ninja").exists():
         meson = Path(sys.executable).with_name("meson")
@@ -80,56 +96,123 @@ def _env(qemu: Path, fake: Path | None) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Ran:
+    """A finished (or, with timed_out, killed) test process."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+    timeout: float
+
+
+def run_bounded(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float,
+    cwd: Path | None = None,
+) -> Ran:
+    """Run argv in a session of its own, for at most timeout seconds.
+
+    On the timeout the whole process group goes (the QEMUs a qtest or a
+    pytest started with it), and what it printed so far is kept.
+    """
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return Ran(tuple(argv), proc.returncode, out, err, False, timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        return Ran(tuple(argv), proc.returncode, out, err, True, timeout)
+
+
 def _run_qtest(
     binary: Path, args: list[str], qemu: Path, fake: Path | None, timeout: float
-) -> subprocess.CompletedProcess[str]:
+) -> Ran:
     """A qtest binary, pointed at qemu (and at the fake, if given)."""
-    return subprocess.run(
-        [str(binary), *args],
-        env=_env(qemu, fake),
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        timeout=timeout,
-    )
+    return run_bounded([str(binary), *args], _env(qemu, fake), timeout)
 
 
-def list_cases(binary: Path, qemu: Path, fake: Path | None) -> list[str]:
-    proc = _run_qtest(binary, ["-l"], qemu, fake, 60)
-    return [line.strip() for line in proc.stdout.splitlines() if line.startswith("/")]
+class ListTimeout(Exception):
+    """Listing a qtest's cases timed out."""
+
+
+def list_cases(
+    binary: Path, qemu: Path, fake: Path | None, timeout: float = LIST_TIMEOUT
+) -> list[str]:
+    """The case paths of a qtest binary; ListTimeout if it hangs."""
+    ran = _run_qtest(binary, ["-l"], qemu, fake, timeout)
+    if ran.timed_out:
+        raise ListTimeout(f"{binary.name} -l timed out after {timeout:g} s")
+    return [line.strip() for line in ran.stdout.splitlines() if line.startswith("/")]
 
 
 ERROR_LINE = re.compile(r"(ERROR:.*|.*assertion failed.*|Bail out!.*)")
 
 
-def run_case(binary: Path, qemu: Path, fake: Path | None, path: str) -> CaseRun:
+def run_case(
+    binary: Path,
+    qemu: Path,
+    fake: Path | None,
+    path: str,
+    timeout: float = QTEST_TIMEOUT,
+) -> CaseRun:
     started = time.monotonic()
-    try:
-        proc = _run_qtest(binary, ["--tap", "-p", path], qemu, fake, QTEST_TIMEOUT)
-        output = proc.stdout + proc.stderr
-        passed = (
-            proc.returncode == 0
-            and re.search(r"^ok \d+ ", proc.stdout, re.M) is not None
-        )
-    except subprocess.TimeoutExpired as err:
-        partial = err.stdout.decode(errors="replace") if err.stdout else ""
-        output = f"timed out after {QTEST_TIMEOUT} s\n{partial}"
-        passed = False
+    ran = _run_qtest(binary, ["--tap", "-p", path], qemu, fake, timeout)
+    output = ran.stdout + ran.stderr
+    if ran.timed_out:
+        output = f"timed out after {timeout:g} s\n{output}"
+    passed = (
+        not ran.timed_out
+        and ran.returncode == 0
+        and re.search(r"^ok \d+ ", ran.stdout, re.M) is not None
+    )
     events = tuple(m[1] for m in re.finditer(r"^# (\w+ events: .*)$", output, re.M))
     errors = [m[1] for m in ERROR_LINE.finditer(output)]
-    return CaseRun(
-        path,
-        passed,
-        time.monotonic() - started,
-        events,
-        errors[0] if errors else ("" if passed else output.strip()[-300:]),
-        output,
-    )
+    if ran.timed_out:
+        error = output.splitlines()[0]
+    elif errors:
+        error = errors[0]
+    else:
+        error = "" if passed else output.strip()[-300:]
+    return CaseRun(path, passed, time.monotonic() - started, events, error, output)
 
 
-def series_qtest(binary: Path, qemu: Path, fake: Path) -> list[CaseRun]:
-    cases = list_cases(binary, qemu, fake)
+def evidence(run: CaseRun) -> list[str]:
+    """The scratch files a failed case left behind (the fake's logs)."""
+    return [m[1] for m in re.finditer(r"^# (\w+ device log: .*)$", run.output, re.M)]
+
+
+def series_qtest(
+    binary: Path, qemu: Path, fake: Path, list_timeout: float = LIST_TIMEOUT
+) -> list[CaseRun]:
+    """Every case of the series' qtest, one process each.
+
+    A hang while listing the cases becomes one failed run, so that the
+    rest of the report is still made.
+    """
+    try:
+        cases = list_cases(binary, qemu, fake, list_timeout)
+    except ListTimeout as err:
+        return [CaseRun(f"{binary.name} -l", False, list_timeout, (), str(err), "")]
     if not cases:
         raise ToolError(f"{binary.name} lists no test cases", "is the fake found?")
     runs = []
@@ -147,15 +230,23 @@ def expect_pass(runs: Sequence[CaseRun]) -> list[Result]:
                 Result(run.path, PASS, f"{run.seconds:.1f} s", list(run.events))
             )
         else:
-            results.append(Result(run.path, FAIL, run.error, list(run.events)))
+            results.append(
+                Result(run.path, FAIL, run.error, [*run.events, *evidence(run)])
+            )
     return results
 
 
 def no_prepare_reason(run: CaseRun) -> bool:
-    """Did the case fail because QEMU sent no VFIO_MIGRATION_PREPARE?"""
+    """Did the case fail because QEMU sent no VFIO_MIGRATION_PREPARE?
+
+    It must have stopped on one of the qtest's assertions (not on a
+    crash or a timeout), after recording completion events, and not a
+    single prepare event.
+    """
     seen = [line.split(": ", 1)[1] for line in run.events]
     return (
-        bool(seen)
+        "assertion failed" in run.error
+        and bool(seen)
         and any("done" in s for s in seen)
         and not any("prepare" in s for s in seen)
     )
@@ -184,7 +275,9 @@ def expect_control(runs: Sequence[CaseRun]) -> list[Result]:
     return results
 
 
-def qemu_qtests(builddir: Path, qemu: Path) -> list[Result]:
+def qemu_qtests(
+    builddir: Path, qemu: Path, timeout: float = SUITE_TIMEOUT
+) -> list[Result]:
     results = []
     for name in QEMU_QTESTS:
         binary = builddir / "tests" / "qtest" / name
@@ -193,20 +286,37 @@ def qemu_qtests(builddir: Path, qemu: Path) -> list[Result]:
             continue
         say(f"qtest {name}")
         started = time.monotonic()
-        proc = _run_qtest(binary, ["--tap", "-k"], qemu, None, 900)
-        ok = len(re.findall(r"^ok ", proc.stdout, re.M))
-        bad = re.findall(r"^not ok .*$", proc.stdout, re.M)
-        if proc.returncode == 0 and not bad:
+        ran = _run_qtest(binary, ["--tap", "-k"], qemu, None, timeout)
+        ok = len(re.findall(r"^ok ", ran.stdout, re.M))
+        bad = re.findall(r"^not ok .*$", ran.stdout, re.M)
+        if ran.timed_out:
+            results.append(
+                Result(
+                    name,
+                    FAIL,
+                    f"timed out after {timeout:g} s ({ok} cases passed by then)",
+                    bad[:10] + ran.stdout.strip().splitlines()[-5:],
+                )
+            )
+        elif ran.returncode == 0 and not bad:
             results.append(
                 Result(name, PASS, f"{ok} cases, {time.monotonic() - started:.1f} s")
             )
         else:
-            results.append(Result(name, FAIL, f"exit {proc.returncode}", bad[:10]))
+            results.append(Result(name, FAIL, f"exit {ran.returncode}", bad[:10]))
     return results
 
 
+NO_PREPARE = "no VFIO_MIGRATION_PREPARE"
+
+
 def qmp_tests(
-    repo: Path, qemu: Path, fake: Path, control: bool, scratch: Path
+    repo: Path,
+    qemu: Path,
+    fake: Path,
+    control: bool,
+    scratch: Path,
+    timeout: float = SUITE_TIMEOUT,
 ) -> Result:
     """Our pytest tests with the qemu.qmp client (timing of the events)."""
     env = {
@@ -214,9 +324,11 @@ def qmp_tests(
         "QSERIES_QEMU": str(qemu),
         "QSERIES_FAKEVFIO": str(fake),
         "QSERIES_REQUIRE_QEMU": "1",
+        # pytest cuts the reasons in its summary to the terminal's width.
+        "COLUMNS": "1000",
     }
     env.pop("LD_PRELOAD", None)
-    proc = subprocess.run(
+    ran = run_bounded(
         [
             sys.executable,
             "-m",
@@ -228,32 +340,38 @@ def qmp_tests(
             f"--basetemp={scratch / 'qmp-tests'}",
             str(repo / PYTEST_DIR),
         ],
+        env,
+        timeout,
         cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        timeout=900,
     )
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    lines = [line for line in ran.stdout.splitlines() if line.strip()]
     summary = lines[-1] if lines else "no output"
     figures = [line for line in lines if line.startswith(("PASSED", "FAILED", "ERROR"))]
     figures += [line.strip() for line in lines if "lead" in line and "ms" in line][:5]
+    figures += [line.strip() for line in lines if line.startswith("kept ")]
     name = "qmp timing (qemu.qmp)"
+    if ran.timed_out:
+        return Result(
+            f"control {name}" if control else name,
+            FAIL,
+            f"timed out after {timeout:g} s",
+            figures + lines[-15:],
+        )
     if control:
-        reason = "no VFIO_MIGRATION_PREPARE" in proc.stdout
-        if proc.returncode != 0 and reason:
+        failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+        others = [line for line in failed if NO_PREPARE not in line]
+        if ran.returncode != 0 and failed and not others:
             return Result(
                 f"control {name}", PASS, "fails as it must: " + summary, figures
             )
+        why = "failed for another reason" if others else "did not fail for lack of"
         return Result(
             f"control {name}",
             FAIL,
-            "did not fail for lack of PREPARE: " + summary,
+            f"{why} PREPARE: {summary}" if not others else f"{why}: {others[0]}",
             figures,
         )
-    if proc.returncode == 0 and "skipped" not in summary:
+    if ran.returncode == 0 and "skipped" not in summary:
         return Result(name, PASS, summary, figures)
     return Result(name, FAIL, summary, figures + lines[-15:])
 
@@ -264,11 +382,18 @@ def skip(name: str, why: str) -> Result:
 
 @dataclass(frozen=True)
 class Mutation:
-    """A deliberate break of the change, which the qtest must catch."""
+    """A deliberate break of the change, which the qtest must catch.
+
+    It counts as caught only when a case whose path ends with `case`
+    fails on an error line matching `reason`: a crash or a timeout
+    proves nothing about the check meant to catch it.
+    """
 
     name: str
     what: str
     edits: tuple[tuple[str, str], ...]  # (old, new) text in migration.c
+    case: str  # the end of the path of the case that must catch it
+    reason: str  # regular expression for that case's error line
 
     def apply(self, text: str) -> str:
         for old, new in self.edits:
@@ -277,17 +402,27 @@ class Mutation:
             text = text.replace(old, new, 1)
         return text
 
+    def catches(self, run: CaseRun) -> bool:
+        return (
+            not run.passed
+            and run.path.endswith(self.case)
+            and re.search(self.reason, run.error) is not None
+        )
+
 
 MIGRATION_FILE = "hw/vfio/migration.c"
 _PREPARE = "\n    vfio_migration_send_event(vbasedev, new_state, true);\n"
 _EARLY = "    if (new_state == migration->device_state) {\n"
 _RECORD_NEW = "    vfio_migration_set_device_state(vbasedev, new_state);\n"
+_SUCCESS_END = "    return 0;\n\nreset_device:\n"
 
 MUTATIONS = (
     Mutation(
         "prepare-after-ioctl",
         "PREPARE sent once the device has changed state",
         ((_PREPARE, "\n"), (_RECORD_NEW, _PREPARE.lstrip("\n") + _RECORD_NEW)),
+        "/stop-cont",
+        r"assertion failed \(prep->time_us <= t->begin_us\)",
     ),
     Mutation(
         "prepare-old-state",
@@ -298,11 +433,15 @@ MUTATIONS = (
                 _PREPARE.replace("new_state, true", "migration->device_state, true"),
             ),
         ),
+        "/stop-cont",
+        r'assertion failed \(seen == expected\): \("prepare running, done stop"',
     ),
     Mutation(
         "prepare-for-no-op",
         "PREPARE sent before the early return for an unchanged state",
         ((_PREPARE, "\n"), (_EARLY, _PREPARE.lstrip("\n") + _EARLY)),
+        "/no-op",
+        r'assertion failed \(seen == expected\): \("prepare running" == ""\)',
     ),
     Mutation(
         "no-completion-on-recovery",
@@ -319,8 +458,42 @@ MUTATIONS = (
                 "\n    return ret;",
             ),
         ),
+        "/failure",
+        r"assertion failed \(m\.src->events->len >= 4\): \(3 >= 4\)",
+    ),
+    Mutation(
+        "unannounced-transition",
+        "a second, silent MIG_DEVICE_STATE request after each transition",
+        (
+            (
+                _SUCCESS_END,
+                "    ioctl(vbasedev->fd, VFIO_DEVICE_FEATURE, feature);\n"
+                + _SUCCESS_END,
+            ),
+        ),
+        "/stop-cont",
+        r"assertion failed \((t->to == announced|next == transitions->len)\)",
     ),
 )
+
+
+def judge_mutation(mutation: Mutation, runs: Sequence[CaseRun]) -> Result:
+    """PASS only if the case meant to catch the mutation failed as meant."""
+    name = f"mutation {mutation.name}"
+    failed = [r for r in runs if not r.passed]
+    caught = [r for r in failed if mutation.catches(r)]
+    items = [f"{r.path}: {r.error}" for r in failed]
+    if caught:
+        return Result(name, PASS, f"caught: {mutation.what}", items)
+    if failed:
+        first = failed[0]
+        return Result(
+            name,
+            FAIL,
+            f"failed for another reason: {first.path}: {first.error}",
+            [f"expected {mutation.case}: /{mutation.reason}/", *items],
+        )
+    return Result(name, FAIL, f"no test failed: {mutation.what}")
 
 
 def run_mutations(
@@ -348,28 +521,13 @@ def run_mutations(
                     )
                 )
                 continue
-            runs = [
-                run_case(binary, qemu, fake, case)
-                for case in list_cases(binary, qemu, fake)
-            ]
-            caught = [r for r in runs if not r.passed]
-            if caught:
-                results.append(
-                    Result(
-                        f"mutation {mutation.name}",
-                        PASS,
-                        f"caught: {mutation.what}",
-                        [f"{r.path}: {r.error}" for r in caught],
-                    )
-                )
-            else:
-                results.append(
-                    Result(
-                        f"mutation {mutation.name}",
-                        FAIL,
-                        f"no test failed: {mutation.what}",
-                    )
-                )
+            try:
+                cases = list_cases(binary, qemu, fake)
+            except ListTimeout as err:
+                results.append(Result(f"mutation {mutation.name}", FAIL, str(err)))
+                continue
+            runs = [run_case(binary, qemu, fake, case) for case in cases]
+            results.append(judge_mutation(mutation, runs))
     finally:
         Git(tree).run("checkout", "--quiet", "--", MIGRATION_FILE)
         code, _ = run_logged(["ninja", qemu.name], builddir, log, None)

@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any, cast
 
 from qemu.qmp import EventListener, QMPClient
@@ -56,6 +58,12 @@ def kernel_state(qapi_state: str) -> str:
 
 
 class FakeVfioVM:
+    """One QEMU with the fake device.  Use it as an async context manager:
+    on the way out it stops QEMU, and it deletes its scratch directory
+    only if the block succeeded.  When the block raised, the fake's log
+    and QEMU's stderr stay, and their paths are printed and added to the
+    exception as a note."""
+
     def __init__(
         self,
         qemu: Path,
@@ -199,7 +207,12 @@ class FakeVfioVM:
                 return status
             await asyncio.sleep(0.01)
 
-    async def close(self) -> None:
+    def evidence(self) -> str:
+        """One line naming the files that tell what this VM did."""
+        return f"kept {self.name}: fake log {self.log}, QEMU stderr {self.stderr_path}"
+
+    async def close(self, failed: bool = False) -> None:
+        """Stop QEMU; delete the scratch directory unless failed."""
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.cmd("quit"), 5)
@@ -214,4 +227,26 @@ class FakeVfioVM:
             self._pump.cancel()
             with contextlib.suppress(BaseException):
                 await self._pump
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if failed:
+            print(self.evidence(), file=sys.stderr, flush=True)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    async def __aenter__(self) -> FakeVfioVM:
+        try:
+            await self.start()
+        except BaseException as error:
+            await self.close(failed=True)
+            error.add_note(self.evidence())
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close(failed=error is not None)
+        if error is not None:
+            error.add_note(self.evidence())

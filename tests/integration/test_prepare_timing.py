@@ -49,42 +49,34 @@ def check_timing(vm: FakeVfioVM, state: str) -> None:
 def test_prepare_leads_slow_stop_copy(qemu: Path, fake: Path, tmp_path: Path) -> None:
     async def run() -> None:
         uri = f"unix:{tmp_path / 'mig.sock'}"
-        src = FakeVfioVM(
-            qemu,
-            fake,
-            tmp_path,
-            "source",
-            {"FAKEVFIO_DELAY": f"PRE_COPY>STOP_COPY={DELAY_MS}"},
-        )
-        dst = FakeVfioVM(qemu, fake, tmp_path, "destination", args=["-incoming", uri])
-        try:
-            await src.start()
-            await dst.start()
+        async with (
+            FakeVfioVM(
+                qemu,
+                fake,
+                tmp_path,
+                "source",
+                {"FAKEVFIO_DELAY": f"PRE_COPY>STOP_COPY={DELAY_MS}"},
+            ) as src,
+            FakeVfioVM(qemu, fake, tmp_path, "destination", args=["-incoming", uri]),
+        ):
             assert await src.migrate(uri) == "completed", src.stderr()
             await src.wait_for(
                 lambda evs: any(e.name == DONE and e.state == "stop-copy" for e in evs)
             )
             check_timing(src, "stop-copy")
-        finally:
-            await src.close()
-            await dst.close()
 
     asyncio.run(run())
 
 
 def test_prepare_leads_slow_stop(qemu: Path, fake: Path, tmp_path: Path) -> None:
     async def run() -> None:
-        vm = FakeVfioVM(
+        async with FakeVfioVM(
             qemu, fake, tmp_path, "vm", {"FAKEVFIO_DELAY": f"RUNNING>STOP={DELAY_MS}"}
-        )
-        try:
-            await vm.start()
+        ) as vm:
             await vm.cmd("stop")
             await vm.wait_for(
                 lambda evs: any(e.name == DONE and e.state == "stop" for e in evs)
             )
             check_timing(vm, "stop")
-        finally:
-            await vm.close()
 
     asyncio.run(run())

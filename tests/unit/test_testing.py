@@ -1,7 +1,20 @@
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
 from qseries import report, testing
 from qseries.errors import ToolError
+from qseries.source import WorkDir
+
+from ..conftest import REPO
+
+ASSERT = "ERROR:../tests/qtest/vfio-migration-prepare-test.c:300:check_events: "
 
 
 def run(path: str, passed: bool, *events: str, error: str = "") -> testing.CaseRun:
@@ -10,9 +23,19 @@ def run(path: str, passed: bool, *events: str, error: str = "") -> testing.CaseR
 
 def test_control_needs_failures_for_lack_of_prepare() -> None:
     runs = [
-        run("/x/stop-cont", False, "vm events: done stop", error="seen != expected"),
+        run(
+            "/x/stop-cont",
+            False,
+            "vm events: done stop",
+            error=ASSERT + "assertion failed (seen == expected)",
+        ),
         run("/x/no-op", True, "vm events: "),
-        run("/x/migrate/p2p", False, "source events: done pre-copy, done stop"),
+        run(
+            "/x/migrate/p2p",
+            False,
+            "source events: done pre-copy, done stop",
+            error=ASSERT + "assertion failed (seen == expected)",
+        ),
     ]
     results = testing.expect_control(runs)
     assert [r.status for r in results] == [report.PASS] * 3
@@ -64,3 +87,202 @@ def test_tests_table_closes_with_counts() -> None:
     assert text.splitlines()[0].startswith("test ")
     assert text.splitlines()[-1] == "1 passed, 1 failed, 1 skipped"
     assert report.table(results).splitlines()[-1] == "1 of 3 checks failed"
+
+
+def test_control_rejects_a_crash_after_the_events() -> None:
+    # The events lack a prepare, but the case died of something else.
+    for error in ("timed out after 300 s", "Broken pipe", ""):
+        (result,) = testing.expect_control(
+            [run("/x/stop-cont", False, "vm events: done stop", error=error)]
+        )
+        assert result.status == report.FAIL, error
+        assert result.detail == f"fails for another reason: {error}"
+
+
+# The mutations: each is caught only by its own case, for its own reason.
+
+
+def judge(name: str, *runs: testing.CaseRun) -> report.Result:
+    mutation = next(m for m in testing.MUTATIONS if m.name == name)
+    return testing.judge_mutation(mutation, runs)
+
+
+STOP_CONT = "/x86_64/vfio-migration-prepare/stop-cont"
+NO_OP = "/x86_64/vfio-migration-prepare/no-op"
+FAILURE = "/x86_64/vfio-migration-prepare/failure"
+
+
+def test_mutation_caught_for_its_reason() -> None:
+    cases = {
+        "prepare-after-ioctl": (
+            STOP_CONT,
+            "assertion failed (prep->time_us <= t->begin_us): (5 <= 4)",
+        ),
+        "prepare-old-state": (
+            STOP_CONT,
+            'assertion failed (seen == expected): ("prepare running, done stop"'
+            ' == "prepare stop, done stop")',
+        ),
+        "prepare-for-no-op": (
+            NO_OP,
+            'assertion failed (seen == expected): ("prepare running" == "")',
+        ),
+        "no-completion-on-recovery": (
+            FAILURE,
+            "assertion failed (m.src->events->len >= 4): (3 >= 4)",
+        ),
+        "unannounced-transition": (
+            STOP_CONT,
+            "assertion failed (next == transitions->len): (1 == 2)",
+        ),
+    }
+    assert set(cases) == {m.name for m in testing.MUTATIONS}
+    for name, (path, error) in cases.items():
+        result = judge(
+            name,
+            run(NO_OP, True),
+            run(path, False, error=ASSERT + error),
+            run("/x/other", False, error="timed out after 300 s"),
+        )
+        assert result.status == report.PASS, (name, result)
+        assert result.detail.startswith("caught: ")
+        assert f"{path}: {ASSERT}{error}" in result.items
+
+
+def test_mutation_failing_for_another_reason_is_not_caught() -> None:
+    crash = run(STOP_CONT, False, error="timed out after 300 s")
+    result = judge("prepare-after-ioctl", crash)
+    assert result.status == report.FAIL
+    assert result.detail == f"failed for another reason: {STOP_CONT}: " + crash.error
+    # The right assertion, but from a case that is not the one meant.
+    wrong_case = run(
+        FAILURE, False, error="assertion failed (prep->time_us <= t->begin_us)"
+    )
+    assert judge("prepare-after-ioctl", wrong_case).status == report.FAIL
+    # Another assertion of the right case.
+    other = run(NO_OP, False, error='assertion failed (seen == expected): ("" == "")')
+    result = judge("prepare-for-no-op", other)
+    assert result.detail.startswith("failed for another reason: ")
+
+
+def test_mutation_that_no_case_catches() -> None:
+    result = judge("prepare-old-state", run(STOP_CONT, True))
+    assert result.status == report.FAIL
+    assert result.detail.startswith("no test failed: ")
+
+
+# Timeouts: each hang becomes one FAIL result, and the rest is kept.
+
+
+def script(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def test_listing_that_hangs_is_one_failed_run(tmp_path: Path) -> None:
+    binary = script(tmp_path / "hangs", "sleep 30\n")
+    started = time.monotonic()
+    runs = testing.series_qtest(binary, Path("/bin/true"), binary, list_timeout=0.5)
+    assert time.monotonic() - started < 10
+    (result,) = testing.expect_pass(runs)
+    assert result.status == report.FAIL
+    assert result.detail == "hangs -l timed out after 0.5 s"
+    (control,) = testing.expect_control(runs)
+    assert control.status == report.FAIL
+
+
+def test_qemu_qtest_that_hangs_fails_and_the_others_count(tmp_path: Path) -> None:
+    qtests = tmp_path / "build" / "tests" / "qtest"
+    script(qtests / "qmp-test", 'echo "ok 1 /x/a"\n')
+    script(qtests / "qmp-cmd-test", 'echo "ok 1 /x/b"\necho "ok 2 /x/c"\nsleep 30\n')
+    script(qtests / "device-introspect-test", 'echo "ok 1 /x/d"\n')
+    results = testing.qemu_qtests(tmp_path / "build", Path("/bin/true"), timeout=1)
+    assert [r.status for r in results] == [report.PASS, report.FAIL, report.PASS]
+    assert results[1].detail == "timed out after 1 s (2 cases passed by then)"
+    assert results[1].items == ["ok 1 /x/b", "ok 2 /x/c"]
+
+
+def test_timeout_kills_what_the_test_started(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    binary = script(
+        tmp_path / "spawns", f"sleep 60 >/dev/null 2>&1 &\necho $! > {pidfile}\nwait\n"
+    )
+    ran = testing.run_bounded([str(binary)], os.environ, 0.5)
+    assert ran.timed_out
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break
+        if state in ("Z", "X"):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"process {pid} outlived the timeout")
+
+
+def pytest_repo(tmp_path: Path, test: str) -> Path:
+    repo = tmp_path / "repo"
+    (repo / testing.PYTEST_DIR).mkdir(parents=True)
+    (repo / testing.PYTEST_DIR / "test_x.py").write_text(test)
+    return repo
+
+
+def test_qmp_tests_that_hang_fail_with_the_timeout(tmp_path: Path) -> None:
+    repo = pytest_repo(tmp_path, "import time\n\ndef test_x():\n    time.sleep(60)\n")
+    result = testing.qmp_tests(
+        repo, Path("/bin/true"), Path("/bin/true"), False, tmp_path, timeout=5
+    )
+    assert result.status == report.FAIL
+    assert result.detail == "timed out after 5 s"
+
+
+def test_qmp_control_wants_every_failure_for_lack_of_prepare(tmp_path: Path) -> None:
+    missing = "def test_a():\n    assert 0, 'no VFIO_MIGRATION_PREPARE(stop)'\n"
+    repo = pytest_repo(tmp_path, missing)
+    result = testing.qmp_tests(
+        repo, Path("/bin/true"), Path("/bin/true"), True, tmp_path
+    )
+    assert result.status == report.PASS, result
+    crash = "\ndef test_b():\n    raise RuntimeError('QEMU exited')\n"
+    repo = pytest_repo(tmp_path / "2", missing + crash)
+    result = testing.qmp_tests(
+        repo, Path("/bin/true"), Path("/bin/true"), True, tmp_path
+    )
+    assert result.status == report.FAIL
+    assert result.detail.startswith("failed for another reason: FAILED ")
+    assert "QEMU exited" in result.detail
+
+
+# The fake is built per checkout of qseries.
+
+
+def sources(dest: Path, marker: str) -> Path:
+    dest.mkdir()
+    shutil.copy(REPO / "meson.build", dest / "meson.build")
+    shutil.copytree(REPO / "tests" / "fakevfio", dest / "tests" / "fakevfio")
+    with (dest / "tests" / "fakevfio" / "fakevfio.c").open("a") as out:
+        out.write(f'__attribute__((used)) const char fv_marker[] = "{marker}";\n')
+    return dest
+
+
+@pytest.mark.skipif(
+    not Path(sys.executable).with_name("meson").exists() and not shutil.which("meson"),
+    reason="needs meson",
+)
+def test_each_checkout_builds_its_own_fake(tmp_path: Path) -> None:
+    workdir = WorkDir(tmp_path / "work")
+    one = sources(tmp_path / "one", "qseries-copy-one")
+    two = sources(tmp_path / "two", "qseries-copy-two")
+    lib_one = testing.build_fake(one, workdir)
+    lib_two = testing.build_fake(two, workdir)
+    assert lib_one != lib_two
+    assert b"qseries-copy-one" in lib_one.read_bytes()
+    assert b"qseries-copy-two" in lib_two.read_bytes()
+    assert b"qseries-copy-one" not in lib_two.read_bytes()
+    # The same checkout again reuses its build directory.
+    assert testing.build_fake(one, workdir) == lib_one
