@@ -3,6 +3,7 @@ and the real Debian QEMU base (downloaded once into the work dir)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -47,6 +48,22 @@ def real_workdir() -> Path:
     path = Path(os.environ.get("QSERIES_WORKDIR") or REPO / ".work")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def real_base(real_workdir: Path) -> dict[str, object]:
+    """`qseries source --json` on the default Debian base, in real_workdir."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "qseries", "source", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "QSERIES_WORKDIR": str(real_workdir)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, object] = json.loads(proc.stdout)
+    return data
 
 
 @pytest.fixture

@@ -9,10 +9,7 @@ import email.generator
 import email.message
 import email.policy
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
@@ -27,17 +24,8 @@ PATCHES = REPO / "patches" / "v1"
 
 
 @pytest.fixture(scope="module")
-def base_root(real_workdir: Path) -> Path:
-    proc = subprocess.run(
-        [sys.executable, "-m", "qseries", "source", "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "QSERIES_WORKDIR": str(real_workdir)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    return Path(json.loads(proc.stdout)["root"])
+def base_root(real_base: dict[str, object]) -> Path:
+    return Path(str(real_base["root"]))
 
 
 def reencode(data: bytes, encode: Callable[[email.message.Message], None]) -> bytes:

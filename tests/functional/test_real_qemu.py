@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,8 @@ C_PATCH = "v1-0002-vfio-migration-Emit-VFIO_MIGRATION_PREPARE-before.patch"
 
 
 @pytest.fixture(scope="module")
-def base(real_workdir: Path) -> dict[str, object]:
-    import os
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "qseries", "source", "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "QSERIES_WORKDIR": str(real_workdir)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, object] = json.loads(proc.stdout)
-    return data
+def base(real_base: dict[str, object]) -> dict[str, object]:
+    return real_base
 
 
 def copy_patches(tmp_path: Path) -> Path:
