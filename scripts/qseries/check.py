@@ -31,7 +31,7 @@ from . import generate as gen
 from . import qapi_probe
 from .errors import QSeriesError, SourceError, ToolError, UsageError
 from .generators import COMPLETION_EVENT, PREPARE_EVENT
-from .gitutil import CLEAN_ENV, FOREIGN_GIT_VARIABLES, Git
+from .gitutil import Git, git_env
 from .report import FAIL, PASS, SKIP, Result
 from .series import Series, Version
 from .source import (
@@ -216,12 +216,6 @@ def load_mails(patches: Path | None, mbox: Path | None, scratch: Path) -> list[M
     if not files:
         raise UsageError(f"{patches} holds no patches", "run 'qseries generate' first")
     return [read_mail(f.absolute(), scratch) for f in files]
-
-
-def git_env() -> dict[str, str]:
-    """Our environment for a git run outside Git: no user config, no GIT_DIR."""
-    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_GIT_VARIABLES}
-    return {**env, **CLEAN_ENV}
 
 
 def check_mails(mails: list[Mail], version: str) -> Result:

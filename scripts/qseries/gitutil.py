@@ -78,6 +78,14 @@ def _subcommand(args: tuple[str, ...]) -> str:
     return args[0] if args else ""
 
 
+def git_env() -> dict[str, str]:
+    """The environment for a git run outside Git (one that must see git's
+    output on failure): ours, without repository-selecting variables, with
+    the clean configuration."""
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_GIT_VARIABLES}
+    return {**env, **CLEAN_ENV}
+
+
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("error:", "fatal:"))]

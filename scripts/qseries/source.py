@@ -7,7 +7,6 @@ clones it and never writes to it, its index or its refs.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import errno
 import hashlib
@@ -15,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 from .errors import EXIT_USAGE, SourceError, ToolError, UsageError
 from .gitutil import CorruptRepoError, Git
+from .proc import run_bounded
 from .versions import (
     QemuVersion,
     VersionRange,
@@ -240,11 +239,6 @@ def _command_name(argv: Sequence[str]) -> str:
     return " ".join(words)
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 def _run(
     argv: Sequence[str],
     cwd: Path | None = None,
@@ -259,40 +253,22 @@ def _run(
     """
     name = _command_name(argv)
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            env={**os.environ, "LC_ALL": "C"},
-            # A group of its own, so that apt's download methods and
-            # dpkg-source's tar die with it on a time limit.
-            start_new_session=True,
-        )
+        ran = run_bounded(argv, {**os.environ, "LC_ALL": "C"}, timeout, cwd)
     except FileNotFoundError:
         hint = "run 'make bootstrap' (or see README) to install what qseries needs"
         if argv[0] == "dpkg-source":
             hint = "install dpkg-dev (apt-get install dpkg-dev)"
         raise ToolError(f"{argv[0]} is not installed", hint) from None
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        proc.communicate()
+    if ran.timed_out:
         raise ToolError(
             f"{name} did not finish within its time limit of {timeout:g} s",
             "check the network and the free space of the work dir, then retry",
-        ) from None
-    except BaseException:
-        _kill_group(proc)
-        proc.wait()
-        raise
-    if os.strerror(errno.ENOSPC) in stderr + stdout:
+        )
+    if os.strerror(errno.ENOSPC) in ran.stderr + ran.stdout:
         raise no_space(workdir, f"{name} failed")
-    return subprocess.CompletedProcess(list(argv), proc.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(
+        list(argv), ran.returncode, ran.stdout, ran.stderr
+    )
 
 
 def _apt_entries(etc: Path) -> list[tuple[str, list[str]]]:

@@ -9,20 +9,18 @@ VFIO_MIGRATION_PREPARE event), not for any other.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .build import BuildError, Progress, run_logged
 from .errors import ToolError
+from .proc import Ran, run_bounded
 from .report import FAIL, PASS, SKIP, Result
 from .source import WorkDir, say
 
@@ -94,54 +92,6 @@ def _env(qemu: Path, fake: Path | None) -> dict[str, str]:
     if fake is not None:
         env["QTEST_VFIO_FAKE"] = str(fake)
     return env
-
-
-@dataclass(frozen=True)
-class Ran:
-    """A finished (or, with timed_out, killed) test process."""
-
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-    timed_out: bool
-    timeout: float
-
-
-def run_bounded(
-    argv: Sequence[str],
-    env: Mapping[str, str],
-    timeout: float,
-    cwd: Path | None = None,
-) -> Ran:
-    """Run argv in a session of its own, for at most timeout seconds.
-
-    On the timeout the whole process group goes (the QEMUs a qtest or a
-    pytest started with it), and what it printed so far is kept.
-    """
-    proc = subprocess.Popen(
-        list(argv),
-        cwd=cwd,
-        env=dict(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-        return Ran(tuple(argv), proc.returncode, out, err, False, timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        try:
-            out, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-        return Ran(tuple(argv), proc.returncode, out, err, True, timeout)
 
 
 def _run_qtest(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qseries import report, testing
+from qseries import proc, report, testing
 from qseries.errors import ToolError
 from qseries.source import WorkDir
 
@@ -209,7 +209,7 @@ def test_timeout_kills_what_the_test_started(tmp_path: Path) -> None:
     binary = script(
         tmp_path / "spawns", f"sleep 60 >/dev/null 2>&1 &\necho $! > {pidfile}\nwait\n"
     )
-    ran = testing.run_bounded([str(binary)], os.environ, 0.5)
+    ran = proc.run_bounded([str(binary)], os.environ, 0.5)
     assert ran.timed_out
     pid = int(pidfile.read_text())
     deadline = time.monotonic() + 5
