@@ -12,8 +12,14 @@
  * Every group N has one vfio-pci device: vendor 0x1af4, device 0x10f0,
  * class 0x088000, no capability list, INTx pin A, BAR0 = 4 KiB of 32-bit
  * memory reached through pread/pwrite (no mmap), config space 256 bytes.
- * The device implements migration v2 (the kernel's FSM, including the
- * multi-arc steps of vfio_mig_get_next_state()) and device DMA logging.
+ * The device implements migration v2: the kernel's FSM, including the
+ * multi-arc steps of vfio_mig_get_next_state().  It has no device DMA
+ * logging, so QEMU warns that the device has no dirty tracking and, with
+ * enable-migration=on, migrates all of guest memory as dirty.
+ *
+ * This one file is the whole library: qseries builds it as
+ * libfakevfio.so (tests/fakevfio/meson.build) and QEMU's qtests build a
+ * verbatim copy, tests/qtest/vfio-fake.c, as libvfio-fake.so.
  *
  * Answered ioctls, by kind of descriptor (anything else gives ENOTTY):
  *
@@ -45,9 +51,6 @@
  *   device     VFIO_DEVICE_FEATURE                 MIGRATION (GET),
  *                                                  MIG_DEVICE_STATE (GET/SET),
  *                                                  MIG_DATA_SIZE (GET),
- *                                                  DMA_LOGGING_START (SET),
- *                                                  DMA_LOGGING_STOP (SET),
- *                                                  DMA_LOGGING_REPORT (GET),
  *                                                  PROBE of each; others
  *                                                  ENOTTY
  *   data       VFIO_MIG_GET_PRECOPY_INFO           PRE_COPY states only
@@ -68,18 +71,16 @@
  *                             name), state unchanged; after the delay if
  *                             one matches too; ":once" fails only the first
  *                             match
- *   FAKEVFIO_STATE_SIZE       bytes of device state (default 65536)
- *   FAKEVFIO_SEED             integer mixed into the state (default 0)
  *   FAKEVFIO_LOG              log file (O_APPEND, one write per record,
  *                             fields split by one space, times in
  *                             CLOCK_REALTIME microseconds):
- *     init <pid> <flags> <state_size> <seed>
+ *     init <pid> <flags>
  *     device <group> <name>
+ *     begin <group> <from> <to> <time_us>
  *     transition <group> <from> <to> <begin_us> <end_us> <result>
  *     step <group> <from> <to>
  *     reset <group> <time_us>
  *     release <group> <time_us>
- *     dirty <group> start|stop <time_us>
  *     save <group> <bytes> <checksum>
  *     load <group> <bytes> <checksum> ok|bad
  *   State names are the kernel's (STOP, RUNNING, STOP_COPY, RESUMING,
@@ -87,18 +88,20 @@
  *   allowed, '*' for any.  A bad value prints "fakevfio: ..." on stderr and
  *   is ignored (a bad rule drops only that rule).
  *
- * "transition" is written for every MIG_DEVICE_STATE SET, "step" for every
- * FSM arc actually taken.  "save" is written when the last byte of a saving
- * stream is read.  Each RESUMING session writes one "load" record, at the
- * first of: close of its fd, leaving RESUMING, device reset or release.
- * Bytes and checksum are those of the payload; the verdict is ok when the
- * header matches what arrived.  As the kernel requires, leaving RESUMING
- * with a bad stream fails with EINVAL and puts the device in ERROR.
+ * "begin" is written when a MIG_DEVICE_STATE SET starts, before any delay,
+ * and "transition" when it ends, with the same begin time; "step" is
+ * written for every FSM arc actually taken.  "save" is written when the
+ * last byte of a saving stream is read.  Each RESUMING session writes one
+ * "load" record, at the first of: close of its fd, leaving RESUMING,
+ * device reset or release.  Bytes and checksum are those of the payload;
+ * the verdict is ok when the header matches what arrived.  As the kernel
+ * requires, leaving RESUMING with a bad stream fails with EINVAL and puts
+ * the device in ERROR.
  *
  * The saved stream is a 32 byte header (magic "FAKEVFIO", version, group,
  * payload length, FNV-1a 64 of the payload, little endian) and the payload,
- * which is generated from FAKEVFIO_SEED and the group number only.  The
- * first half of the payload is pre-copy data when PRE_COPY is used.
+ * 64 KiB generated from the group number only.  The first half of the
+ * payload is pre-copy data when PRE_COPY is used.
  */
 
 #undef _FILE_OFFSET_BITS
@@ -128,8 +131,6 @@
 #include <unistd.h>
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
-
-#include "fakevfio.h"
 
 /* Parts of the uAPI that Debian 12's linux-libc-dev (6.1) lacks */
 #ifndef VFIO_MIGRATION_PRE_COPY
@@ -167,9 +168,8 @@ struct vfio_precopy_info {
 #define FV_STREAM_VERSION 1
 #define FV_MAX_STATE (1ULL << 30)
 #define FV_MAX_RULES 32
-#define FV_MAX_LOG_RANGES 256
 #define FV_MIN_PAGE 4096ULL
-#define FV_DEFAULT_STATE_SIZE 65536
+#define FV_STATE_SIZE 65536
 
 #define FV_MIN(a, b) ((a) < (b) ? (a) : (b))
 
@@ -240,8 +240,6 @@ struct FakeDevice {
     char name[64];
     uint32_t state;
     bool busy;              /* a delayed SET is sleeping */
-    bool dirty_active;
-    uint64_t dirty_page_size;
     FakeSession *sess;
     uint8_t config[FV_CONFIG_SIZE];
     uint8_t bar0[FV_BAR0_SIZE];
@@ -268,8 +266,6 @@ typedef struct FvRule {
 typedef struct FvConfig {
     bool loaded;
     uint64_t mig_flags;
-    uint64_t state_size;
-    uint64_t seed;
     int log_fd;
     unsigned ndelays;
     unsigned nfails;
@@ -289,9 +285,22 @@ typedef ssize_t ReadFn(int, void *, size_t);
 typedef ssize_t ReadChkFn(int, void *, size_t, size_t);
 typedef ssize_t WriteFn(int, const void *, size_t);
 typedef ssize_t PreadFn(int, void *, size_t, off_t);
+typedef ssize_t Pread64Fn(int, void *, size_t, off64_t);
 typedef ssize_t PreadChkFn(int, void *, size_t, off_t, size_t);
+typedef ssize_t Pread64ChkFn(int, void *, size_t, off64_t, size_t);
 typedef ssize_t PwriteFn(int, const void *, size_t, off_t);
+typedef ssize_t Pwrite64Fn(int, const void *, size_t, off64_t);
 typedef int CloseFn(int);
+
+/*
+ * Interposed too, but declared by no header unless _FORTIFY_SOURCE is on:
+ * these declarations give their definitions a prototype.
+ */
+Open2Fn __open_2, __open64_2;
+Openat2Fn __openat_2, __openat64_2;
+ReadChkFn __read_chk;
+PreadChkFn __pread_chk;
+Pread64ChkFn __pread64_chk;
 
 enum {
     R_OPEN,
@@ -545,11 +554,6 @@ static uint64_t fv_get_le(const uint8_t *p, unsigned bytes)
     return v;
 }
 
-static bool fv_is_pow2(uint64_t v)
-{
-    return v && !(v & (v - 1));
-}
-
 /* ---------------------------------------------------------------------- */
 /* configuration from the environment */
 
@@ -760,26 +764,6 @@ static void fv_parse_flags(void)
     free(copy);
 }
 
-static void fv_parse_number(const char *var, uint64_t max, uint64_t *out)
-{
-    const char *env = getenv(var);
-    uint64_t v;
-
-    if (!env) {
-        return;
-    }
-    if (fv_parse_u64(env, max, &v)) {
-        *out = v;
-        return;
-    }
-    /* a seed may also be negative */
-    if (max == UINT64_MAX && env[0] == '-' && fv_parse_u64(env + 1, max, &v)) {
-        *out = -v;
-        return;
-    }
-    fv_bad_env(var, "bad value", env);
-}
-
 static void fv_load_config(void)
 {
     const char *log;
@@ -789,11 +773,7 @@ static void fv_load_config(void)
         return;
     }
     fv_cfg.loaded = true;
-    fv_cfg.state_size = FV_DEFAULT_STATE_SIZE;
-    fv_cfg.seed = 0;
     fv_parse_flags();
-    fv_parse_number("FAKEVFIO_STATE_SIZE", FV_MAX_STATE, &fv_cfg.state_size);
-    fv_parse_number("FAKEVFIO_SEED", UINT64_MAX, &fv_cfg.seed);
     fv_parse_rules("FAKEVFIO_DELAY", false, fv_cfg.delays, &fv_cfg.ndelays);
     fv_parse_rules("FAKEVFIO_FAIL", true, fv_cfg.fails, &fv_cfg.nfails);
 
@@ -810,8 +790,7 @@ static void fv_load_config(void)
     snprintf(flags, sizeof(flags), "stop_copy%s%s",
              fv_cfg.mig_flags & VFIO_MIGRATION_P2P ? ",p2p" : "",
              fv_cfg.mig_flags & VFIO_MIGRATION_PRE_COPY ? ",pre_copy" : "");
-    fv_log("init %d %s %" PRIu64 " %" PRIu64, (int)getpid(), flags,
-           fv_cfg.state_size, fv_cfg.seed);
+    fv_log("init %d %s", (int)getpid(), flags);
 }
 
 static bool fv_rule_matches(const FvRule *r, uint32_t from, uint32_t to)
@@ -992,8 +971,8 @@ static int fv_session_start(FakeDevice *d, bool resuming, bool precopy)
     s->resuming = resuming;
     s->precopy = precopy;
     if (!resuming) {
-        uint64_t size = fv_cfg.state_size;
-        uint64_t x = fv_cfg.seed ^ ((uint64_t)d->group->number << 32) ^
+        uint64_t size = FV_STATE_SIZE;
+        uint64_t x = ((uint64_t)d->group->number << 32) ^
                      0x46414b4556464931ULL;
         uint8_t *p;
         size_t i;
@@ -1175,6 +1154,9 @@ static int fv_mig_set_state(FakeDevice *d,
     int ret = 0;
     unsigned i;
 
+    fv_log("begin %u %s %s %" PRId64, d->group->number,
+           fv_state_name(from, b1, sizeof(b1)),
+           fv_state_name(to, b2, sizeof(b2)), begin);
     for (i = 0; i < fv_cfg.ndelays; i++) {
         if (fv_rule_matches(&fv_cfg.delays[i], from, to)) {
             d->busy = true;
@@ -1227,75 +1209,6 @@ static int fv_check_feature(uint32_t flags, size_t argsz, uint32_t ops,
         return -EINVAL;
     }
     return 1;
-}
-
-static int fv_dma_logging_start(FakeDevice *d,
-                                struct vfio_device_feature_dma_logging_control
-                                *ctl)
-{
-    struct vfio_device_feature_dma_logging_range *r;
-    uint64_t page = ctl->page_size;
-    uint32_t i, j;
-
-    if (!ctl->num_ranges) {
-        return -EINVAL;
-    }
-    if (ctl->num_ranges > FV_MAX_LOG_RANGES) {
-        return -E2BIG;
-    }
-    r = (void *)(uintptr_t)ctl->ranges;
-    if (!r) {
-        return -EFAULT;
-    }
-    for (i = 0; i < ctl->num_ranges; i++) {
-        uint64_t end;
-
-        if (!fv_is_pow2(page) || (r[i].iova & (page - 1)) ||
-            (r[i].length & (page - 1)) || !r[i].length) {
-            return -EINVAL;
-        }
-        if (__builtin_add_overflow(r[i].iova, r[i].length, &end)) {
-            return -EOVERFLOW;
-        }
-        for (j = 0; j < i; j++) {
-            if (r[i].iova < r[j].iova + r[j].length &&
-                r[j].iova < r[i].iova + r[i].length) {
-                return -EINVAL;
-            }
-        }
-    }
-    if (d->dirty_active) {
-        return -EINVAL;
-    }
-    if (page < FV_MIN_PAGE) {
-        ctl->page_size = FV_MIN_PAGE;
-    }
-    d->dirty_active = true;
-    d->dirty_page_size = ctl->page_size;
-    fv_log("dirty %u start %" PRId64, d->group->number, fv_now_us());
-    return 0;
-}
-
-static int fv_dma_logging_report(FakeDevice *d,
-                                 struct vfio_device_feature_dma_logging_report
-                                 *rep)
-{
-    uint64_t end;
-
-    if (rep->page_size < FV_MIN_PAGE || !fv_is_pow2(rep->page_size)) {
-        return -EINVAL;
-    }
-    if (__builtin_add_overflow(rep->iova, rep->length, &end)) {
-        return -EOVERFLOW;
-    }
-    if (!rep->length || (!rep->bitmap && rep->length)) {
-        return -EINVAL;
-    }
-    if (!d->dirty_active) {
-        return -EINVAL;
-    }
-    /* The fake device never writes guest memory: nothing to report */
-    return 0;
 }
 
 static int fv_device_feature(FakeDevice *d, struct vfio_device_feature *feat)
@@ -1356,34 +1269,10 @@ static int fv_device_feature(FakeDevice *d, struct vfio_device_feature *feat)
         if (d->sess && !d->sess->resuming) {
             size->stop_copy_length = d->sess->len - d->sess->pos;
         } else {
-            size->stop_copy_length = FV_HDR_SIZE + fv_cfg.state_size;
+            size->stop_copy_length = FV_HDR_SIZE + FV_STATE_SIZE;
         }
         return 0;
     }
-    case VFIO_DEVICE_FEATURE_DMA_LOGGING_START:
-        ret = fv_check_feature(flags, argsz, set,
-                    sizeof(struct vfio_device_feature_dma_logging_control));
-        if (ret != 1) {
-            return ret;
-        }
-        return fv_dma_logging_start(d, (void *)feat->data);
-    case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
-        ret = fv_check_feature(flags, argsz, set, 0);
-        if (ret != 1) {
-            return ret;
-        }
-        if (d->dirty_active) {
-            d->dirty_active = false;
-            fv_log("dirty %u stop %" PRId64, d->group->number, fv_now_us());
-        }
-        return 0;
-    case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT:
-        ret = fv_check_feature(flags, argsz, get,
-                    sizeof(struct vfio_device_feature_dma_logging_report));
-        if (ret != 1) {
-            return ret;
-        }
-        return fv_dma_logging_report(d, (void *)feat->data);
     default:
         return -ENOTTY;
     }
@@ -1821,7 +1710,6 @@ static int fv_group_ioctl(FakeFile *f, uint32_t cmd, void *arg)
         df->dev = d;
         if (g->device_fds++ == 0) {
             fv_device_hw_reset(d);
-            d->dirty_active = false;
             snprintf(d->name, sizeof(d->name), "%s", name);
         }
         fv_log("device %u %s", g->number, d->name);
@@ -1993,7 +1881,6 @@ static void fv_release_device(FakeGroup *g)
     }
     /* last close of the device: like the kernel's close_device */
     fv_device_hw_reset(d);
-    d->dirty_active = false;
     fv_log("release %u %" PRId64, g->number, fv_now_us());
     if (!g->open) {
         fv_group_detach(g);
@@ -2305,7 +2192,7 @@ FV_EXPORT ssize_t pread64(int fd, void *buf, size_t count, off64_t offset)
     if (fv_fake_prw(fd, buf, count, offset, false, &ret)) {
         return ret;
     }
-    return ((PreadFn *)fv_real(R_PREAD64))(fd, buf, count, offset);
+    return ((Pread64Fn *)fv_real(R_PREAD64))(fd, buf, count, offset);
 }
 
 FV_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t count, off_t offset,
@@ -2334,8 +2221,8 @@ FV_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t count,
     if (fv_fake_prw(fd, buf, count, offset, false, &ret)) {
         return ret;
     }
-    return ((PreadChkFn *)fv_real(R_PREAD64_CHK))(fd, buf, count, offset,
-                                                  buflen);
+    return ((Pread64ChkFn *)fv_real(R_PREAD64_CHK))(fd, buf, count, offset,
+                                                    buflen);
 }
 
 FV_EXPORT ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
@@ -2356,7 +2243,7 @@ FV_EXPORT ssize_t pwrite64(int fd, const void *buf, size_t count,
     if (fv_fake_prw(fd, (void *)buf, count, offset, true, &ret)) {
         return ret;
     }
-    return ((PwriteFn *)fv_real(R_PWRITE64))(fd, buf, count, offset);
+    return ((Pwrite64Fn *)fv_real(R_PWRITE64))(fd, buf, count, offset);
 }
 
 FV_EXPORT int close(int fd)
