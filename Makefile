@@ -36,13 +36,21 @@ $(STAMP): pyproject.toml scripts/bootstrap-debian.sh
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# Every version is generated (patches/ must match what is committed) and
+# checked; the newest is built and tested, on Debian's newest QEMU and,
+# as the backport it is, on trixie's 10.0.x (OLD_BASE).
+VERSIONS = v1 v2
+NEWEST = v2
+OLD_BASE = 10.0
+
 reproduce: bootstrap
 	$(BIN)/qseries source
-	$(BIN)/qseries generate
+	for v in $(VERSIONS); do $(BIN)/qseries generate --series $$v || exit 1; done
 	@test -z "$$(git status --porcelain -- patches/)" || \
 		{ echo "patches/ differs from a fresh generate: commit it" >&2; exit 1; }
-	$(BIN)/qseries check
-	$(BIN)/qseries test
+	for v in $(VERSIONS); do $(BIN)/qseries check --series $$v || exit 1; done
+	$(BIN)/qseries check --series $(NEWEST) --base-version $(OLD_BASE)
+	$(BIN)/qseries test --series $(NEWEST)
 
 lint: bootstrap
 	$(BIN)/ruff check scripts tests
@@ -54,12 +62,17 @@ typecheck: bootstrap
 test: bootstrap
 	$(BIN)/pytest -q
 
-# The negative control first (the base with only the series' qtest: the
-# tests must fail for lack of VFIO_MIGRATION_PREPARE), then the whole
-# series, rebuilt incrementally in the same build directory.
+# For each version, the negative control first (the base with only the
+# test patch: the cases that need the notice must fail for lack of it),
+# then the whole series, rebuilt incrementally in the same build
+# directory.  Then the newest version as a backport on OLD_BASE.
 qemu-tests: bootstrap
-	$(BIN)/qseries test --control
-	$(BIN)/qseries test
+	for v in $(VERSIONS); do \
+		$(BIN)/qseries test --series $$v --control && \
+		$(BIN)/qseries test --series $$v || exit 1; \
+	done
+	$(BIN)/qseries check --series $(NEWEST) --base-version $(OLD_BASE)
+	$(BIN)/qseries test --series $(NEWEST) --base-version $(OLD_BASE) --no-mutations
 
 check: lint typecheck test qemu-tests
 

@@ -105,15 +105,24 @@ def mini_tree(tmp_path: Path) -> Path:
     return tree
 
 
+# What series.yaml reads beside itself: templates, the files patches
+# carry (qtests, the fake), the mutations.
+SERIES_DATA = ("qapi", "hw", "mutations", "tests/qtest", "tests/fakevfio")
+
+
+def copy_series(dest: Path) -> Path:
+    """series.yaml and every file it reads, copied into dest."""
+    dest.mkdir(parents=True)
+    shutil.copy(REPO / "series.yaml", dest)
+    for sub in SERIES_DATA:
+        shutil.copytree(REPO / sub, dest / sub)
+    return dest / "series.yaml"
+
+
 @pytest.fixture
 def series_copy(tmp_path: Path) -> Path:
     """series.yaml and its templates, copied so that tests can edit them."""
-    dest = tmp_path / "series"
-    dest.mkdir()
-    shutil.copy(REPO / "series.yaml", dest)
-    shutil.copytree(REPO / "qapi", dest / "qapi")
-    shutil.copytree(REPO / "hw", dest / "hw")
-    return dest / "series.yaml"
+    return copy_series(tmp_path / "series")
 
 
 def tree_snapshot(tree: Path) -> dict[str, bytes]:

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import build as build_mod
-from . import testing
+from . import demo, testing
 from .gitutil import Git
+from .series import Wire
 from .source import BaseTree, WorkDir, say
-from .vm import DONE, PREPARE, FakeVfioVM
+from .vm import FakeVfioVM
 
 
 @dataclass
@@ -79,7 +80,8 @@ def incremental(
     series: str,
     workdir: WorkDir,
     targets: list[str],
-    fake: Path,
+    qtest: str,
+    fake: Path | None,
     figures: Figures,
 ) -> None:
     """qseries build + test of the qtest, against bare git checkout + ninja +
@@ -87,7 +89,7 @@ def incremental(
     build_mod.build(base, control, workdir, targets)
     started = time.monotonic()
     built = build_mod.build(base, series, workdir, targets)
-    testing.series_qtest(built.qtest(testing.SERIES_QTEST), built.qemu, fake)
+    testing.series_qtest(built.qtest(qtest), built.qemu, fake)
     tool = time.monotonic() - started
     figures.add("incremental_steps", built.steps)
     figures.add("incremental_build_and_qtest_s", round(tool, 2))
@@ -97,15 +99,11 @@ def incremental(
     started = time.monotonic()
     Git(tree).run("checkout", "--quiet", "--force", "--detach", series)
     _ninja(built.builddir, targets)
+    env = {**os.environ, "QTEST_QEMU_BINARY": str(built.qemu)}
+    if fake is not None:
+        env["QTEST_VFIO_FAKE"] = str(fake)
     subprocess.run(
-        [str(built.qtest(testing.SERIES_QTEST)), "--tap"],
-        env={
-            **os.environ,
-            "QTEST_QEMU_BINARY": str(built.qemu),
-            "QTEST_VFIO_FAKE": str(fake),
-        },
-        capture_output=True,
-        check=True,
+        [str(built.qtest(qtest)), "--tap"], env=env, capture_output=True, check=True
     )
     bare = time.monotonic() - started
     figures.add("bare_build_and_qtest_s", round(bare, 2))
@@ -155,44 +153,34 @@ def stop_cont_ratio(
 
 
 def prepare_lead(
-    patched: Path, fake: Path, delay_ms: int, tmpdir: Path, figures: Figures
+    patched: Path,
+    fake: Path,
+    wire: Wire,
+    delay_ms: int,
+    tmpdir: Path,
+    figures: Figures,
+    runs: int = 5,
 ) -> None:
-    """Lead of PREPARE over completion, and QEMU timestamp -> client latency."""
-
-    async def run() -> tuple[list[float], list[float]]:
-        vm = FakeVfioVM(
-            patched,
-            fake,
-            tmpdir,
-            "bench",
-            {"FAKEVFIO_DELAY": f"RUNNING>STOP={delay_ms}"},
+    """Lead of the prepare notice over the completion of the switchover's
+    quiesce (PRE_COPY -> PRE_COPY_P2P, with delay_ms injected), as a QMP
+    client hears them, over live migrations; and QEMU timestamp -> client
+    latency."""
+    leads: list[float] = []
+    latencies: list[float] = []
+    for i in range(runs):
+        lead = asyncio.run(
+            demo.switchover_lead(patched, fake, tmpdir, delay_ms, wire, i)
         )
-        leads: list[float] = []
-        latencies: list[float] = []
-        try:
-            await vm.start()
-            for _ in range(20):
-                vm.events.clear()
-                await vm.cmd("stop")
-                await vm.wait_for(lambda e: any(x.name == DONE for x in e))
-                prepare = next(e for e in vm.events if e.name == PREPARE)
-                done = next(e for e in vm.events if e.name == DONE)
-                leads.append(done.received_mono - prepare.received_mono)
-                latencies += [
-                    (e.received_us - e.qemu_us) / 1000 for e in (prepare, done)
-                ]
-                await vm.cmd("cont")
-        finally:
-            await vm.close()
-        return leads, latencies
-
-    leads, latencies = asyncio.run(run())
+        leads.append(lead.lead_s)
+        latencies += lead.latencies_ms
     figures.add("prepare_delay_injected_ms", delay_ms)
+    figures.add("prepare_lead_runs", runs)
     figures.add("prepare_lead_median_ms", round(statistics.median(leads) * 1000, 2))
+    figures.add("prepare_lead_min_ms", round(min(leads) * 1000, 2))
     figures.add(
         "qemu_to_client_latency_median_ms", round(statistics.median(latencies), 3)
     )
 
 
-def qtest_seconds(binary: Path, qemu: Path, fake: Path) -> float:
+def qtest_seconds(binary: Path, qemu: Path, fake: Path | None) -> float:
     return _timed(lambda: testing.series_qtest(binary, qemu, fake))

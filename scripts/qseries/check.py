@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
+from typing import Any
 
 from . import build as build_mod
 from . import generate as gen
 from . import qapi_probe
 from .errors import QSeriesError, SourceError, ToolError, UsageError
-from .generators import COMPLETION_EVENT, PREPARE_EVENT
 from .gitutil import Git, git_env
 from .report import FAIL, PASS, SKIP, Result
 from .series import Series, Version
@@ -44,6 +44,8 @@ from .source import (
 )
 
 SUBJECT_MAX = 76
+# What qapi-gen.py makes of qapi/vfio.json: the events, and the types.
+QAPI_HEADERS = ("qapi-events-vfio.h", "qapi-types-vfio.h")
 COMMITTER = {
     "GIT_COMMITTER_NAME": "qseries check",
     "GIT_COMMITTER_EMAIL": "qseries@localhost",
@@ -377,15 +379,10 @@ def _am_failure(g: Git, mail: Mail) -> str:
     return lines[0] if lines else "git am failed"
 
 
-def check_qapi(tree: Path, version: Version, workdir: WorkDir) -> Result:
+def _probe(tree: Path, names: list[str]) -> dict[str, Any]:
+    """QEMU's own QAPI code, run on the tree's schema (see qapi_probe)."""
     probe = subprocess.run(
-        [
-            sys.executable,
-            qapi_probe.__file__,
-            str(tree),
-            PREPARE_EVENT,
-            COMPLETION_EVENT,
-        ],
+        [sys.executable, qapi_probe.__file__, str(tree), *names],
         capture_output=True,
         text=True,
         check=False,
@@ -393,8 +390,19 @@ def check_qapi(tree: Path, version: Version, workdir: WorkDir) -> Result:
     )
     if probe.returncode != 0:
         tail = probe.stderr.strip().splitlines()[-1:] or ["no output"]
-        return Result("qapi", FAIL, f"QEMU's QAPI code crashed: {tail[0]}")
-    data = json.loads(probe.stdout)
+        return {"crash": tail[0]}
+    result: dict[str, Any] = json.loads(probe.stdout)
+    return result
+
+
+def check_qapi(tree: Path, version: Version, workdir: WorkDir) -> Result:
+    """The notice as the version defines it, read with QEMU's QAPI code:
+    an event of its own shaped like the completion event (v1), or a
+    value of the completion event's device-state enum (v2)."""
+    wire = version.wire
+    data = _probe(tree, sorted({wire.notice_event, wire.completion}))
+    if "crash" in data:
+        return Result("qapi", FAIL, f"QEMU's QAPI code crashed: {data['crash']}")
     if "error" in data:
         return Result(
             "qapi",
@@ -403,40 +411,105 @@ def check_qapi(tree: Path, version: Version, workdir: WorkDir) -> Result:
             data["error"].splitlines(),
         )
     events = data["events"]
-    prepare, completion = events[PREPARE_EVENT], events[COMPLETION_EVENT]
-    if prepare is None:
-        return Result("qapi", FAIL, f"the patched schema has no {PREPARE_EVENT} event")
-    problems: list[str] = []
-    if completion is None:
-        problems.append(f"the schema has no {COMPLETION_EVENT} to compare with")
-    elif prepare["members"] != completion["members"]:
-        problems.append(
-            f"members {prepare['members']} differ from {COMPLETION_EVENT}'s "
-            f"{completion['members']}"
-        )
-    for member in prepare["members"]:
-        if not prepare["docs"].get(member["name"]):
-            problems.append(f"member '{member['name']}' is not documented")
-    if prepare["since"] != version.since:
-        problems.append(
-            f"Since: is {prepare['since']!r}, the series records {version.since!r}"
-        )
-    gen_problem = _qapi_gen(tree, workdir)
+    completion = events[wire.completion]
+    if wire.notice_state is None:
+        outcome = _notice_event(events[wire.notice_event], completion, version)
+    else:
+        outcome = _notice_state(completion, version)
+    if isinstance(outcome, Result):
+        return outcome
+    where, symbol, problems, summary = outcome
+    gen_problem = _qapi_gen(tree, workdir, symbol)
     if gen_problem:
         problems.append(gen_problem)
     if problems:
-        return Result("qapi", FAIL, f"{PREPARE_EVENT} at {prepare['where']}", problems)
-    names = ", ".join(m["name"] for m in prepare["members"])
-    return Result(
-        "qapi",
-        PASS,
-        f"{PREPARE_EVENT}({names}) matches {COMPLETION_EVENT}, documented, "
-        f"Since: {prepare['since']}; qapi-gen.py ok",
+        return Result("qapi", FAIL, f"{wire.describe_notice()} at {where}", problems)
+    return Result("qapi", PASS, f"{summary}; qapi-gen.py ok")
+
+
+QapiOutcome = tuple[str, str, list[str], str]  # where, C symbol, problems, summary
+
+
+def _notice_event(
+    notice: dict[str, Any] | None, completion: dict[str, Any] | None, version: Version
+) -> Result | QapiOutcome:
+    wire = version.wire
+    if notice is None:
+        return Result(
+            "qapi", FAIL, f"the patched schema has no {wire.notice_event} event"
+        )
+    problems: list[str] = []
+    if completion is None:
+        problems.append(f"the schema has no {wire.completion} to compare with")
+    elif notice["members"] != completion["members"]:
+        problems.append(
+            f"members {notice['members']} differ from {wire.completion}'s "
+            f"{completion['members']}"
+        )
+    for member in notice["members"]:
+        if not notice["docs"].get(member["name"]):
+            problems.append(f"member '{member['name']}' is not documented")
+    if notice["since"] != version.since:
+        problems.append(
+            f"Since: is {notice['since']!r}, the series records {version.since!r}"
+        )
+    names = ", ".join(m["name"] for m in notice["members"])
+    return (
+        notice["where"],
+        notice["function"],
+        problems,
+        f"{wire.notice_event}({names}) matches {wire.completion}, documented, "
+        f"Since: {notice['since']}",
     )
 
 
-def _qapi_gen(tree: Path, workdir: WorkDir) -> str | None:
-    """Run the tree's qapi-gen.py on the whole schema, as the build does."""
+def _notice_state(
+    completion: dict[str, Any] | None, version: Version
+) -> Result | QapiOutcome:
+    wire = version.wire
+    value = wire.notice_state
+    if completion is None:
+        return Result("qapi", FAIL, f"the patched schema has no {wire.completion}")
+    carrying = [
+        (name, enum)
+        for name, enum in completion["enums"].items()
+        if value in enum["values"]
+    ]
+    if not carrying:
+        return Result(
+            "qapi",
+            FAIL,
+            f"no enum member of {wire.completion} has the value '{value}'",
+            [
+                f"{name}: {', '.join(e['values'])}"
+                for name, e in completion["enums"].items()
+            ],
+        )
+    name, enum = carrying[0]
+    problems: list[str] = []
+    doc = enum["docs"].get(value, "")
+    if not doc:
+        problems.append(f"{name} value '{value}' is not documented")
+    elif f"(since {version.since})" not in doc:
+        problems.append(
+            f"the doc of '{value}' does not say '(since {version.since})': {doc!r}"
+        )
+    if wire.announces not in enum["values"]:
+        problems.append(
+            f"'{value}' announces '{wire.announces}', not a value of {name}"
+        )
+    return (
+        enum["where"],
+        enum["constants"][value],
+        problems,
+        f"{name} has '{value}' (since {version.since}), documented; "
+        f"sent with {wire.completion}",
+    )
+
+
+def _qapi_gen(tree: Path, workdir: WorkDir, symbol: str) -> str | None:
+    """Run the tree's qapi-gen.py on the whole schema, as the build does,
+    and look for the notice's C symbol in what it generates."""
     with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as out:
         proc = subprocess.run(
             [
@@ -456,11 +529,12 @@ def _qapi_gen(tree: Path, workdir: WorkDir) -> str | None:
             return (
                 "qapi-gen.py: " + (proc.stderr.strip().splitlines() or ["failed"])[-1]
             )
-        events = Path(out, "qapi-events-vfio.h")
-        if not events.is_file():
-            return f"qapi-gen.py did not generate {events.name}"
-        if "qapi_event_send_vfio_migration_prepare" not in events.read_text():
-            return "qapi-gen.py did not generate qapi_event_send_vfio_migration_prepare"
+        headers = [Path(out, name) for name in QAPI_HEADERS]
+        missing = [h.name for h in headers if not h.is_file()]
+        if missing:
+            return f"qapi-gen.py did not generate {', '.join(missing)}"
+        if not any(symbol in h.read_text() for h in headers):
+            return f"qapi-gen.py did not generate {symbol}"
     return None
 
 

@@ -70,7 +70,7 @@ def _spec(args: argparse.Namespace) -> SourceSpec:
 
 
 def _load(args: argparse.Namespace) -> series_mod.Series:
-    return series_mod.load(args.series_file, set(generators.GENERATORS))
+    return series_mod.load(args.series_file, generators.specs())
 
 
 def _print_json(data: object) -> None:
@@ -186,9 +186,11 @@ def _build(
     commit = build_mod.compose(base, patches, workdir)
     targets = [build_mod.QEMU_TARGET] if qemu else []
     tree = build_mod.checkout(base, commit, workdir)
-    for name in (testing.SERIES_QTEST, *testing.QEMU_QTESTS):
+    for name in (version.test.qtest, *testing.QEMU_QTESTS):
         if (tree / "tests" / "qtest" / f"{name}.c").exists():
             targets.append(f"tests/qtest/{name}")
+    if what != "base":
+        targets += version.test.targets
     say(f"building the {what} of {version.name} on {base.describe()}")
     return base, build_mod.build(base, commit, workdir, targets)
 
@@ -222,21 +224,37 @@ def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
     repo = args.series_file.absolute().parent
     fake = testing.build_fake(repo, workdir)
     what = "control" if args.control else "series"
+    version = _load(args).version(args.series)
+    plan = version.test
     _, built = _build(args, workdir, what, qemu=args.qemu is None)
     qemu = args.qemu.absolute() if args.qemu else built.qemu
-    binary = built.qtest(testing.SERIES_QTEST)
-    runs = testing.series_qtest(binary, qemu, fake)
+    binary = built.qtest(plan.qtest)
+    # The fake qseries builds, for a qtest that takes it from the
+    # environment; a patch that carries its own is found by its qtest.
+    qtest_fake = fake if plan.preload == "env" else None
+    say(f"testing {version.name}: {plan.qtest}")
+    runs = testing.series_qtest(binary, qemu, qtest_fake)
     if args.control:
-        results = testing.expect_control(runs)
+        results = testing.expect_control(runs, plan)
     else:
         results = testing.expect_pass(runs)
         if args.mutations and args.qemu is None:
             results += testing.run_mutations(
-                built.tree, built.builddir, qemu, fake, built.log
+                plan, built.tree, built.builddir, qemu, qtest_fake, built.log
             )
         results += testing.qemu_qtests(built.builddir, qemu)
+        if args.qemu is None:
+            results.append(testing.qemu_runner(built.builddir, plan))
     results.append(
-        testing.qmp_tests(repo, qemu, fake, args.control, workdir.sub("tmp"))
+        testing.qmp_tests(
+            repo,
+            args.series_file.absolute(),
+            version,
+            qemu,
+            fake,
+            args.control,
+            workdir.sub("tmp"),
+        )
     )
     if args.json:
         _print_json(report.to_json(results))
@@ -258,12 +276,16 @@ def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
     repo = args.series_file.absolute().parent
     fake = testing.build_fake(repo, workdir)
     figures = bench_mod.Figures({"base": base.describe(), "series": version.name})
-    targets = [build_mod.QEMU_TARGET, f"tests/qtest/{testing.SERIES_QTEST}"]
+    plan = version.test
+    targets = [build_mod.QEMU_TARGET, f"tests/qtest/{plan.qtest}", *plan.targets]
+    qtest_fake = fake if plan.preload == "env" else None
 
     if not args.skip_cold:
         bench_mod.cold_build(base, full, workdir, figures)
 
-    bench_mod.incremental(base, control, full, workdir, targets, fake, figures)
+    bench_mod.incremental(
+        base, control, full, workdir, targets, plan.qtest, qtest_fake, figures
+    )
     built = build_mod.build(base, control, workdir, targets)
     unpatched = built.builddir / f"{build_mod.QEMU_TARGET}-unpatched"
     unpatched.write_bytes(built.qemu.read_bytes())
@@ -272,14 +294,14 @@ def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
     figures.add(
         "qtest_run_s",
         round(
-            bench_mod.qtest_seconds(
-                built.qtest(testing.SERIES_QTEST), built.qemu, fake
-            ),
+            bench_mod.qtest_seconds(built.qtest(plan.qtest), built.qemu, qtest_fake),
             2,
         ),
     )
     tmpdir = workdir.sub("tmp")
-    bench_mod.prepare_lead(built.qemu, fake, args.delay_ms, tmpdir, figures)
+    bench_mod.prepare_lead(
+        built.qemu, fake, version.wire, args.delay_ms, tmpdir, figures
+    )
     bench_mod.stop_cont_ratio(built.qemu, unpatched, fake, args.cycles, tmpdir, figures)
     out = args.json_file or workdir.path / "bench.json"
     out.write_text(json.dumps(figures.values, indent=2, sort_keys=True) + "\n")
@@ -368,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--control",
         action="store_true",
-        help="run on the base with only the qtest: the tests must fail "
-        "for lack of VFIO_MIGRATION_PREPARE",
+        help="run on the base with only the test patch: the cases that "
+        "need the prepare notice must fail for lack of it",
     )
     p.add_argument(
         "--qemu",
@@ -381,7 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-mutations",
         dest="mutations",
         action="store_false",
-        help="skip breaking migration.c on purpose to see the qtest fail",
+        help="skip the version's mutations (the change broken on purpose, to "
+        "see the qtest fail)",
     )
 
     p = command("bench", "measure builds, test runs and event timing", cmd_bench)
@@ -395,8 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--delay-ms",
         type=int,
-        default=100,
-        help="delay injected on RUNNING>STOP for the PREPARE lead",
+        default=300,
+        help="delay injected into PRE_COPY>PRE_COPY_P2P for the lead of the "
+        "prepare notice (default 300)",
     )
     p.add_argument(
         "--skip-cold",

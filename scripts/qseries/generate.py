@@ -8,11 +8,13 @@ same patch files, byte for byte.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import textwrap
 from dataclasses import dataclass
 from email.utils import getaddresses
 from pathlib import Path
@@ -25,6 +27,7 @@ from .source import BaseTree, WorkDir
 from .templates import Templates
 
 BASE_LINE = "Base: "
+COVER_WIDTH = 72  # the changelog's entries are wrapped as mail text is
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,10 @@ def build_commits(
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         for i, patch in enumerate(version.patches):
             generator = generators.GENERATORS[patch.generator]
-            new_files = generator.apply(_reader(g, parent, base, generator.name), ctx)
+            new_files = generator.apply(
+                _reader(g, parent, base, generator.name),
+                dataclasses.replace(ctx, params=patch.params),
+            )
             g.run("read-tree", parent, env=env)
             for path, text in sorted(new_files.items()):
                 mode = g.run("ls-tree", parent, "--", path).split(" ", 1)[0] or "100644"
@@ -176,7 +182,17 @@ def cover_blurb(version: Version, base: BaseTree) -> str:
     if version.changelog:
         parts.append(
             f"Changes in {version.name}:\n"
-            + "\n".join(f"- {entry}" for entry in version.changelog)
+            + "\n".join(
+                textwrap.fill(
+                    re.sub(r"\s*\n\s*", " ", entry.strip()),
+                    width=COVER_WIDTH,
+                    initial_indent="- ",
+                    subsequent_indent="  ",
+                    break_on_hyphens=False,
+                    break_long_words=False,
+                )
+                for entry in version.changelog
+            )
         )
     parts.append(f"{BASE_LINE}{base.describe()}")
     return "\n\n".join(parts)

@@ -10,8 +10,8 @@ it is not sure about.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from . import csource
 from .errors import AnchorError
@@ -25,44 +25,121 @@ class Context:
     since: str  # the QAPI 'Since:' of new definitions
     base: str  # a description of the base, for messages
     templates: Templates
+    # The patch's 'with:' mapping in series.yaml: what the generator
+    # edits is data of the version, not of the code.
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def param(self, name: str) -> str:
+        return self.params[name]
 
 
 @dataclass(frozen=True)
 class Generator:
     name: str
     summary: str
-    files: tuple[str, ...]
     apply: Callable[[Reader, Context], dict[str, str]]
+    params: tuple[str, ...] = ()  # required keys of 'with:'
+    optional: tuple[str, ...] = ()  # optional keys of 'with:'
 
 
 QAPI_FILE = "qapi/vfio.json"
-QAPI_TEMPLATE = "qapi/vfio.json.j2"
-PREPARE_EVENT = "VFIO_MIGRATION_PREPARE"
-COMPLETION_EVENT = "VFIO_MIGRATION"
-
 MIGRATION_FILE = "hw/vfio/migration.c"
-MIGRATION_TEMPLATE = "hw/vfio/migration.c.j2"
 
 
-def _qapi_prepare_event(read: Reader, ctx: Context) -> dict[str, str]:
+def _qapi_event(read: Reader, ctx: Context) -> dict[str, str]:
+    """Append a new event, shaped like an existing one, to qapi/vfio.json."""
+    event, like = ctx.param("event"), ctx.param("like")
     text = read(QAPI_FILE)
-    if not re.search(rf"'event':\s*'{COMPLETION_EVENT}'", text):
+    if not re.search(rf"'event':\s*'{re.escape(like)}'", text):
         raise AnchorError(
-            f"{QAPI_FILE} of {ctx.base} has no {COMPLETION_EVENT} event",
+            f"{QAPI_FILE} of {ctx.base} has no {like} event",
             "the series needs a base of QEMU 9.1 or later",
         )
-    if re.search(rf"'event':\s*'{PREPARE_EVENT}'", text):
+    if re.search(rf"'event':\s*'{re.escape(event)}'", text):
         raise AnchorError(
-            f"{QAPI_FILE} of {ctx.base} already defines {PREPARE_EVENT}",
+            f"{QAPI_FILE} of {ctx.base} already defines {event}",
             "is the series applied already?",
         )
-    event = ctx.templates.render(
-        QAPI_TEMPLATE,
-        event=PREPARE_EVENT,
-        completion=COMPLETION_EVENT,
-        since=ctx.since,
+    rendered = ctx.templates.render(
+        ctx.param("template"), event=event, completion=like, since=ctx.since
     )
-    return {QAPI_FILE: text.rstrip("\n") + "\n\n" + event.strip("\n") + "\n"}
+    return {QAPI_FILE: text.rstrip("\n") + "\n\n" + rendered.strip("\n") + "\n"}
+
+
+QAPI_DOC_WIDTH = 70  # QEMU wraps QAPI doc comments at 70 columns
+
+
+def _doc_lines(text: str, indent: str = "") -> str:
+    """Text as '# ' doc comment lines, wrapped as QEMU wraps QAPI docs:
+    at 70 columns, two spaces after a full stop kept, continuation lines
+    indented by `indent`."""
+    joined = re.sub(r"\.[ \t]*\n\s*", ".  ", text.strip())
+    parts = re.split(r"( +)", re.sub(r"[ \t]*\n\s*", " ", joined))
+    words = parts[0::2]
+    gaps = ["  " if g.startswith("  ") else " " for g in parts[1::2]]
+    lines: list[str] = []
+    line = words[0]
+    for gap, word in zip(gaps, words[1:], strict=True):
+        if len("# " + line + gap + word) > QAPI_DOC_WIDTH:
+            lines.append(line)
+            line = indent + word
+        else:
+            line += gap + word
+    lines.append(line)
+    return "".join(f"# {ln}\n" for ln in lines)
+
+
+def _qapi_enum_value(read: Reader, ctx: Context) -> dict[str, str]:
+    """Add a value to an enum of qapi/vfio.json, with its documentation.
+
+    The template gives two macros: 'intro', sentences added to the enum's
+    opening paragraph, and 'member', the new value's description (the
+    generator wraps both as QAPI docs are wrapped).
+    """
+    enum, value = ctx.param("enum"), ctx.param("value")
+    template = ctx.param("template")
+    text = read(QAPI_FILE)
+    doc = re.search(
+        rf"^##\n# @{re.escape(enum)}:\n#\n((?:# .*\n)+)#\n"
+        rf"((?:# .*\n|#\n)*?)(#\n# Since: .*\n)##\n"
+        rf"(\{{ 'enum': '{re.escape(enum)}',\n  'data': \[)([^\]]*)\]",
+        text,
+        re.M,
+    )
+    if doc is None:
+        raise AnchorError(
+            f"{QAPI_FILE} of {ctx.base} has no documented enum {enum} "
+            "shaped as expected",
+            "the generator does not know this base",
+        )
+    values = re.findall(r"'([^']+)'", doc[5])
+    if value in values:
+        raise AnchorError(
+            f"{QAPI_FILE} of {ctx.base}: {enum} has '{value}' already",
+            "is the series applied already?",
+        )
+    intro = "\n".join(line[2:] for line in doc[1].splitlines())
+    addition = ctx.templates.macro(template, "intro", value=value, since=ctx.since)
+    member = ctx.templates.macro(template, "member", value=value, since=ctx.since)
+    new_doc = (
+        _doc_lines(intro + "  " + addition.strip())
+        + "#\n"
+        + doc[2]
+        + "#\n"
+        + _doc_lines(f"@{value}: {member.strip()}", indent="    ")
+        + doc[3]
+    )
+    data = doc[5].rstrip(" ")
+    last = (doc[4] + data).rsplit("\n", 1)[-1]
+    if len(f"{last}, '{value}' ] }}") > 80:
+        pad = " " * (len(doc[4].rsplit("\n", 1)[-1]) + 1)
+        data = f"{data},\n{pad}'{value}' "
+    else:
+        data = f"{data}, '{value}' "
+    new_text = (
+        text[: doc.start(1)] + new_doc + "##\n" + doc[4] + data + text[doc.end(5) :]
+    )
+    return {QAPI_FILE: new_text}
 
 
 class _Editor:
@@ -104,13 +181,23 @@ class _Editor:
 SEND_EVENT = "vfio_migration_send_event"
 SET_DEVICE_STATE = "vfio_migration_set_device_state"
 SET_STATE = "vfio_migration_set_state"
+TO_QAPI_STATE = "mig_state_to_qapi_state"
 
 
-def _vfio_migration_prepare(read: Reader, ctx: Context) -> dict[str, str]:
+def _vfio_migration_notice(read: Reader, ctx: Context) -> dict[str, str]:
+    """Send a notice from vfio_migration_set_state() before the ioctl.
+
+    The template's macros say what is sent and when: the send helper's
+    new parameters and call, the completion call, the notice call placed
+    after the early return, and optionally new parameters and a new case
+    body for mig_state_to_qapi_state() (a notice carried as a state value
+    rather than as an event of its own).
+    """
+    template = ctx.param("template")
     ed = _Editor(read(MIGRATION_FILE), MIGRATION_FILE, ctx)
 
     def fragment(name: str, **context: str) -> str:
-        return ctx.templates.macro(MIGRATION_TEMPLATE, name, **context)
+        return ctx.templates.macro(template, name, **context)
 
     # Edits go from the end of the file to its start, so that offsets
     # found before an edit stay valid.  Find every anchor first: no
@@ -166,41 +253,63 @@ def _vfio_migration_prepare(read: Reader, ctx: Context) -> dict[str, str]:
             "the generator does not know this base",
         )
 
-    edits = sorted(
-        [
-            (early[1], early[1], fragment("prepare_call", new_state="new_state")),
-            (*record_send, fragment("completion_call")),
-            (*helper_send, fragment("send_event_call")),
-            (*helper_local, ""),
-            (*helper.params, fragment("send_event_params")),
-        ],
-        reverse=True,
-    )
+    edits = [
+        (early[1], early[1], fragment("prepare_call", new_state="new_state")),
+        (*record_send, fragment("completion_call")),
+        (*helper_send, fragment("send_event_call")),
+        (*helper_local, ""),
+        (*helper.params, fragment("send_event_params")),
+    ]
+    if ctx.templates.has_macro(template, "qapi_state_params"):
+        mapper = ed.function(TO_QAPI_STATE)
+        case = ctx.param("case")
+        body = ed.code(
+            mapper,
+            f"case {case}: return {ctx.param('qapi-case')};",
+            f"map {case}",
+        )
+        edits += [
+            (*mapper.params, fragment("qapi_state_params")),
+            (*body, fragment("qapi_state_case")),
+        ]
+    edits.sort(reverse=True)
     for start, end, new in edits:
         ed.replace((start, end), new)
     return {MIGRATION_FILE: ed.text}
 
 
-QTEST_NAME = "vfio-migration-prepare-test"
-QTEST_FILE = f"tests/qtest/{QTEST_NAME}.c"
 QTEST_MESON = "tests/qtest/meson.build"
 QTEST_LIST = "qtests_i386"
-QTEST_CONFIG = "CONFIG_VFIO_PCI"
+QTEST_LOOP = "qtest_executables = {}\n"
+QTEST_DEPENDS = "depends: [test_deps, qtest_emulator, emulator_modules]"
 MAINTAINERS = "MAINTAINERS"
 MAINTAINERS_SECTION = "VFIO"
 
 
-def _qtest(read: Reader, ctx: Context) -> dict[str, str]:
-    """Add our qtest to the tree, its meson entry and its MAINTAINERS line."""
+def _absent(read: Reader, path: str, ctx: Context) -> None:
     try:
-        read(QTEST_FILE)
+        read(path)
     except AnchorError:
-        pass
-    else:
-        raise AnchorError(
-            f"{QTEST_FILE} exists in {ctx.base} already",
-            "is the series applied already?",
-        )
+        return
+    raise AnchorError(
+        f"{path} exists in {ctx.base} already", "is the series applied already?"
+    )
+
+
+def _qtest(read: Reader, ctx: Context) -> dict[str, str]:
+    """Add a qtest to the tree, its meson entry and its MAINTAINERS lines.
+
+    With 'helper' (a C file of this repository) and 'helper-file' (its
+    place in QEMU's tree), the patch also carries a library that the qtest
+    preloads into QEMU: built by QEMU's meson as a shared module where
+    'condition' holds, and a dependency of every qtest run, so that
+    QEMU's own 'make check-qtest-*' builds it first.
+    """
+    name = ctx.param("qtest")
+    condition = ctx.param("condition")
+    qtest_file = f"tests/qtest/{name}.c"
+    added = {qtest_file: ctx.templates.read(qtest_file)}
+    _absent(read, qtest_file, ctx)
     meson = read(QTEST_MESON)
     m = re.search(rf"^{QTEST_LIST} = \\\n", meson, re.M)
     if not m:
@@ -208,11 +317,33 @@ def _qtest(read: Reader, ctx: Context) -> dict[str, str]:
             f"{QTEST_MESON} of {ctx.base} has no '{QTEST_LIST} = \\' list",
             "the generator does not know this base",
         )
-    entry = (
-        f"  (config_all_devices.has_key('{QTEST_CONFIG}') ? "
-        f"['{QTEST_NAME}'] : []) + \\\n"
-    )
-    meson = meson[: m.end()] + entry + meson[m.end() :]
+    entry = f"  ({condition} ? ['{name}'] : []) + \\\n"
+    edits = [(m.end(), m.end(), entry)]
+    if "helper" in ctx.params:
+        helper_file = ctx.param("helper-file")
+        _absent(read, helper_file, ctx)
+        added[helper_file] = ctx.templates.read(ctx.param("helper"))
+        loop = meson.find(QTEST_LOOP)
+        depends = meson.find(QTEST_DEPENDS)
+        if loop < 0 or depends < loop:
+            raise AnchorError(
+                f"{QTEST_MESON} of {ctx.base} has no '{QTEST_LOOP.strip()}' "
+                f"loop whose tests have '{QTEST_DEPENDS}'",
+                "the generator does not know this base",
+            )
+        block = ctx.templates.render(
+            ctx.param("meson-template"),
+            condition=condition,
+            module=ctx.param("helper-module"),
+            source=helper_file.rsplit("/", 1)[-1],
+        )
+        at = depends + len(QTEST_DEPENDS) - 1
+        edits += [
+            (loop, loop, block.strip("\n") + "\n\n"),
+            (at, at, ", qtest_preload_modules"),
+        ]
+    for start, end, new in sorted(edits, reverse=True):
+        meson = meson[:start] + new + meson[end:]
 
     maint = read(MAINTAINERS)
     m = re.search(rf"^{MAINTAINERS_SECTION}\n(?:[A-Z]: .*\n)+", maint, re.M)
@@ -226,34 +357,44 @@ def _qtest(read: Reader, ctx: Context) -> dict[str, str]:
     section = maint[m.start() : m.end()]
     neighbour = section.find(f"F: {QAPI_FILE}\n")
     at = m.start() + neighbour if neighbour >= 0 else m.end()
-    maint = maint[:at] + f"F: {QTEST_FILE}\n" + maint[at:]
-    return {
-        QTEST_FILE: ctx.templates.read(QTEST_FILE),
-        QTEST_MESON: meson,
-        MAINTAINERS: maint,
-    }
+    lines = "".join(f"F: {path}\n" for path in sorted(added))
+    maint = maint[:at] + lines + maint[at:]
+    return {**added, QTEST_MESON: meson, MAINTAINERS: maint}
 
 
 GENERATORS: dict[str, Generator] = {
     g.name: g
     for g in (
         Generator(
-            "qapi-vfio-prepare-event",
-            f"append {PREPARE_EVENT} to {QAPI_FILE}",
-            (QAPI_FILE,),
-            _qapi_prepare_event,
+            "qapi-event",
+            f"append an event shaped like another one to {QAPI_FILE}",
+            _qapi_event,
+            ("event", "like", "template"),
         ),
         Generator(
-            "vfio-migration-prepare",
-            f"send {PREPARE_EVENT} before each device state change",
-            (MIGRATION_FILE,),
-            _vfio_migration_prepare,
+            "qapi-enum-value",
+            f"add a documented value to an enum of {QAPI_FILE}",
+            _qapi_enum_value,
+            ("enum", "value", "template"),
         ),
         Generator(
-            "qtest-vfio-migration-prepare",
-            f"add {QTEST_FILE}, which proves the event order on a fake device",
-            (QTEST_FILE, QTEST_MESON, MAINTAINERS),
+            "vfio-migration-notice",
+            f"send a notice from {MIGRATION_FILE} before each state change",
+            _vfio_migration_notice,
+            ("template",),
+            ("case", "qapi-case"),
+        ),
+        Generator(
+            "qtest",
+            "add a qtest (and a library it preloads into QEMU)",
             _qtest,
+            ("qtest", "condition"),
+            ("helper", "helper-file", "helper-module", "meson-template"),
         ),
     )
 }
+
+
+def specs() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Each generator's required and optional 'with:' keys, for series.yaml."""
+    return {g.name: (g.params, g.optional) for g in GENERATORS.values()}

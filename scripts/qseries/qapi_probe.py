@@ -6,7 +6,9 @@ scripts/qapi package, which must not mix with another tree's):
     python qapi_probe.py TREE EVENT...
 
 It prints JSON: for each EVENT its members (name and type), the text
-documenting each member, and its 'Since:' section; or the error QEMU's
+documenting each member, its 'Since:' section and the C function that
+sends it; for each enum a member's type names, its values, the text
+documenting each value and each value's C constant; or the error QEMU's
 QAPI code raised, with its file:line.
 """
 
@@ -18,16 +20,39 @@ from pathlib import Path
 from typing import Any
 
 
+def describe_enum(enum: Any) -> dict[str, Any]:
+    from qapi.common import c_enum_const  # type: ignore[import-not-found]
+
+    docs: dict[str, str] = {}
+    if enum.doc is not None:
+        for arg, section in enum.doc.args.items():
+            docs[arg] = section.text.strip()
+    return {
+        "values": [m.name for m in enum.members],
+        "docs": docs,
+        "constants": {
+            m.name: c_enum_const(enum.name, m.name, enum.prefix) for m in enum.members
+        },
+        "where": f"{enum.info.fname}:{enum.info.line}" if enum.info else None,
+    }
+
+
 def describe(schema: Any, name: str) -> dict[str, Any] | None:
+    from qapi.common import c_name
+
     event = schema.lookup_entity(name)
     if event is None or event.meta != "event":
         return None
+    enums = {}
     members = []
     if event.arg_type is not None:
         members = [
             {"name": m.name, "type": m.type.name, "optional": bool(m.optional)}
             for m in event.arg_type.members
         ]
+        for m in event.arg_type.members:
+            if m.type.meta == "enum":
+                enums[m.type.name] = describe_enum(m.type)
     doc = event.doc
     docs: dict[str, str] = {}
     since = None
@@ -42,6 +67,8 @@ def describe(schema: Any, name: str) -> dict[str, Any] | None:
         "docs": docs,
         "since": since,
         "where": f"{event.info.fname}:{event.info.line}" if event.info else None,
+        "function": "qapi_event_send_" + c_name(name.lower()),
+        "enums": enums,
     }
 
 

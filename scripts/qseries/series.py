@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import getaddresses
@@ -24,6 +24,9 @@ from .versions import QemuVersion, VersionError, VersionRange
 DEFAULT_BASE_RANGE = ">=10.2, <11"
 
 T = TypeVar("T")
+# A generator's required and optional 'with:' keys, by generator name.
+GeneratorSpecs = Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
+PRELOADS = ("env", "beside")
 
 _STR = "tag:yaml.org,2002:str"
 
@@ -51,6 +54,72 @@ class Patch:
     generator: str
     trailers: tuple[str, ...]
     line: int
+    params: Mapping[str, str] = field(default_factory=dict)  # its 'with:'
+
+
+@dataclass(frozen=True)
+class Wire:
+    """How a version of the series speaks on QMP: what a client sees."""
+
+    completion: str  # the event sent once a device changed state
+    notice_event: str  # the event that carries the prepare notice
+    # When the notice is a value of device-state (sent with notice_event)
+    # rather than an event of its own: that value, and the state it
+    # announces.
+    notice_state: str | None = None
+    announces: str | None = None
+
+    def classify(self, event: str, state: str | None) -> tuple[str, str] | None:
+        """('notice', announced state), ('done', state), or None for an
+        event that is neither."""
+        if state is None:
+            return None
+        if self.notice_state is None:
+            if event == self.notice_event:
+                return ("notice", state)
+        elif event == self.notice_event and state == self.notice_state:
+            return ("notice", self.announces or state)
+        if event == self.completion:
+            return ("done", state)
+        return None
+
+    def describe_notice(self) -> str:
+        if self.notice_state is None:
+            return self.notice_event
+        return f"{self.notice_event}({self.notice_state})"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """A deliberate break of the change, which the version's qtest must
+    catch: in the case whose path ends with `case`, on an error line
+    matching `reason`."""
+
+    name: str
+    what: str
+    file: str  # the QEMU file edited
+    edits: tuple[tuple[str, str], ...]  # (old, new) text
+    case: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TestPlan:
+    """How a version is tested: its qtest and what the runs must show."""
+
+    qtest: str  # the qtest's name (tests/qtest/NAME.c)
+    # 'env': the qtest loads the fake VFIO library from QTEST_VFIO_FAKE,
+    # which qseries builds; 'beside': the patch carries the fake and the
+    # qtest finds it next to its own binary.
+    preload: str
+    targets: tuple[str, ...]  # more ninja targets the qtest needs
+    # Cases that pass on the base too (the negative control expects
+    # every other case to fail for lack of the notice).
+    base_passes: tuple[str, ...]
+    # Matches a notice in the events the qtest prints ("# source events:
+    # ..."), so that the control can tell "no notice" from other failures.
+    notice_pattern: str
+    mutations: tuple[Mutation, ...]
 
 
 @dataclass(frozen=True)
@@ -68,6 +137,8 @@ class Version:
     cc: tuple[str, ...]
     patches: tuple[Patch, ...]
     line: int
+    wire: Wire
+    test: TestPlan
 
     @property
     def name(self) -> str:
@@ -236,8 +307,22 @@ def _addresses(
     return values
 
 
-def _patch(r: _Reader, node: yaml.Node, where: str, generators: set[str]) -> Patch:
-    keys = r.mapping(node, where, ["subject", "generator", "body"], ["trailers"])
+def _params(
+    r: _Reader,
+    node: yaml.Node,
+    where: str,
+    spec: tuple[tuple[str, ...], tuple[str, ...]],
+) -> dict[str, str]:
+    keys = r.mapping(node, where, spec[0], spec[1])
+    return {key: r.string(value, f"{where}.{key}") for key, value in keys.items()}
+
+
+def _patch(
+    r: _Reader, node: yaml.Node, where: str, generators: GeneratorSpecs
+) -> Patch:
+    keys = r.mapping(
+        node, where, ["subject", "generator", "body"], ["trailers", "with"]
+    )
     generator = r.string(keys["generator"], f"{where}.generator")
     if generator not in generators:
         raise r.fail(
@@ -253,21 +338,151 @@ def _patch(r: _Reader, node: yaml.Node, where: str, generators: set[str]) -> Pat
             r.parsed(t, f"{where}.trailers[{i}]", _trailer, "a 'Tag: value' trailer")
             for i, t in enumerate(keys["trailers"].value)
         )
+    spec = generators[generator]
+    if "with" in keys:
+        params = _params(r, keys["with"], f"{where}.with", spec)
+    elif spec[0]:
+        raise r.fail(
+            node, where, f"generator '{generator}' needs 'with:' " + ", ".join(spec[0])
+        )
+    else:
+        params = {}
     return Patch(
         subject=r.header(keys["subject"], f"{where}.subject").strip(),
         body=r.string(keys["body"], f"{where}.body").strip("\n") + "\n",
         generator=generator,
         trailers=trailers,
         line=node.start_mark.line + 1,
+        params=params,
     )
 
 
-def _version(r: _Reader, number: int, node: yaml.Node, generators: set[str]) -> Version:
+def _wire(r: _Reader, node: yaml.Node, where: str) -> Wire:
+    keys = r.mapping(
+        node, where, ["completion", "notice-event"], ["notice-state", "announces"]
+    )
+    if ("notice-state" in keys) != ("announces" in keys):
+        raise r.fail(node, where, "'notice-state' and 'announces' go together")
+    return Wire(
+        completion=r.string(keys["completion"], f"{where}.completion"),
+        notice_event=r.string(keys["notice-event"], f"{where}.notice-event"),
+        notice_state=(
+            r.string(keys["notice-state"], f"{where}.notice-state")
+            if "notice-state" in keys
+            else None
+        ),
+        announces=(
+            r.string(keys["announces"], f"{where}.announces")
+            if "announces" in keys
+            else None
+        ),
+    )
+
+
+def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
+    """The mutations file named by 'mutations:', beside series.yaml."""
+    name = r.string(node, where)
+    path = r.path.parent / name
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except OSError as err:
+        raise r.fail(node, where, f"cannot read {name}: {err.strerror}") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        raise SeriesFileError(
+            path, mark.line + 1 if mark else None, f"invalid YAML: {err.problem}"
+        ) from None
+    mr = _Reader(path)
+    if not isinstance(root, yaml.SequenceNode) or not root.value:
+        raise SeriesFileError(path, 1, "expected a non-empty list of mutations")
+    out = []
+    for i, item in enumerate(root.value):
+        at = f"[{i}]"
+        keys = mr.mapping(
+            item, at, ["name", "what", "file", "edits", "case", "reason"], []
+        )
+        edits_node = keys["edits"]
+        if not isinstance(edits_node, yaml.SequenceNode) or not edits_node.value:
+            raise mr.fail(edits_node, f"{at}.edits", "expected a non-empty list")
+        edits = []
+        for j, edit in enumerate(edits_node.value):
+            pair = mr.mapping(edit, f"{at}.edits[{j}]", ["old", "new"], [])
+            edits.append(
+                (
+                    mr.string(pair["old"], f"{at}.edits[{j}].old"),
+                    mr.string(pair["new"], f"{at}.edits[{j}].new", nonempty=False),
+                )
+            )
+        reason = mr.string(keys["reason"], f"{at}.reason")
+        try:
+            re.compile(reason)
+        except re.error as err:
+            raise mr.fail(
+                keys["reason"], f"{at}.reason", f"bad pattern: {err}"
+            ) from None
+        out.append(
+            Mutation(
+                name=mr.string(keys["name"], f"{at}.name"),
+                what=mr.string(keys["what"], f"{at}.what"),
+                file=mr.string(keys["file"], f"{at}.file"),
+                edits=tuple(edits),
+                case=mr.string(keys["case"], f"{at}.case"),
+                reason=reason,
+            )
+        )
+    names = [m.name for m in out]
+    for i, m in enumerate(out):
+        if names.index(m.name) != i:
+            raise mr.fail(root.value[i], f"[{i}].name", f"duplicate '{m.name}'")
+    return tuple(out)
+
+
+def _test_plan(r: _Reader, node: yaml.Node, where: str) -> TestPlan:
+    keys = r.mapping(
+        node,
+        where,
+        ["qtest", "preload", "notice-pattern", "mutations"],
+        ["targets", "base-passes"],
+    )
+    pattern = r.string(keys["notice-pattern"], f"{where}.notice-pattern")
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise r.fail(
+            keys["notice-pattern"], f"{where}.notice-pattern", f"bad pattern: {err}"
+        ) from None
+    preload = r.string(keys["preload"], f"{where}.preload")
+    if preload not in PRELOADS:
+        raise r.fail(
+            keys["preload"],
+            f"{where}.preload",
+            f"'{preload}' is not one of: " + ", ".join(PRELOADS),
+        )
+    return TestPlan(
+        qtest=r.string(keys["qtest"], f"{where}.qtest"),
+        preload=preload,
+        targets=(
+            r.strings(keys["targets"], f"{where}.targets") if "targets" in keys else ()
+        ),
+        base_passes=(
+            r.strings(keys["base-passes"], f"{where}.base-passes")
+            if "base-passes" in keys
+            else ()
+        ),
+        notice_pattern=pattern,
+        mutations=_mutations(r, keys["mutations"], f"{where}.mutations"),
+    )
+
+
+def _version(
+    r: _Reader, number: int, node: yaml.Node, generators: GeneratorSpecs
+) -> Version:
     where = f"versions.v{number}"
     keys = r.mapping(
         node,
         where,
-        ["author", "date", "cover", "patches"],
+        ["author", "date", "cover", "patches", "wire", "test"],
         ["base", "target", "since", "changelog", "to", "cc"],
     )
     base = VersionRange.parse(DEFAULT_BASE_RANGE)
@@ -317,10 +532,12 @@ def _version(r: _Reader, number: int, node: yaml.Node, generators: set[str]) -> 
             for i, p in enumerate(patches_node.value)
         ),
         line=node.start_mark.line + 1,
+        wire=_wire(r, keys["wire"], f"{where}.wire"),
+        test=_test_plan(r, keys["test"], f"{where}.test"),
     )
 
 
-def load(path: Path, generators: set[str]) -> Series:
+def load(path: Path, generators: GeneratorSpecs) -> Series:
     """Load and validate series.yaml; raise SeriesFileError on any problem."""
     try:
         text = path.read_text(encoding="utf-8")

@@ -94,6 +94,15 @@ class Templates:
         except Exception as err:  # any error of the template
             raise self._fail(name, err) from None
 
+    def has_macro(self, name: str, macro: str) -> bool:
+        """Does the template define this macro?  (Optional edits.)"""
+        try:
+            return hasattr(self._load(name).make_module({}), macro)
+        except TemplateError:
+            raise
+        except Exception as err:  # any error of the template
+            raise self._fail(name, err) from None
+
     def macro(self, name: str, macro: str, **context: Any) -> str:
         """Render one macro of a template (a fragment of a change)."""
         template = self._load(name)

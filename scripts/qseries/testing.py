@@ -1,10 +1,12 @@
-"""test: run the series' qtest, QEMU's own qtests and our QMP tests.
+"""test: run the version's qtest, QEMU's own qtests and our QMP tests.
 
-The qtest is the one the series adds to QEMU; it needs the fake VFIO
-device (tests/fakevfio here), built with our own meson.build.  The
-negative control runs the same tests on a build with the qtest but
-without the change: they must fail, and for the stated reason (no
-VFIO_MIGRATION_PREPARE event), not for any other.
+The qtest is the one the version adds to QEMU, named in its test plan
+(series.yaml); it needs the fake VFIO device, either the one qseries
+builds from tests/fakevfio (passed in QTEST_VFIO_FAKE) or the one the
+patch carries, which the qtest finds beside itself.  The negative
+control runs the same tests on a build with the test patch but without
+the change: the cases that need the notice must fail, and for that
+reason (no prepare notice), not for any other.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from .build import BuildError, Progress, run_logged
 from .errors import ToolError
 from .proc import Ran, run_bounded
 from .report import FAIL, PASS, SKIP, Result
+from .series import Mutation, TestPlan, Version
 from .source import WorkDir, say
 
-SERIES_QTEST = "vfio-migration-prepare-test"
 QEMU_QTESTS = ("qmp-test", "qmp-cmd-test", "device-introspect-test")
 FAKE_LIBRARY = "libfakevfio.so"
 QTEST_TIMEOUT = 300
@@ -130,15 +132,19 @@ def run_case(
     output = ran.stdout + ran.stderr
     if ran.timed_out:
         output = f"timed out after {timeout:g} s\n{output}"
+    skipped = re.search(r"^ok \d+ .*# SKIP(.*)$", ran.stdout, re.M)
     passed = (
         not ran.timed_out
         and ran.returncode == 0
         and re.search(r"^ok \d+ ", ran.stdout, re.M) is not None
+        and skipped is None
     )
     events = tuple(m[1] for m in re.finditer(r"^# (\w+ events: .*)$", output, re.M))
     errors = [m[1] for m in ERROR_LINE.finditer(output)]
     if ran.timed_out:
         error = output.splitlines()[0]
+    elif skipped is not None:
+        error = f"skipped:{skipped[1]}"
     elif errors:
         error = errors[0]
     else:
@@ -152,7 +158,7 @@ def evidence(run: CaseRun) -> list[str]:
 
 
 def series_qtest(
-    binary: Path, qemu: Path, fake: Path, list_timeout: float = LIST_TIMEOUT
+    binary: Path, qemu: Path, fake: Path | None, list_timeout: float = LIST_TIMEOUT
 ) -> list[CaseRun]:
     """Every case of the series' qtest, one process each.
 
@@ -186,39 +192,43 @@ def expect_pass(runs: Sequence[CaseRun]) -> list[Result]:
     return results
 
 
-def no_prepare_reason(run: CaseRun) -> bool:
-    """Did the case fail because QEMU sent no VFIO_MIGRATION_PREPARE?
+def no_notice_reason(run: CaseRun, plan: TestPlan) -> bool:
+    """Did the case fail because QEMU sent no prepare notice?
 
     It must have stopped on one of the qtest's assertions (not on a
-    crash or a timeout), after recording completion events, and not a
-    single prepare event.
+    crash, a skip or a timeout), after recording events, and not a
+    single one of them a notice (the plan's notice-pattern).
     """
-    seen = [line.split(": ", 1)[1] for line in run.events]
+    seen = [line.split(": ", 1)[1] for line in run.events if ": " in line]
     return (
         "assertion failed" in run.error
-        and bool(seen)
-        and any("done" in s for s in seen)
-        and not any("prepare" in s for s in seen)
+        and any(s.strip() for s in seen)
+        and not any(re.search(plan.notice_pattern, s) for s in seen)
     )
 
 
-def expect_control(runs: Sequence[CaseRun]) -> list[Result]:
-    """On the unpatched base every case that needs a PREPARE must fail for
-    lack of it; a case that expects no event at all must still pass."""
+def expect_control(runs: Sequence[CaseRun], plan: TestPlan) -> list[Result]:
+    """On the base with only the test patch, every case that needs the
+    notice must fail for lack of it; the plan's base-passes cases, which
+    involve no notice, must pass there too."""
     results = []
     for run in runs:
-        needs_prepare = not run.path.endswith("/no-op")
-        if not needs_prepare:
+        if any(run.path.endswith(case) for case in plan.base_passes):
             status = PASS if run.passed else FAIL
-            detail = (
-                "passes on the base too (no event either way)"
-                if run.passed
-                else run.error
+            detail = "passes on the base too (no notice involved)"
+            results.append(
+                Result(
+                    f"control {run.path}",
+                    status,
+                    detail if run.passed else run.error,
+                    list(run.events),
+                )
             )
-        elif run.passed:
+            continue
+        if run.passed:
             status, detail = FAIL, "passed without the change: the test proves nothing"
-        elif no_prepare_reason(run):
-            status, detail = PASS, "fails as it must: no VFIO_MIGRATION_PREPARE"
+        elif no_notice_reason(run, plan):
+            status, detail = PASS, f"fails as it must: no prepare notice ({run.error})"
         else:
             status, detail = FAIL, f"fails for another reason: {run.error}"
         results.append(Result(f"control {run.path}", status, detail, list(run.events)))
@@ -257,22 +267,29 @@ def qemu_qtests(
     return results
 
 
-NO_PREPARE = "no VFIO_MIGRATION_PREPARE"
+# What our QMP tests say when QEMU sent no prepare notice: on the
+# control, every failure must say it.
+NO_NOTICE = "no prepare notice"
 
 
 def qmp_tests(
     repo: Path,
+    series_file: Path,
+    version: Version,
     qemu: Path,
     fake: Path,
     control: bool,
     scratch: Path,
     timeout: float = SUITE_TIMEOUT,
 ) -> Result:
-    """Our pytest tests with the qemu.qmp client (timing of the events)."""
+    """Our pytest tests with the qemu.qmp client (timing of the events,
+    the example consumer), for the version's wire."""
     env = {
         **os.environ,
         "QSERIES_QEMU": str(qemu),
         "QSERIES_FAKEVFIO": str(fake),
+        "QSERIES_SERIES_FILE": str(series_file),
+        "QSERIES_VERSION": version.name,
         "QSERIES_REQUIRE_QEMU": "1",
         # pytest cuts the reasons in its summary to the terminal's width.
         "COLUMNS": "1000",
@@ -309,7 +326,7 @@ def qmp_tests(
         )
     if control:
         failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
-        others = [line for line in failed if NO_PREPARE not in line]
+        others = [line for line in failed if NO_NOTICE not in line]
         if ran.returncode != 0 and failed and not others:
             return Result(
                 f"control {name}", PASS, "fails as it must: " + summary, figures
@@ -318,7 +335,7 @@ def qmp_tests(
         return Result(
             f"control {name}",
             FAIL,
-            f"{why} PREPARE: {summary}" if not others else f"{why}: {others[0]}",
+            f"{why} a notice: {summary}" if not others else f"{why}: {others[0]}",
             figures,
         )
     if ran.returncode == 0 and "skipped" not in summary:
@@ -326,112 +343,132 @@ def qmp_tests(
     return Result(name, FAIL, summary, figures + lines[-15:])
 
 
+QEMU_SUITE = "qtest-x86_64"
+
+
+def qemu_runner(
+    builddir: Path, plan: TestPlan, timeout: float = SUITE_TIMEOUT
+) -> Result:
+    """The version's qtest as QEMU's own CI runs it: `meson test` in the
+    patched build directory, from the JUnit report meson writes.
+
+    A qtest that takes the fake from QTEST_VFIO_FAKE skips there (no
+    such variable in QEMU's CI), and that is what the result says.
+    """
+    name = f"QEMU's runner: {QEMU_SUITE}/{plan.qtest}"
+    meson = builddir / "pyvenv" / "bin" / "meson"
+    logbase = f"qseries-{plan.qtest}"
+    junit = builddir / "meson-logs" / f"{logbase}.junit.xml"
+    junit.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QTEST_")}
+    env.pop("LD_PRELOAD", None)
+    ran = run_bounded(
+        [
+            str(meson),
+            "test",
+            "--no-rebuild",
+            "--logbase",
+            logbase,
+            "--suite",
+            QEMU_SUITE,
+            f"{QEMU_SUITE}/{plan.qtest}",
+        ],
+        env,
+        timeout,
+        cwd=builddir,
+    )
+    if ran.timed_out:
+        return Result(name, FAIL, f"meson test timed out after {timeout:g} s")
+    verdict = junit_verdict(junit, f"{QEMU_SUITE}/{plan.qtest}")
+    if verdict is None:
+        tail = (ran.stdout + ran.stderr).strip().splitlines()[-3:]
+        return Result(name, FAIL, f"{junit} does not list {plan.qtest}", tail)
+    status, cases = verdict
+    items = [f"JUnit: {junit}", *cases]
+    if status == "passed" and ran.returncode == 0:
+        return Result(
+            name, PASS, f"meson test: {len(cases)} cases passed, as in QEMU's CI", items
+        )
+    if status == "skipped" and plan.preload == "env":
+        return Result(
+            name, SKIP, "skipped by QEMU's runner: needs QTEST_VFIO_FAKE", items
+        )
+    return Result(name, FAIL, f"meson test: {status}", items)
+
+
+def junit_verdict(path: Path, test: str) -> tuple[str, list[str]] | None:
+    """What meson's JUnit report says of one test: passed, failed or
+    skipped, and a line per case (a TAP test is a testsuite of its
+    subtests); None when the report is missing or does not list it."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    cases = []
+    # meson names a TAP test's suite "PROJECT.SUITES - PROJECT:TEST".
+    for suite in root.iter("testsuite"):
+        name = suite.get("name") or ""
+        if name == test or name.endswith(f":{test}"):
+            cases = list(suite.iter("testcase"))
+    if not cases:
+        # A test that ran no case (TAP "1..0") is one testcase of its own.
+        cases = [
+            c
+            for c in root.iter("testcase")
+            if c.get("name") == test or (c.get("name") or "").endswith(f":{test}")
+        ]
+    if not cases:
+        return None
+    lines, verdicts = [], set()
+    for case in cases:
+        if case.find("failure") is not None or case.find("error") is not None:
+            verdict = "failed"
+        elif case.find("skipped") is not None:
+            verdict = "skipped"
+        else:
+            verdict = "passed"
+        verdicts.add(verdict)
+        lines.append(f"{case.get('name')}: {verdict}")
+    for verdict in ("failed", "skipped"):
+        if verdict in verdicts:
+            return verdict, lines
+    return "passed", lines
+
+
 def skip(name: str, why: str) -> Result:
     return Result(name, SKIP, why)
 
 
-@dataclass(frozen=True)
-class Mutation:
-    """A deliberate break of the change, which the qtest must catch.
-
-    It counts as caught only when a case whose path ends with `case`
-    fails on an error line matching `reason`: a crash or a timeout
-    proves nothing about the check meant to catch it.
-    """
-
-    name: str
-    what: str
-    edits: tuple[tuple[str, str], ...]  # (old, new) text in migration.c
-    case: str  # the end of the path of the case that must catch it
-    reason: str  # regular expression for that case's error line
-
-    def apply(self, text: str) -> str:
-        for old, new in self.edits:
-            if old not in text:
-                raise ToolError(f"mutation {self.name}: '{old.strip()}' not found")
-            text = text.replace(old, new, 1)
-        return text
-
-    def catches(self, run: CaseRun) -> bool:
-        return (
-            not run.passed
-            and run.path.endswith(self.case)
-            and re.search(self.reason, run.error) is not None
-        )
+def apply_mutation(mutation: Mutation, text: str) -> str:
+    """The file's text with the mutation's edits, each made once."""
+    for old, new in mutation.edits:
+        if old not in text:
+            raise ToolError(
+                f"mutation {mutation.name}: {old.strip()!r} not found in "
+                f"{mutation.file}",
+                "the mutation does not fit the generated change; update it",
+            )
+        text = text.replace(old, new, 1)
+    return text
 
 
-MIGRATION_FILE = "hw/vfio/migration.c"
-_PREPARE = "\n    vfio_migration_send_event(vbasedev, new_state, true);\n"
-_EARLY = "    if (new_state == migration->device_state) {\n"
-_RECORD_NEW = "    vfio_migration_set_device_state(vbasedev, new_state);\n"
-_SUCCESS_END = "    return 0;\n\nreset_device:\n"
-
-MUTATIONS = (
-    Mutation(
-        "prepare-after-ioctl",
-        "PREPARE sent once the device has changed state",
-        ((_PREPARE, "\n"), (_RECORD_NEW, _PREPARE.lstrip("\n") + _RECORD_NEW)),
-        "/stop-cont",
-        r"assertion failed \(prep->time_us <= t->begin_us\)",
-    ),
-    Mutation(
-        "prepare-old-state",
-        "PREPARE announces the state the device leaves",
-        (
-            (
-                _PREPARE,
-                _PREPARE.replace("new_state, true", "migration->device_state, true"),
-            ),
-        ),
-        "/stop-cont",
-        r'assertion failed \(seen == expected\): \("prepare running, done stop"',
-    ),
-    Mutation(
-        "prepare-for-no-op",
-        "PREPARE sent before the early return for an unchanged state",
-        ((_PREPARE, "\n"), (_EARLY, _PREPARE.lstrip("\n") + _EARLY)),
-        "/no-op",
-        r'assertion failed \(seen == expected\): \("prepare running" == ""\)',
-    ),
-    Mutation(
-        "no-completion-on-recovery",
-        "no VFIO_MIGRATION for the recovery and reset states",
-        (
-            (
-                "    vfio_migration_set_device_state(vbasedev, recover_state);\n",
-                "    migration->device_state = recover_state;\n",
-            ),
-            (
-                "    vfio_migration_set_device_state(vbasedev,"
-                " VFIO_DEVICE_STATE_RUNNING);\n\n    return ret;",
-                "    vbasedev->migration->device_state = VFIO_DEVICE_STATE_RUNNING;\n"
-                "\n    return ret;",
-            ),
-        ),
-        "/failure",
-        r"assertion failed \(m\.src->events->len >= 4\): \(3 >= 4\)",
-    ),
-    Mutation(
-        "unannounced-transition",
-        "a second, silent MIG_DEVICE_STATE request after each transition",
-        (
-            (
-                _SUCCESS_END,
-                "    ioctl(vbasedev->fd, VFIO_DEVICE_FEATURE, feature);\n"
-                + _SUCCESS_END,
-            ),
-        ),
-        "/stop-cont",
-        r"assertion failed \((t->to == announced|next == transitions->len)\)",
-    ),
-)
+def catches(mutation: Mutation, run: CaseRun) -> bool:
+    """A failure counts only in the case meant to catch the mutation and
+    on the reason given: a crash or a timeout proves nothing."""
+    return (
+        not run.passed
+        and run.path.endswith(mutation.case)
+        and re.search(mutation.reason, run.error) is not None
+    )
 
 
 def judge_mutation(mutation: Mutation, runs: Sequence[CaseRun]) -> Result:
     """PASS only if the case meant to catch the mutation failed as meant."""
     name = f"mutation {mutation.name}"
     failed = [r for r in runs if not r.passed]
-    caught = [r for r in failed if mutation.catches(r)]
+    caught = [r for r in failed if catches(mutation, r)]
     items = [f"{r.path}: {r.error}" for r in failed]
     if caught:
         return Result(name, PASS, f"caught: {mutation.what}", items)
@@ -447,22 +484,29 @@ def judge_mutation(mutation: Mutation, runs: Sequence[CaseRun]) -> Result:
 
 
 def run_mutations(
-    tree: Path, builddir: Path, qemu: Path, fake: Path, log: Path
+    plan: TestPlan,
+    tree: Path,
+    builddir: Path,
+    qemu: Path,
+    fake: Path | None,
+    log: Path,
 ) -> list[Result]:
-    """Break the change in each way of MUTATIONS; the qtest must fail.
-
-    The build tree is restored (git checkout, ninja) afterwards.
-    """
+    """Break the change in each way of the plan's mutations; the qtest
+    must catch each.  The build tree is restored (git checkout, ninja)
+    afterwards."""
     from .gitutil import Git
 
-    source = tree / MIGRATION_FILE
-    original = source.read_text()
-    binary = builddir / "tests" / "qtest" / SERIES_QTEST
+    binary = builddir / "tests" / "qtest" / plan.qtest
+    files = sorted({m.file for m in plan.mutations})
+    originals = {name: (tree / name).read_text() for name in files}
     results = []
     try:
-        for mutation in MUTATIONS:
+        for mutation in plan.mutations:
             say(f"mutation {mutation.name}: {mutation.what}")
-            source.write_text(mutation.apply(original))
+            for name, text in originals.items():
+                (tree / name).write_text(text)
+            source = tree / mutation.file
+            source.write_text(apply_mutation(mutation, originals[mutation.file]))
             code, _ = run_logged(["ninja", qemu.name], builddir, log, None)
             if code != 0:
                 results.append(
@@ -479,7 +523,7 @@ def run_mutations(
             runs = [run_case(binary, qemu, fake, case) for case in cases]
             results.append(judge_mutation(mutation, runs))
     finally:
-        Git(tree).run("checkout", "--quiet", "--", MIGRATION_FILE)
+        Git(tree).run("checkout", "--quiet", "--", *files)
         code, _ = run_logged(["ninja", qemu.name], builddir, log, None)
         if code != 0:
             raise BuildError("rebuilding after the mutations failed", f"see {log}")

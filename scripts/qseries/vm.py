@@ -21,12 +21,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
-from qemu.qmp import EventListener, QMPClient
+from qemu.qmp import ConnectError, EventListener, QMPClient
+
+from .series import Wire
 
 DEVICE_ID = "vfio0"
-PREPARE = "VFIO_MIGRATION_PREPARE"
-DONE = "VFIO_MIGRATION"
 START_TIMEOUT = 30.0
+NOTICE = "notice"
+DONE = "done"
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,13 @@ class Event:
     qemu_us: int  # QEMU's timestamp (CLOCK_REALTIME, us)
     received_us: int  # when the client got it (CLOCK_REALTIME, us)
     received_mono: float  # when the client got it (monotonic, s)
+    # What the version's wire makes of it: NOTICE (of `subject`, the
+    # state announced), DONE (`subject` reached), or None.
+    kind: str | None = None
+    subject: str | None = None
 
-    @property
-    def kind(self) -> str | None:
-        return {PREPARE: "prepare", DONE: "done"}.get(self.name)
+    def label(self) -> str:
+        return f"{self.kind} {self.subject}"
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,10 @@ class FakeVfioVM:
         name: str = "vm",
         fake_env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
+        wire: Wire | None = None,
     ):
         self.qemu = qemu
+        self.wire = wire
         self.fake = fake
         self.name = name
         self.fake_env = dict(fake_env or {})
@@ -141,7 +148,20 @@ class FakeVfioVM:
                     f"{self.name}: no QMP socket after {START_TIMEOUT} s"
                 )
             await asyncio.sleep(0.01)
-        await self.client.connect(str(self.qmp_path))
+        # QEMU creates the socket file when it binds, and accepts only
+        # once it listens: a connect in between is refused, so retry.
+        while True:
+            try:
+                await self.client.connect(str(self.qmp_path))
+                break
+            except (ConnectError, OSError) as err:
+                if self.proc.returncode is not None:
+                    raise RuntimeError(
+                        f"{self.name}: QEMU exited: {self.stderr()}"
+                    ) from err
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.name}: QMP refused: {err}") from None
+                await asyncio.sleep(0.01)
         self.client.register_listener(self.listener)
         self._pump = asyncio.create_task(self._record())
 
@@ -151,10 +171,15 @@ class FakeVfioVM:
             mono = time.monotonic()
             stamp = cast(dict[str, Any], message.get("timestamp") or {})
             data = cast(dict[str, Any], message.get("data") or {})
+            name = str(message["event"])
+            state = data.get("device-state")
+            kind = self.wire.classify(name, state) if self.wire else None
             self.events.append(
                 Event(
-                    name=str(message["event"]),
-                    state=data.get("device-state"),
+                    name=name,
+                    state=state,
+                    kind=kind[0] if kind else None,
+                    subject=kind[1] if kind else None,
                     qemu_us=int(stamp.get("seconds", 0)) * 1_000_000
                     + int(stamp.get("microseconds", 0)),
                     received_us=received_us,
@@ -175,7 +200,11 @@ class FakeVfioVM:
             await asyncio.sleep(0.005)
 
     def vfio_events(self) -> list[str]:
-        return [f"{e.kind} {e.state}" for e in self.events if e.kind]
+        """The notices and completions, in order ('notice X', 'done Y');
+        every event carrying a device-state without a wire."""
+        if self.wire is None:
+            return [f"{e.name}({e.state})" for e in self.events if e.state]
+        return [e.label() for e in self.events if e.kind]
 
     def transitions(self) -> list[Transition]:
         out: list[Transition] = []

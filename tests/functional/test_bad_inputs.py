@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import FIXTURES, GIT_ENV, REPO, git
+from ..conftest import FIXTURES, GIT_ENV, REPO, copy_series, git
 
 TABLE = REPO / "docs" / "bad-inputs.md"
 BEGIN = "<!-- cases: begin (written by tests/functional/test_bad_inputs.py) -->"
@@ -64,11 +64,7 @@ def series(tmp: Path, edit: Callable[[str], str] | None = None) -> str:
     """A copy of series.yaml and its templates in TMP/s; returns the path."""
     dest = tmp / "s"
     if not dest.exists():
-        dest.mkdir()
-        shutil.copy(REPO / "series.yaml", dest)
-        shutil.copytree(REPO / "qapi", dest / "qapi")
-        shutil.copytree(REPO / "hw", dest / "hw")
-        shutil.copytree(REPO / "tests" / "qtest", dest / "tests" / "qtest")
+        copy_series(dest)
     if edit is not None:
         path = dest / "series.yaml"
         text = path.read_text()
@@ -84,7 +80,7 @@ def replace(old: str, new: str) -> Callable[[str], str]:
 
 def template(tmp: Path, old: str, new: str) -> str:
     series(tmp)
-    path = tmp / "s" / "hw" / "vfio" / "migration.c.j2"
+    path = tmp / "s" / "hw" / "vfio" / "migration-v1.c.j2"
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new, 1))
@@ -107,6 +103,8 @@ def generate(tmp: Path, edit: Callable[[str], str] | None = None) -> list[str]:
         "--series-file",
         series(tmp, edit),
         "generate",
+        "--series",
+        "v1",
         "--tree",
         tree(tmp),
         "--output",
@@ -161,9 +159,7 @@ def _(tmp: Path) -> list[str]:
 
 @case("series-unknown-generator", "a patch names a generator that does not exist")
 def _(tmp: Path) -> list[str]:
-    return generate(
-        tmp, replace("generator: qapi-vfio-prepare-event", "generator: qapi-nope")
-    )
+    return generate(tmp, replace("generator: qapi-event", "generator: qapi-nope"))
 
 
 @case("series-bad-trailer", "a trailer that is not 'Tag: value'")
@@ -171,9 +167,8 @@ def _(tmp: Path) -> list[str]:
     return generate(
         tmp,
         replace(
-            "        generator: qapi-vfio-prepare-event\n",
-            "        generator: qapi-vfio-prepare-event\n"
-            "        trailers: ['reviewed by me']\n",
+            "        generator: qapi-event\n",
+            "        generator: qapi-event\n        trailers: ['reviewed by me']\n",
         ),
     )
 

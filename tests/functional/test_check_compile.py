@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO, RunCli, git
+from ..conftest import REPO, RunCli, copy_series, git
 
 C_PATCH = "v1-0002-vfio-migration-Emit-VFIO_MIGRATION_PREPARE-before.patch"
 BROKEN = "vfio_migration_send_event(vbasedev, new_state, true)"
@@ -28,12 +27,7 @@ def check(
 
 def series_with_templates(tmp_path: Path) -> Path:
     """series.yaml and every template it renders, copied to edit them."""
-    dest = tmp_path / "series"
-    dest.mkdir()
-    shutil.copy(REPO / "series.yaml", dest)
-    for sub in ("qapi", "hw", "tests/qtest"):
-        shutil.copytree(REPO / sub, dest / sub)
-    return dest / "series.yaml"
+    return copy_series(tmp_path / "series")
 
 
 def new_line_of(patch: Path, file: str, text: str) -> int:
@@ -69,7 +63,7 @@ def test_template_rendering_invalid_c_fails_compile(
     run_cli: RunCli, real_workdir: Path, tmp_path: Path
 ) -> None:
     series = series_with_templates(tmp_path)
-    template = series.parent / "hw" / "vfio" / "migration.c.j2"
+    template = series.parent / "hw" / "vfio" / "migration-v1.c.j2"
     text = template.read_text()
     good = "vfio_migration_send_event(vbasedev, {{ new_state }}, true);"
     assert good in text

@@ -22,7 +22,9 @@ from ..conftest import RunCli, git
 def mails(run_cli: RunCli, mini_tree: Path, tmp_path: Path) -> list[str]:
     """The series generated on the small tree: cover letter, then 1/3..3/3."""
     out = tmp_path / "out"
-    proc = run_cli("generate", "--tree", str(mini_tree), "--output", str(out))
+    proc = run_cli(
+        "generate", "--series", "v1", "--tree", str(mini_tree), "--output", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     return [p.read_text() for p in sorted((out / "v1").glob("*.patch"))]
 
@@ -173,7 +175,14 @@ def test_series_dir_with_a_mail_of_another_version(
     path = next(out.glob("v1-0003-*.patch"))
     path.write_text(path.read_text().replace("[PATCH v1 3/3]", "[PATCH v2 3/3]"))
     proc = run_cli(
-        "check", "--json", "--tree", str(mini_tree), "--output", str(out.parent)
+        "check",
+        "--json",
+        "--series",
+        "v1",
+        "--tree",
+        str(mini_tree),
+        "--output",
+        str(out.parent),
     )
     assert proc.returncode == 1, proc.stderr
     results = {r["name"]: r for r in json.loads(proc.stdout)["results"]}
@@ -184,13 +193,13 @@ def test_series_dir_with_a_mail_of_another_version(
 def test_mbox_of_a_version_series_yaml_lacks(
     run_cli: RunCli, mini_tree: Path, mails: list[str], tmp_path: Path
 ) -> None:
-    mbox = write_mbox(tmp_path, [m.replace("[PATCH v1 ", "[PATCH v2 ") for m in mails])
+    mbox = write_mbox(tmp_path, [m.replace("[PATCH v1 ", "[PATCH v7 ") for m in mails])
     work = tmp_path / "work"
     proc = run_cli("check", "--tree", str(mini_tree), "--mbox", str(mbox), workdir=work)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"qseries: error: --mbox {mbox}: its mails are v2, series.yaml has no v2; "
-        "it has: v1"
+        f"qseries: error: --mbox {mbox}: its mails are v7, series.yaml has no v7; "
+        "it has: v1, v2"
     ]
     no_leftovers(work)
 

@@ -13,7 +13,17 @@ from ..conftest import REPO, RunCli, git
 
 
 def generate(run_cli: RunCli, tree: Path, out: Path, *extra: str, **kw):  # type: ignore[no-untyped-def]
-    return run_cli("generate", "--tree", str(tree), "--output", str(out), *extra, **kw)
+    return run_cli(
+        "generate",
+        "--series",
+        "v1",
+        "--tree",
+        str(tree),
+        "--output",
+        str(out),
+        *extra,
+        **kw,
+    )
 
 
 def test_generate_keeps_files_it_did_not_write(
@@ -56,6 +66,8 @@ def test_json_into_a_closed_pipe_is_quiet(mini_tree: Path, tmp_path: Path) -> No
         "-m",
         "qseries",
         "generate",
+        "--series",
+        "v1",
         "--json",
         "--tree",
         str(mini_tree),

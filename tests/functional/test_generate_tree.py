@@ -9,7 +9,9 @@ from ..conftest import REPO, RunCli, git, tree_snapshot
 
 
 def generate(run_cli: RunCli, tree: Path, out: Path, *extra: str):  # type: ignore[no-untyped-def]
-    return run_cli("generate", "--tree", str(tree), "--output", str(out), *extra)
+    return run_cli(
+        "generate", "--series", "v1", "--tree", str(tree), "--output", str(out), *extra
+    )
 
 
 def test_generate_is_byte_identical_and_leaves_tree_alone(
@@ -106,12 +108,14 @@ def test_missing_anchor_is_one_line_and_writes_nothing(
 def test_template_error_is_one_line_exit_2(
     run_cli: RunCli, mini_tree: Path, series_copy: Path, tmp_path: Path
 ) -> None:
-    template = series_copy.parent / "hw" / "vfio" / "migration.c.j2"
+    template = series_copy.parent / "hw" / "vfio" / "migration-v1.c.j2"
     template.write_text(template.read_text().replace("{{ new_state }}", "{{ nope }}"))
     proc = run_cli(
         "--series-file",
         str(series_copy),
         "generate",
+        "--series",
+        "v1",
         "--tree",
         str(mini_tree),
         "--output",
@@ -200,6 +204,8 @@ def test_inherited_git_dir_cannot_touch_the_tree(
     before = tree_snapshot(mini_tree)
     proc = run_cli(
         "generate",
+        "--series",
+        "v1",
         "--tree",
         str(mini_tree),
         "--output",

@@ -13,10 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from qseries import testing
+from qseries import generators, series, testing
 from qseries.csource import find_function
 
 from ..conftest import REPO
+
+MUTATIONS = (
+    series.load(REPO / "series.yaml", generators.specs()).version("v1").test.mutations
+)
+MIGRATION_FILE = "hw/vfio/migration.c"
 
 pytestmark = pytest.mark.qemu
 
@@ -31,26 +36,26 @@ def patched(
 ) -> str:
     root = Path(str(real_base["root"]))
     out = tmp_path_factory.mktemp("v1")
-    target = out / testing.MIGRATION_FILE
+    target = out / MIGRATION_FILE
     target.parent.mkdir(parents=True)
-    target.write_text((root / testing.MIGRATION_FILE).read_text())
+    target.write_text((root / MIGRATION_FILE).read_text())
     (patch,) = (REPO / "patches" / "v1").glob("v1-0002-*.patch")
     subprocess.run(
-        ["git", "apply", f"--include={testing.MIGRATION_FILE}", str(patch)],
+        ["git", "apply", f"--include={MIGRATION_FILE}", str(patch)],
         cwd=out,
         check=True,
         env={**os.environ, "GIT_CEILING_DIRECTORIES": str(out.parent)},
     )
     text = target.read_text()
-    assert text != (root / testing.MIGRATION_FILE).read_text()
+    assert text != (root / MIGRATION_FILE).read_text()
     return text
 
 
 def mutate(text: str, name: str) -> tuple[str, str]:
     """The setter's body before and after the mutation; the rest of the
     file must be untouched."""
-    mutation = next(m for m in testing.MUTATIONS if m.name == name)
-    mutated = mutation.apply(text)
+    mutation = next(m for m in MUTATIONS if m.name == name)
+    mutated = testing.apply_mutation(mutation, text)
     fn, new = find_function(text, SETTER), find_function(mutated, SETTER)
     assert mutated[: new.body[0]] == text[: fn.body[0]]
     assert mutated[new.body[1] :] == text[fn.body[1] :]
@@ -59,7 +64,7 @@ def mutate(text: str, name: str) -> tuple[str, str]:
 
 def test_every_mutation_is_checked_here() -> None:
     names = {n[5:].replace("_", "-") for n in globals() if n.startswith("test_")}
-    assert {m.name for m in testing.MUTATIONS} <= names
+    assert {m.name for m in MUTATIONS} <= names
 
 
 def test_prepare_after_ioctl(patched: str) -> None:

@@ -218,16 +218,32 @@ def test_real_base_without_anchor(
     assert not (tmp_path / "o" / "v1").exists()
 
 
-def test_mutations_apply_to_the_patched_migration_c(base: dict[str, object]) -> None:
-    from qseries import generators, testing
+@pytest.mark.parametrize("name", ["v1", "v2"])
+def test_mutations_apply_to_the_patched_file(
+    base: dict[str, object], name: str
+) -> None:
+    """Every mutation of a version changes what that version's generators
+    make of the real base (a mutation that no longer applies is an error)."""
+    import dataclasses
+
+    from qseries import generators, series, testing
     from qseries.templates import Templates
 
     root = Path(str(base["root"]))
+    version = series.load(REPO / "series.yaml", generators.specs()).version(name)
     ctx = generators.Context(since="11.0", base="test", templates=Templates(REPO))
-    gen = generators.GENERATORS["vfio-migration-prepare"]
-    text = gen.apply(lambda p: (root / p).read_text(), ctx)[testing.MIGRATION_FILE]
-    for mutation in testing.MUTATIONS:
-        assert mutation.apply(text) != text, mutation.name
+    files: dict[str, str] = {}
+    for patch in version.patches:
+        gen = generators.GENERATORS[patch.generator]
+        files.update(
+            gen.apply(
+                lambda p: files[p] if p in files else (root / p).read_text(),
+                dataclasses.replace(ctx, params=patch.params),
+            )
+        )
+    for mutation in version.test.mutations:
+        text = files[mutation.file]
+        assert testing.apply_mutation(mutation, text) != text, mutation.name
 
 
 def test_listed_but_missing_versions_fall_back(

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from qseries.vm import DONE, Event, FakeVfioVM
+from qseries.vm import Event, FakeVfioVM
+
+# VFIO_MIGRATION is QEMU's (since 9.1), the same in every version.
+COMPLETION = "VFIO_MIGRATION"
 
 
 def stopped(events: list[Event]) -> bool:
-    return any(e.name == DONE and e.state == "stop" for e in events)
+    return any(e.name == COMPLETION and e.state == "stop" for e in events)
 
 
 def test_failure_keeps_the_fake_log_and_qemu_stderr(

@@ -5,17 +5,37 @@ from pathlib import Path
 
 import pytest
 
-from qseries import generators
+from qseries import generators, series
 from qseries.errors import AnchorError, TemplateError
 from qseries.templates import Templates
 
 from ..conftest import FIXTURES, REPO
 
 MINI = FIXTURES / "qemu-mini"
+SERIES = series.load(REPO / "series.yaml", generators.specs())
+QAPI_TEMPLATE = "qapi/vfio-v1.json.j2"
+MIGRATION_TEMPLATE = "hw/vfio/migration-v1.c.j2"
+QTEST_FILE = "tests/qtest/vfio-migration-prepare-test.c"
 
 
-def ctx(root: Path = REPO) -> generators.Context:
-    return generators.Context(since="11.0", base="QEMU test", templates=Templates(root))
+def ctx(root: Path = REPO, version: str = "v1", index: int = 0) -> generators.Context:
+    """The context of patch `index` of `version`, with its 'with:' data."""
+    return generators.Context(
+        since="11.0",
+        base="QEMU test",
+        templates=Templates(root),
+        params=SERIES.version(version).patches[index].params,
+    )
+
+
+def apply(
+    index: int,
+    read: generators.Reader,
+    root: Path = REPO,
+    version: str = "v1",
+) -> dict[str, str]:
+    patch = SERIES.version(version).patches[index]
+    return generators.GENERATORS[patch.generator].apply(read, ctx(root, version, index))
 
 
 def reader(files: dict[str, str]) -> generators.Reader:
@@ -29,9 +49,8 @@ def mini_files() -> dict[str, str]:
     }
 
 
-def migration(files: dict[str, str] | None = None) -> str:
-    gen = generators.GENERATORS["vfio-migration-prepare"]
-    out = gen.apply(reader(files or mini_files()), ctx())
+def migration(files: dict[str, str] | None = None, version: str = "v1") -> str:
+    out = apply(1, reader(files or mini_files()), version=version)
     return out[generators.MIGRATION_FILE]
 
 
@@ -143,9 +162,8 @@ def test_ioctl_before_early_return_is_refused() -> None:
 
 
 def test_qapi_event_appended_with_since() -> None:
-    gen = generators.GENERATORS["qapi-vfio-prepare-event"]
     files = mini_files()
-    out = gen.apply(reader(files), ctx())[generators.QAPI_FILE]
+    out = apply(0, reader(files))[generators.QAPI_FILE]
     assert out.startswith(files[generators.QAPI_FILE].rstrip("\n") + "\n\n##\n")
     assert "# @VFIO_MIGRATION_PREPARE:\n" in out
     assert "# Since: 11.0\n" in out
@@ -161,42 +179,36 @@ def test_qapi_event_appended_with_since() -> None:
             assert len(line) <= 70, line
     # Applying twice is refused, not duplicated.
     with pytest.raises(AnchorError, match="already defines"):
-        gen.apply(reader({generators.QAPI_FILE: out}), ctx())
+        apply(0, reader({generators.QAPI_FILE: out}))
 
 
 def test_qapi_needs_the_completion_event() -> None:
-    gen = generators.GENERATORS["qapi-vfio-prepare-event"]
     with pytest.raises(AnchorError, match="has no VFIO_MIGRATION event"):
-        gen.apply(
-            reader({generators.QAPI_FILE: "{ 'enum': 'X', 'data': [] }\n"}), ctx()
-        )
+        apply(0, reader({generators.QAPI_FILE: "{ 'enum': 'X', 'data': [] }\n"}))
 
 
 def test_template_undefined_variable_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "qapi").mkdir()
-    text = (REPO / generators.QAPI_TEMPLATE).read_text()
+    text = (REPO / QAPI_TEMPLATE).read_text()
     text = text.replace("# Since: {{ since }}", "# Since: {{ sinse }}")
-    (tmp_path / generators.QAPI_TEMPLATE).write_text(text)
+    (tmp_path / QAPI_TEMPLATE).write_text(text)
     line = text.splitlines().index("# Since: {{ sinse }}") + 1
-    gen = generators.GENERATORS["qapi-vfio-prepare-event"]
     with pytest.raises(TemplateError) as info:
-        gen.apply(reader(mini_files()), ctx(tmp_path))
+        apply(0, reader(mini_files()), tmp_path)
     assert str(info.value) == (
-        f"{tmp_path / generators.QAPI_TEMPLATE}:{line}: "
-        "template error: 'sinse' is undefined"
+        f"{tmp_path / QAPI_TEMPLATE}:{line}: template error: 'sinse' is undefined"
     )
 
 
 def test_template_undefined_in_macro(tmp_path: Path) -> None:
     (tmp_path / "hw" / "vfio").mkdir(parents=True)
-    text = (REPO / generators.MIGRATION_TEMPLATE).read_text()
+    text = (REPO / MIGRATION_TEMPLATE).read_text()
     text = text.replace("{{ new_state }}", "{{ old_state }}")
-    (tmp_path / generators.MIGRATION_TEMPLATE).write_text(text)
-    gen = generators.GENERATORS["vfio-migration-prepare"]
+    (tmp_path / MIGRATION_TEMPLATE).write_text(text)
     with pytest.raises(
-        TemplateError, match=r"migration.c.j2:\d+: .*'old_state' is undefined"
+        TemplateError, match=r"migration-v1.c.j2:\d+: .*'old_state' is undefined"
     ):
-        gen.apply(reader(mini_files()), ctx(tmp_path))
+        apply(1, reader(mini_files()), tmp_path)
 
 
 def qtest_files() -> dict[str, str]:
@@ -216,9 +228,8 @@ def qtest_reader(files: dict[str, str]) -> generators.Reader:
 
 
 def test_qtest_added_with_meson_entry_and_maintainers() -> None:
-    gen = generators.GENERATORS["qtest-vfio-migration-prepare"]
-    out = gen.apply(qtest_reader(qtest_files()), ctx())
-    assert out[generators.QTEST_FILE] == (REPO / generators.QTEST_FILE).read_text()
+    out = apply(2, qtest_reader(qtest_files()))
+    assert out[QTEST_FILE] == (REPO / QTEST_FILE).read_text()
     assert out[generators.QTEST_MESON].startswith(
         "# A minimal stand-in for QEMU's tests/qtest/meson.build, for unit tests.\n"
         "qtests_i386 = \\\n"
@@ -233,28 +244,133 @@ def test_qtest_added_with_meson_entry_and_maintainers() -> None:
 
 
 def test_qtest_refuses_an_existing_test_and_unknown_bases() -> None:
-    gen = generators.GENERATORS["qtest-vfio-migration-prepare"]
     files = qtest_files()
-    files[generators.QTEST_FILE] = "/* already here */\n"
+    files[QTEST_FILE] = "/* already here */\n"
     with pytest.raises(AnchorError, match="exists in QEMU test already"):
-        gen.apply(qtest_reader(files), ctx())
+        apply(2, qtest_reader(files))
     files = qtest_files()
     files[generators.MAINTAINERS] = "Nothing\n"
     with pytest.raises(AnchorError, match="no 'VFIO' section"):
-        gen.apply(qtest_reader(files), ctx())
+        apply(2, qtest_reader(files))
     files = qtest_files()
     files[generators.QTEST_MESON] = "qtests = []\n"
     with pytest.raises(AnchorError, match="no 'qtests_i386"):
-        gen.apply(qtest_reader(files), ctx())
+        apply(2, qtest_reader(files))
 
 
 def test_template_runtime_error_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "qapi").mkdir()
-    text = (REPO / generators.QAPI_TEMPLATE).read_text() + "{{ 1 // 0 }}\n"
-    (tmp_path / generators.QAPI_TEMPLATE).write_text(text)
-    gen = generators.GENERATORS["qapi-vfio-prepare-event"]
+    text = (REPO / QAPI_TEMPLATE).read_text() + "{{ 1 // 0 }}\n"
+    (tmp_path / QAPI_TEMPLATE).write_text(text)
     with pytest.raises(TemplateError) as info:
-        gen.apply(reader(mini_files()), ctx(tmp_path))
+        apply(0, reader(mini_files()), tmp_path)
     line = len(text.splitlines())
-    assert str(info.value).startswith(f"{tmp_path / generators.QAPI_TEMPLATE}:{line}: ")
+    assert str(info.value).startswith(f"{tmp_path / QAPI_TEMPLATE}:{line}: ")
     assert "by zero" in str(info.value)
+
+
+# v2: the notice is a value of QapiVfioMigrationState, for PRE_COPY_P2P.
+
+
+def test_v2_enum_value_documented_and_appended() -> None:
+    files = mini_files()
+    out = apply(0, reader(files), version="v2")[generators.QAPI_FILE]
+    assert "  'data': [ 'stop', 'running', 'pre-copy-p2p-prepare' ] }" in out
+    doc = out[out.index("# @QapiVfioMigrationState:") : out.index("{ 'enum'")]
+    assert "# Migration states.  Besides the states" in doc
+    assert "# @pre-copy-p2p-prepare: The device is about to start moving" in doc
+    assert "pre-copy-p2p state.  (since 11.0)\n" in doc
+    # The new value is documented last, before Since:, in QAPI's shape.
+    assert doc.index("@running:") < doc.index("@pre-copy-p2p-prepare:")
+    assert doc.index("@pre-copy-p2p-prepare:") < doc.index("# Since: 9.1")
+    for line in doc.splitlines():
+        assert len(line) <= 70, line
+        if line.startswith("#     "):
+            continue
+        assert not line.startswith("#  "), line
+    # Everything else is left as it was.
+    assert out.replace(doc, "") == files[generators.QAPI_FILE].replace(
+        files[generators.QAPI_FILE][
+            files[generators.QAPI_FILE].index("# @QapiVfioMigrationState:") : files[
+                generators.QAPI_FILE
+            ].index("{ 'enum'")
+        ],
+        "",
+    ).replace("'running' ]", "'running', 'pre-copy-p2p-prepare' ]")
+    with pytest.raises(AnchorError, match="has 'pre-copy-p2p-prepare' already"):
+        apply(0, reader({generators.QAPI_FILE: out}), version="v2")
+
+
+def test_v2_enum_value_needs_the_documented_enum() -> None:
+    with pytest.raises(AnchorError, match="no documented enum QapiVfioMigrationState"):
+        apply(0, reader({generators.QAPI_FILE: "{ 'enum': 'X' }\n"}), version="v2")
+
+
+def test_v2_notice_only_before_pre_copy_p2p() -> None:
+    text = migration(version="v2")
+    setter = body_of(text, "vfio_migration_set_state")
+    early = setter.index("return 0;\n    }")
+    notice = setter.index(
+        "    if (new_state == VFIO_DEVICE_STATE_PRE_COPY_P2P) {\n"
+        "        vfio_migration_send_event(vbasedev, new_state, true);\n    }\n"
+    )
+    assert early < notice < setter.index("ioctl(")
+    assert setter.count("vfio_migration_send_event(") == 1
+    mapper = body_of(text, "mig_state_to_qapi_state")
+    assert (
+        "    case VFIO_DEVICE_STATE_PRE_COPY_P2P:\n"
+        "        return prepare ? QAPI_VFIO_MIGRATION_STATE_PRE_COPY_P2P_PREPARE :\n"
+        "                         QAPI_VFIO_MIGRATION_STATE_PRE_COPY_P2P;\n" in mapper
+    )
+    assert (
+        "mig_state_to_qapi_state(enum vfio_device_mig_state state, bool prepare)"
+        in text
+    )
+    helper = body_of(text, "vfio_migration_send_event")
+    assert "mig_state_to_qapi_state(state, prepare)" in helper
+    # No new event in v2.
+    assert "prepare(" not in text.replace("mig_state_to_qapi_state(state, prepare)", "")
+
+
+def test_v2_notice_needs_the_mapped_case() -> None:
+    files = mini_files()
+    files[generators.MIGRATION_FILE] = files[generators.MIGRATION_FILE].replace(
+        "return QAPI_VFIO_MIGRATION_STATE_PRE_COPY_P2P;", "return 7;"
+    )
+    with pytest.raises(
+        AnchorError, match="does not map VFIO_DEVICE_STATE_PRE_COPY_P2P"
+    ):
+        migration(files, version="v2")
+
+
+def test_v2_qtest_carries_the_fake_and_builds_it_first() -> None:
+    out = apply(2, qtest_reader(qtest_files()), version="v2")
+    assert (
+        out["tests/qtest/vfio-fake.c"]
+        == (REPO / "tests" / "fakevfio" / "fakevfio.c").read_text()
+    )
+    meson = out[generators.QTEST_MESON]
+    assert (
+        "  (host_os == 'linux' and config_all_devices.has_key('CONFIG_VFIO_PCI') ? "
+        "['vfio-migration-events-test'] : []) + \\\n" in meson
+    )
+    block = meson.index("qtest_preload_modules = []\n")
+    assert block < meson.index("qtest_executables = {}\n")
+    assert "shared_module(\n    'vfio-fake', 'vfio-fake.c',\n" in meson
+    assert (
+        "depends: [test_deps, qtest_emulator, emulator_modules, "
+        "qtest_preload_modules]" in meson
+    )
+    assert (
+        "F: tests/qtest/vfio-fake.c\nF: tests/qtest/vfio-migration-events-test.c\n"
+        "F: qapi/vfio.json\n" in out[generators.MAINTAINERS]
+    )
+
+
+def test_v2_qtest_needs_the_loop_with_depends() -> None:
+    files = qtest_files()
+    files[generators.QTEST_MESON] = files[generators.QTEST_MESON].replace(
+        "depends: [test_deps", "depends: [other"
+    )
+    with pytest.raises(AnchorError, match=r"no 'qtest_executables = \{\}' loop"):
+        apply(2, qtest_reader(files), version="v2")

@@ -6,11 +6,11 @@ import pytest
 
 from qseries import series
 from qseries.errors import SeriesFileError
-from qseries.generators import GENERATORS
+from qseries.generators import specs
 
 from ..conftest import REPO, RunCli
 
-NAMES = set(GENERATORS)
+NAMES = specs()
 
 GOOD = """\
 subject-prefix: PATCH
@@ -23,8 +23,15 @@ versions:
       body: "Cover text."
     patches:
       - subject: "qapi/vfio: Add it"
-        generator: qapi-vfio-prepare-event
+        generator: qapi-event
         body: "Body."
+        with: {event: E, like: F, template: t.j2}
+    wire: {completion: F, notice-event: E}
+    test:
+      qtest: q-test
+      preload: env
+      notice-pattern: "prepare"
+      mutations: m.yaml
   v2:
     author: "A U Thor <author@example.org>"
     date: "2026-02-02T03:04:05+00:00"
@@ -36,15 +43,33 @@ versions:
       body: "Cover text."
     patches:
       - subject: "qapi/vfio: Add it"
-        generator: qapi-vfio-prepare-event
+        generator: qapi-event
         body: "Body."
         trailers: ["Reviewed-by: R <r@example.org>"]
+        with: {event: E, like: F, template: t.j2}
+    wire: {completion: F, notice-event: F, notice-state: s-prepare, announces: s}
+    test:
+      qtest: q-test
+      preload: beside
+      notice-pattern: "s-prepare"
+      mutations: m.yaml
+"""
+
+MUTATIONS = """\
+- name: m
+  what: "a break"
+  file: hw/x.c
+  edits:
+    - {old: "a", new: "b"}
+  case: /x
+  reason: "assertion failed"
 """
 
 
-def write(tmp_path: Path, text: str) -> Path:
+def write(tmp_path: Path, text: str, mutations: str = MUTATIONS) -> Path:
     path = tmp_path / "series.yaml"
     path.write_text(text)
+    (tmp_path / "m.yaml").write_text(mutations)
     return path
 
 
@@ -53,9 +78,23 @@ def test_repository_series_loads() -> None:
     v1 = s.version("v1")
     assert v1.since == "11.0"
     assert [p.generator for p in v1.patches] == [
-        "qapi-vfio-prepare-event",
-        "vfio-migration-prepare",
-        "qtest-vfio-migration-prepare",
+        "qapi-event",
+        "vfio-migration-notice",
+        "qtest",
+    ]
+    v2 = s.version("v2")
+    assert v2.since == "11.0"
+    assert v2.wire.classify("VFIO_MIGRATION", "pre-copy-p2p-prepare") == (
+        "notice",
+        "pre-copy-p2p",
+    )
+    assert v2.wire.classify("VFIO_MIGRATION", "stop") == ("done", "stop")
+    assert v1.wire.classify("VFIO_MIGRATION_PREPARE", "stop") == ("notice", "stop")
+    assert [m.name for m in v2.test.mutations] == [
+        "prepare-after-ioctl",
+        "prepare-every-transition",
+        "prepare-as-completion",
+        "no-completion-on-recovery",
     ]
 
 
@@ -81,7 +120,12 @@ def test_versions_since_and_defaults(tmp_path: Path) -> None:
             2,
             "unknown key 'colour'",
         ),
-        ('        body: "Body."\n  v2', "  v2", 10, "missing required key 'body'"),
+        (
+            '        body: "Body."\n        with',
+            "        with",
+            10,
+            "missing required key 'body'",
+        ),
         (
             'date: "2026-01-02T03:04:05+00:00"',
             "date: 2026-01-02",
@@ -95,8 +139,8 @@ def test_versions_since_and_defaults(tmp_path: Path) -> None:
             "is not an ISO 8601 date",
         ),
         (
-            'generator: qapi-vfio-prepare-event\n        body: "Body."\n  v2',
-            'generator: sed\n        body: "Body."\n  v2',
+            'generator: qapi-event\n        body: "Body."\n        with',
+            'generator: sed\n        body: "Body."\n        with',
             11,
             "unknown generator 'sed'",
         ),
@@ -106,13 +150,14 @@ def test_versions_since_and_defaults(tmp_path: Path) -> None:
             4,
             "'Name <email>'",
         ),
-        ('since: "10.2"', 'since: "ten"', 17, "versions.v2.since"),
-        ('["Reviewed-by: R <r@example.org>"]', '["looks good"]', 26, "trailer"),
-        ("  v2:\n", "  version2:\n", 13, "is not a version like 'v1'"),
+        ('since: "10.2"', 'since: "ten"', 24, "versions.v2.since"),
+        ('["Reviewed-by: R <r@example.org>"]', '["looks good"]', 33, "trailer"),
+        ("  v2:\n", "  version2:\n", 20, "is not a version like 'v1'"),
         (
             '    patches:\n      - subject: "qapi/vfio: Add it"\n        generator: '
-            'qapi-vfio-prepare-event\n        body: "Body."\n  v2',
-            "    patches: []\n  v2",
+            'qapi-event\n        body: "Body."\n        with: {event: E, like: F, '
+            "template: t.j2}\n",
+            "    patches: []\n",
             9,
             "non-empty list",
         ),
@@ -161,3 +206,80 @@ def test_cli_missing_series_file(tmp_path: Path, run_cli: RunCli) -> None:
     proc = run_cli("--series-file", str(tmp_path / "nope.yaml"), "generate")
     assert proc.returncode == 2
     assert "nope.yaml: no such file" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "mutations", "where", "message"),
+    [
+        (
+            "with: {event: E, like: F, template: t.j2}\n    wire",
+            "with: {event: E, like: F}\n    wire",
+            MUTATIONS,
+            "series.yaml:13:",
+            "missing required key 'template'",
+        ),
+        (
+            "with: {event: E, like: F, template: t.j2}\n    wire",
+            "with: {event: E, like: F, template: t.j2, colour: red}\n    wire",
+            MUTATIONS,
+            "series.yaml:13:",
+            "unknown key 'colour'",
+        ),
+        (
+            "    wire: {completion: F, notice-event: E}\n",
+            "",
+            MUTATIONS,
+            "series.yaml:4:",
+            "versions.v1: missing required key 'wire'",
+        ),
+        (
+            "notice-state: s-prepare, announces: s}",
+            "notice-state: s-prepare}",
+            MUTATIONS,
+            "series.yaml:35:",
+            "'notice-state' and 'announces' go together",
+        ),
+        (
+            "      preload: env\n",
+            "      preload: ld\n",
+            MUTATIONS,
+            "series.yaml:17:",
+            "'ld' is not one of: env, beside",
+        ),
+        (
+            '      notice-pattern: "prepare"\n',
+            '      notice-pattern: "(prepare"\n',
+            MUTATIONS,
+            "series.yaml:18:",
+            "bad pattern",
+        ),
+        ("", "", "", "series.yaml:19:", "cannot read m.yaml"),
+        (
+            "",
+            "",
+            MUTATIONS.replace("assertion failed", "(x"),
+            "m.yaml:7:",
+            "bad pattern",
+        ),
+        (
+            "",
+            "",
+            MUTATIONS + MUTATIONS,
+            "m.yaml:8:",
+            "duplicate 'm'",
+        ),
+        ("", "", MUTATIONS.replace("  case: /x\n", ""), "m.yaml:1:", "'case'"),
+    ],
+)
+def test_version_data_errors_name_file_and_line(
+    tmp_path: Path, old: str, new: str, mutations: str, where: str, message: str
+) -> None:
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1), mutations)
+    if not mutations:
+        (tmp_path / "m.yaml").unlink()
+    with pytest.raises(SeriesFileError) as info:
+        series.load(path, NAMES)
+    text = str(info.value)
+    assert message in text, text
+    assert text.startswith(f"{tmp_path}/{where} "), text

@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from qseries import proc, report, testing
+from qseries import generators, proc, report, series, testing
 from qseries.errors import ToolError
 from qseries.source import WorkDir
 
 from ..conftest import REPO
+
+SERIES = series.load(REPO / "series.yaml", generators.specs())
+V1 = SERIES.version("v1")
+V2 = SERIES.version("v2")
+PLAN = V1.test
 
 ASSERT = "ERROR:../tests/qtest/vfio-migration-prepare-test.c:300:check_events: "
 
@@ -37,9 +42,13 @@ def test_control_needs_failures_for_lack_of_prepare() -> None:
             error=ASSERT + "assertion failed (seen == expected)",
         ),
     ]
-    results = testing.expect_control(runs)
+    results = testing.expect_control(runs, PLAN)
     assert [r.status for r in results] == [report.PASS] * 3
-    assert results[0].detail == "fails as it must: no VFIO_MIGRATION_PREPARE"
+    assert results[0].detail == (
+        "fails as it must: no prepare notice ("
+        + ASSERT
+        + "assertion failed (seen == expected))"
+    )
 
 
 def test_control_rejects_a_pass_and_other_failures() -> None:
@@ -49,7 +58,8 @@ def test_control_rejects_a_pass_and_other_failures() -> None:
             run("/x/migrate/pre-copy", False, error="QEMU crashed"),
             run("/x/failure", False, "source events: prepare stop-copy, done running"),
             run("/x/no-op", False, "vm events: done running", error="boom"),
-        ]
+        ],
+        PLAN,
     )
     assert [r.status for r in results] == [report.FAIL] * 4
     assert "proves nothing" in results[0].detail
@@ -68,9 +78,9 @@ def test_expect_pass() -> None:
 
 
 def test_mutation_apply_refuses_a_missing_anchor() -> None:
-    mutation = testing.MUTATIONS[0]
+    mutation = PLAN.mutations[0]
     try:
-        mutation.apply("int main(void) { return 0; }\n")
+        testing.apply_mutation(mutation, "int main(void) { return 0; }\n")
     except ToolError as err:
         assert "prepare-after-ioctl" in str(err)
     else:
@@ -93,7 +103,7 @@ def test_control_rejects_a_crash_after_the_events() -> None:
     # The events lack a prepare, but the case died of something else.
     for error in ("timed out after 300 s", "Broken pipe", ""):
         (result,) = testing.expect_control(
-            [run("/x/stop-cont", False, "vm events: done stop", error=error)]
+            [run("/x/stop-cont", False, "vm events: done stop", error=error)], PLAN
         )
         assert result.status == report.FAIL, error
         assert result.detail == f"fails for another reason: {error}"
@@ -103,7 +113,7 @@ def test_control_rejects_a_crash_after_the_events() -> None:
 
 
 def judge(name: str, *runs: testing.CaseRun) -> report.Result:
-    mutation = next(m for m in testing.MUTATIONS if m.name == name)
+    mutation = next(m for m in PLAN.mutations if m.name == name)
     return testing.judge_mutation(mutation, runs)
 
 
@@ -136,7 +146,7 @@ def test_mutation_caught_for_its_reason() -> None:
             "assertion failed (next == transitions->len): (1 == 2)",
         ),
     }
-    assert set(cases) == {m.name for m in testing.MUTATIONS}
+    assert set(cases) == {m.name for m in PLAN.mutations}
     for name, (path, error) in cases.items():
         result = judge(
             name,
@@ -189,7 +199,7 @@ def test_listing_that_hangs_is_one_failed_run(tmp_path: Path) -> None:
     (result,) = testing.expect_pass(runs)
     assert result.status == report.FAIL
     assert result.detail == "hangs -l timed out after 0.5 s"
-    (control,) = testing.expect_control(runs)
+    (control,) = testing.expect_control(runs, PLAN)
     assert control.status == report.FAIL
 
 
@@ -235,23 +245,30 @@ def pytest_repo(tmp_path: Path, test: str) -> Path:
 def test_qmp_tests_that_hang_fail_with_the_timeout(tmp_path: Path) -> None:
     repo = pytest_repo(tmp_path, "import time\n\ndef test_x():\n    time.sleep(60)\n")
     result = testing.qmp_tests(
-        repo, Path("/bin/true"), Path("/bin/true"), False, tmp_path, timeout=5
+        repo,
+        SERIES.path,
+        V1,
+        Path("/bin/true"),
+        Path("/bin/true"),
+        False,
+        tmp_path,
+        timeout=5,
     )
     assert result.status == report.FAIL
     assert result.detail == "timed out after 5 s"
 
 
 def test_qmp_control_wants_every_failure_for_lack_of_prepare(tmp_path: Path) -> None:
-    missing = "def test_a():\n    assert 0, 'no VFIO_MIGRATION_PREPARE(stop)'\n"
+    missing = "def test_a():\n    assert 0, 'no prepare notice for stop'\n"
     repo = pytest_repo(tmp_path, missing)
     result = testing.qmp_tests(
-        repo, Path("/bin/true"), Path("/bin/true"), True, tmp_path
+        repo, SERIES.path, V1, Path("/bin/true"), Path("/bin/true"), True, tmp_path
     )
     assert result.status == report.PASS, result
     crash = "\ndef test_b():\n    raise RuntimeError('QEMU exited')\n"
     repo = pytest_repo(tmp_path / "2", missing + crash)
     result = testing.qmp_tests(
-        repo, Path("/bin/true"), Path("/bin/true"), True, tmp_path
+        repo, SERIES.path, V1, Path("/bin/true"), Path("/bin/true"), True, tmp_path
     )
     assert result.status == report.FAIL
     assert result.detail.startswith("failed for another reason: FAILED ")
@@ -286,3 +303,95 @@ def test_each_checkout_builds_its_own_fake(tmp_path: Path) -> None:
     assert b"qseries-copy-one" not in lib_two.read_bytes()
     # The same checkout again reuses its build directory.
     assert testing.build_fake(one, workdir) == lib_one
+
+
+def test_control_of_v2_passes_cases_without_the_notice() -> None:
+    """v2 announces PRE_COPY_P2P only: on the base, the cases that never
+    reach it pass; the others fail, lacking pre-copy-p2p-prepare."""
+    missing = ASSERT + 'assertion failed (seen == expected): ("pre-copy, pre-copy-p2p"'
+    runs = [
+        run("/x/vfio-migration-events/stop-cont", True, "source events: stop"),
+        run(
+            "/x/vfio-migration-events/migrate/p2p-precopy",
+            False,
+            "source events: pre-copy, pre-copy-p2p, stop-copy",
+            error=missing,
+        ),
+        run(
+            "/x/vfio-migration-events/migrate/precopy",
+            False,
+            "source events: pre-copy",
+            error=missing,
+        ),
+        run(
+            "/x/vfio-migration-events/failure/pre-copy-p2p",
+            False,
+            "source events: pre-copy-p2p-prepare, running",
+            error=missing,
+        ),
+    ]
+    results = testing.expect_control(runs, V2.test)
+    assert [r.status for r in results] == [
+        report.PASS,
+        report.PASS,
+        report.FAIL,
+        report.FAIL,
+    ]
+    assert results[1].detail.startswith("fails as it must: no prepare notice")
+    assert results[2].detail == missing
+
+
+def test_a_skipped_case_is_not_a_pass(tmp_path: Path) -> None:
+    script = tmp_path / "qtest"
+    script.write_text(
+        "#!/bin/sh\necho 'ok 1 /x/a # SKIP no fake VFIO library'\necho '1..1'\n"
+    )
+    script.chmod(0o755)
+    case = testing.run_case(script, Path("/bin/true"), None, "/x/a")
+    assert not case.passed
+    assert case.error == "skipped: no fake VFIO library"
+
+
+SUITE = "qemu.qtest+qtest-x86_64 - qemu:qtest-x86_64/vfio-migration-events-test"
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites tests="3" failures="{failures}" skipped="{skipped}">
+  <testsuite name="{suite}">
+    <testcase name="1 /x86_64/vfio-migration-events/stop-cont"/>
+    <testcase name="2 /x86_64/vfio-migration-events/migrate/p2p-precopy"
+      >{case}</testcase>
+  </testsuite>
+  <testsuite name="qemu" tests="2">
+    <testcase name="qtest-x86_64/qmp-test" classname="qemu"/>
+    <testcase name="qtest+qtest-x86_64 - qemu:qtest-x86_64/skipper"
+      ><skipped/></testcase>
+  </testsuite>
+</testsuites>
+"""
+EVENTS = "qtest-x86_64/vfio-migration-events-test"
+
+
+@pytest.mark.parametrize(
+    ("case", "verdict"),
+    [
+        ("", "passed"),
+        ('<failure message="assertion failed"/>', "failed"),
+        ("<skipped/>", "skipped"),
+    ],
+)
+def test_junit_verdict_of_a_tap_test(tmp_path: Path, case: str, verdict: str) -> None:
+    path = tmp_path / "testlog.junit.xml"
+    path.write_text(JUNIT.format(failures=0, skipped=0, case=case, suite=SUITE))
+    result = testing.junit_verdict(path, EVENTS)
+    assert result is not None
+    assert result[0] == verdict
+    assert result[1][0] == "1 /x86_64/vfio-migration-events/stop-cont: passed"
+    assert testing.junit_verdict(path, "qtest-x86_64/qmp-test") == (
+        "passed",
+        ["qtest-x86_64/qmp-test: passed"],
+    )
+    assert testing.junit_verdict(path, "qtest-x86_64/skipper") == (
+        "skipped",
+        ["qtest+qtest-x86_64 - qemu:qtest-x86_64/skipper: skipped"],
+    )
+    assert testing.junit_verdict(path, "qtest-x86_64/other") is None
+    assert testing.junit_verdict(tmp_path / "missing.xml", EVENTS) is None
