@@ -1,0 +1,94 @@
+"""The qapi check reads each version's notice as its wire defines it,
+with the QAPI code of Debian's real QEMU: an event of its own (v1), or a
+value of VFIO_MIGRATION's device-state enum (v2)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qseries import check, generators, report, series
+from qseries.source import WorkDir
+from qseries.templates import Templates
+
+from ..conftest import REPO
+
+pytestmark = pytest.mark.qemu
+
+SERIES = series.load(REPO / "series.yaml", generators.specs())
+
+
+def schema_tree(root: Path, tmp_path: Path, name: str) -> Path:
+    """The real base's QAPI schema and code, with the version's QAPI patch."""
+    tree = tmp_path / "qemu"
+    shutil.copytree(root / "qapi", tree / "qapi")
+    shutil.copytree(root / "scripts" / "qapi", tree / "scripts" / "qapi")
+    shutil.copy(root / "scripts" / "qapi-gen.py", tree / "scripts")
+    version = SERIES.version(name)
+    patch = next(
+        p for p in version.patches if p.params.get("template", "").startswith("qapi/")
+    )
+    ctx = generators.Context(
+        since=version.since, base="test", templates=Templates(REPO), params=patch.params
+    )
+    out = generators.GENERATORS[patch.generator].apply(
+        lambda p: (tree / p).read_text(), ctx
+    )
+    for path, text in out.items():
+        (tree / path).write_text(text)
+    return tree
+
+
+def qapi(tree: Path, name: str, tmp_path: Path) -> report.Result:
+    return check.check_qapi(tree, SERIES.version(name), WorkDir(tmp_path / "work"))
+
+
+@pytest.mark.parametrize("name", ["v1", "v2"])
+def test_each_version_passes_with_its_own_notice(
+    real_base: dict[str, object], tmp_path: Path, name: str
+) -> None:
+    tree = schema_tree(Path(str(real_base["root"])), tmp_path, name)
+    result = qapi(tree, name, tmp_path)
+    assert result.status == report.PASS, result
+    assert result.detail.endswith("qapi-gen.py ok")
+
+
+def test_v2_wants_the_value_documented_with_since(
+    real_base: dict[str, object], tmp_path: Path
+) -> None:
+    tree = schema_tree(Path(str(real_base["root"])), tmp_path, "v2")
+    vfio = tree / "qapi" / "vfio.json"
+    text = vfio.read_text()
+    assert "state.  (since 11.0)" in text
+    vfio.write_text(text.replace("state.  (since 11.0)", "state."))
+    result = qapi(tree, "v2", tmp_path)
+    assert result.status == report.FAIL
+    [item] = result.items
+    assert item.startswith(
+        "the doc of 'pre-copy-p2p-prepare' does not say '(since 11.0)': "
+    )
+
+
+def test_v2_without_the_value_fails(
+    real_base: dict[str, object], tmp_path: Path
+) -> None:
+    root = Path(str(real_base["root"]))
+    tree = schema_tree(root, tmp_path, "v2")
+    shutil.copy(root / "qapi" / "vfio.json", tree / "qapi")
+    result = qapi(tree, "v2", tmp_path)
+    assert result.status == report.FAIL
+    assert result.detail == (
+        "no enum member of VFIO_MIGRATION has the value 'pre-copy-p2p-prepare'"
+    )
+
+
+def test_v1_schema_is_not_v2(real_base: dict[str, object], tmp_path: Path) -> None:
+    """A version checked against another version's schema fails: the check
+    reads the wire of the version it is given."""
+    tree = schema_tree(Path(str(real_base["root"])), tmp_path, "v1")
+    assert qapi(tree, "v1", tmp_path).status == report.PASS
+    result = qapi(tree, "v2", tmp_path)
+    assert result.status == report.FAIL
+    assert "'pre-copy-p2p-prepare'" in result.detail
