@@ -69,8 +69,18 @@ class Build:
         }
 
 
-def compose(base: BaseTree, patches: Sequence[Path], workdir: WorkDir) -> str:
-    """A commit of the base with patches applied, made without a checkout."""
+def compose(
+    base: BaseTree,
+    patches: Sequence[Path],
+    workdir: WorkDir,
+    origin: BaseTree | None = None,
+) -> str:
+    """A commit of the base with patches applied, made without a checkout.
+
+    On a base other than origin, the one the patches were generated on
+    (a backport), a patch whose context differs is applied with a 3-way
+    merge, origin's objects at hand, as `qseries check` does.
+    """
     if not patches:
         return base.commit
     g = Git(base.root)
@@ -80,11 +90,26 @@ def compose(base: BaseTree, patches: Sequence[Path], workdir: WorkDir) -> str:
         for patch in patches:
             try:
                 g.run("apply", "--cached", str(patch), env=env)
+                continue
             except ToolError as err:
-                raise BuildError(
-                    f"{patch.name} does not apply to {base.describe()}: {err}",
-                    "run 'qseries check' for details",
-                ) from None
+                failure = err
+            if origin is not None and origin.root != base.root:
+                merge_env = {
+                    **env,
+                    "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(
+                        origin.root / ".git" / "objects"
+                    ),
+                }
+                try:
+                    g.run("apply", "--cached", "--3way", str(patch), env=merge_env)
+                    say(f"{patch.name}: merged 3-way with {origin.describe()}")
+                    continue
+                except ToolError as err:
+                    failure = err
+            raise BuildError(
+                f"{patch.name} does not apply to {base.describe()}: {failure}",
+                "run 'qseries check' for details",
+            ) from None
         tree = g.run("write-tree", env=env)
         # Fixed identity and date: the same patches give the same commit.
         ident = {

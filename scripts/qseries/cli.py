@@ -20,7 +20,7 @@ from . import build as build_mod
 from . import check, generators, report, testing
 from . import generate as gen
 from . import series as series_mod
-from .errors import EXIT_FAILED, QSeriesError, UsageError
+from .errors import EXIT_FAILED, QSeriesError, SourceError, UsageError
 from .source import BaseTree, SourceSpec, WorkDir, get_base, say
 from .workdir import WorkDirLock, check_directory, first_existing
 
@@ -159,9 +159,10 @@ def cmd_check(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0 if report.passed(results) else 1
 
 
-def _series_patches(
+def _series_mails(
     args: argparse.Namespace, version: series_mod.Version
-) -> list[Path]:
+) -> tuple[check.Mail | None, list[Path]]:
+    """The version's cover letter (if any) and its patches."""
     directory = _patches_dir(args, version)
     mails = [check.read_mail(p.absolute()) for p in sorted(directory.glob("*.patch"))]
     patches = [m.path for m in mails if not m.is_cover]
@@ -169,7 +170,13 @@ def _series_patches(
         raise UsageError(
             f"{directory} holds no patches", "run 'qseries generate' first"
         )
-    return patches
+    return next((m for m in mails if m.is_cover), None), patches
+
+
+def _series_patches(
+    args: argparse.Namespace, version: series_mod.Version
+) -> list[Path]:
+    return _series_mails(args, version)[1]
 
 
 def _build(
@@ -178,12 +185,18 @@ def _build(
     series = _load(args)
     version = series.version(args.series)
     base = get_base(workdir, _spec(args), version.base)
-    patches = _series_patches(args, version) if what != "base" else []
+    cover, patches = _series_mails(args, version) if what != "base" else (None, [])
     if what == "control":
         patches = [p for p in patches if testing.adds_qtest(p)]
         if not patches:
             raise UsageError(f"{version.name} has no patch adding a qtest")
-    commit = build_mod.compose(base, patches, workdir)
+    # A backport applies with the generation base's objects at hand.
+    try:
+        origin = check.generation_base(cover, base, workdir, version)
+    except SourceError as err:
+        say(f"applying without the generation base: {err}")
+        origin = None
+    commit = build_mod.compose(base, patches, workdir, origin)
     targets = [build_mod.QEMU_TARGET] if qemu else []
     tree = build_mod.checkout(base, commit, workdir)
     for name in (version.test.qtest, *testing.QEMU_QTESTS):

@@ -223,6 +223,15 @@ class _Reader:
             raise self.fail(node, where, "must not be empty")
         return value
 
+    def pattern(self, node: yaml.Node, where: str) -> str:
+        """A string that is a regular expression."""
+        text = self.string(node, where)
+        try:
+            re.compile(text)
+        except re.error as err:
+            raise self.fail(node, where, f"bad pattern: {err}") from None
+        return text
+
     def strings(
         self, node: yaml.Node, where: str, header: bool = False
     ) -> tuple[str, ...]:
@@ -414,13 +423,7 @@ def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
                     mr.string(pair["new"], f"{at}.edits[{j}].new", nonempty=False),
                 )
             )
-        reason = mr.string(keys["reason"], f"{at}.reason")
-        try:
-            re.compile(reason)
-        except re.error as err:
-            raise mr.fail(
-                keys["reason"], f"{at}.reason", f"bad pattern: {err}"
-            ) from None
+        reason = mr.pattern(keys["reason"], f"{at}.reason")
         out.append(
             Mutation(
                 name=mr.string(keys["name"], f"{at}.name"),
@@ -445,13 +448,7 @@ def _test_plan(r: _Reader, node: yaml.Node, where: str) -> TestPlan:
         ["qtest", "preload", "notice-pattern", "mutations"],
         ["targets", "base-passes"],
     )
-    pattern = r.string(keys["notice-pattern"], f"{where}.notice-pattern")
-    try:
-        re.compile(pattern)
-    except re.error as err:
-        raise r.fail(
-            keys["notice-pattern"], f"{where}.notice-pattern", f"bad pattern: {err}"
-        ) from None
+    pattern = r.pattern(keys["notice-pattern"], f"{where}.notice-pattern")
     preload = r.string(keys["preload"], f"{where}.preload")
     if preload not in PRELOADS:
         raise r.fail(

@@ -1,0 +1,64 @@
+"""A backport builds as it checks: a patch whose context differs on the
+base is applied 3-way with the generation base's objects at hand."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qseries import build
+from qseries.source import BaseTree, WorkDir
+
+from ..conftest import FIXTURES, git
+
+
+def base_tree(path: Path, label: str) -> BaseTree:
+    commit = git(path, "rev-parse", "HEAD").strip()
+    return BaseTree("tree", path, commit, "10.2.0", label)
+
+
+def committed(path: Path) -> None:
+    git(path, "init", "-q", "-b", "master")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "base")
+
+
+def test_compose_merges_3_way_with_the_generation_base(tmp_path: Path) -> None:
+    origin_root = tmp_path / "origin"
+    shutil.copytree(FIXTURES / "qemu-mini", origin_root)
+    committed(origin_root)
+    # The patch: a line added to MAINTAINERS next to its end.
+    maint = origin_root / "MAINTAINERS"
+    text = maint.read_text()
+    maint.write_text(text.replace("F: qapi/vfio.json\n", "F: qapi/vfio.json\nF: x.c\n"))
+    patch = tmp_path / "0001.patch"
+    patch.write_text(
+        subprocess.run(
+            ["git", "diff"], cwd=origin_root, capture_output=True, text=True, check=True
+        ).stdout
+    )
+    git(origin_root, "checkout", "-q", "--", "MAINTAINERS")
+
+    # The older base differs in the patch's context, far enough for a
+    # 3-way merge to resolve it but not for a plain apply.
+    old_root = tmp_path / "old"
+    shutil.copytree(FIXTURES / "qemu-mini", old_root)
+    text = (old_root / "MAINTAINERS").read_text()
+    (old_root / "MAINTAINERS").write_text(
+        text.replace("F: hw/vfio/*\n", "F: hw/vfio/*.c\n")
+    )
+    committed(old_root)
+    # The old base's repository does not hold the origin's blobs.
+    assert "F: hw/vfio/*\n" in (origin_root / "MAINTAINERS").read_text()
+
+    work = WorkDir(tmp_path / "work")
+    origin, old = base_tree(origin_root, "origin"), base_tree(old_root, "old")
+    with pytest.raises(build.BuildError, match=r"0001\.patch does not apply to"):
+        build.compose(old, [patch], work)
+    commit = build.compose(old, [patch], work, origin)
+    merged = git(old_root, "show", f"{commit}:MAINTAINERS")
+    assert "F: hw/vfio/*.c\n" in merged
+    assert "F: qapi/vfio.json\nF: x.c\n" in merged
