@@ -280,6 +280,7 @@ def _vfio_migration_notice(read: Reader, ctx: Context) -> dict[str, str]:
 
 QTEST_MESON = "tests/qtest/meson.build"
 QTEST_LIST = "qtests_i386"
+QTEST_LINE = 90  # longer entries of the list are split
 QTEST_LOOP = "qtest_executables = {}\n"
 QTEST_DEPENDS = "depends: [test_deps, qtest_emulator, emulator_modules]"
 MAINTAINERS = "MAINTAINERS"
@@ -318,6 +319,10 @@ def _qtest(read: Reader, ctx: Context) -> dict[str, str]:
             "the generator does not know this base",
         )
     entry = f"  ({condition} ? ['{name}'] : []) + \\\n"
+    if len(entry) > QTEST_LINE and " and " in condition:
+        # As the list's other long entries do: one operand per line.
+        first, rest = condition.split(" and ", 1)
+        entry = f"  ({first} and \\\n   {rest} ? ['{name}'] : []) + \\\n"
     edits = [(m.end(), m.end(), entry)]
     if "helper" in ctx.params:
         helper_file = ctx.param("helper-file")

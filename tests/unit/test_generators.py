@@ -351,7 +351,8 @@ def test_v2_qtest_carries_the_fake_and_builds_it_first() -> None:
     )
     meson = out[generators.QTEST_MESON]
     assert (
-        "  (host_os == 'linux' and config_all_devices.has_key('CONFIG_VFIO_PCI') ? "
+        "qtests_i386 = \\\n  (host_os == 'linux' and \\\n"
+        "   config_all_devices.has_key('CONFIG_VFIO_PCI') ? "
         "['vfio-migration-events-test'] : []) + \\\n" in meson
     )
     block = meson.index("qtest_preload_modules = []\n")
