@@ -295,11 +295,6 @@ async def switchover_lead(
     return Lead(result.lead_ms / 1000, latencies, result)
 
 
-def measure_lead(qemu: Path, fake: Path, tmpdir: Path, delay_ms: int = 300) -> float:
-    """switchover_lead's lead in ms, from synchronous code."""
-    return asyncio.run(switchover_lead(qemu, fake, tmpdir, delay_ms)).lead_s * 1000
-
-
 def main(argv: list[str] | None = None) -> int:
     import argparse
 

@@ -384,7 +384,7 @@ GENERATORS: dict[str, Generator] = {
         ),
         Generator(
             "vfio-migration-notice",
-            f"send a notice from {MIGRATION_FILE} before each state change",
+            f"send a notice from {MIGRATION_FILE} before a state change",
             _vfio_migration_notice,
             ("template",),
             ("case", "qapi-case"),

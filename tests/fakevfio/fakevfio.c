@@ -17,9 +17,9 @@
  * logging, so QEMU warns that the device has no dirty tracking and, with
  * enable-migration=on, migrates all of guest memory as dirty.
  *
- * This one file is the whole library: qseries builds it as
- * libfakevfio.so (tests/fakevfio/meson.build) and QEMU's qtests build a
- * verbatim copy, tests/qtest/vfio-fake.c, as libvfio-fake.so.
+ * This one file is the whole library.  It is a standalone shared object
+ * loaded into an unmodified QEMU, so it includes no QEMU header (not even
+ * qemu/osdep.h) and builds against the system's <linux/vfio.h>.
  *
  * Answered ioctls, by kind of descriptor (anything else gives ENOTTY):
  *
@@ -104,6 +104,12 @@
  * payload is pre-copy data when PRE_COPY is used.
  */
 
+/*
+ * The wrappers below define open/open64, pread/pread64 and the fortified
+ * __*_chk entry points themselves, so the headers must not rename them
+ * (as _FILE_OFFSET_BITS=64 would) nor wrap them (as _FORTIFY_SOURCE
+ * would), whatever flags the build passes.
+ */
 #undef _FILE_OFFSET_BITS
 #undef _FORTIFY_SOURCE
 #ifndef _GNU_SOURCE
@@ -132,7 +138,7 @@
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
-/* Parts of the uAPI that Debian 12's linux-libc-dev (6.1) lacks */
+/* Parts of the uAPI that older system headers (e.g. Linux 6.1's) lack */
 #ifndef VFIO_MIGRATION_PRE_COPY
 #define VFIO_MIGRATION_PRE_COPY (1 << 2)
 #endif
