@@ -271,9 +271,9 @@ static void env_set(const char *name, const char *value)
 }
 
 /* Start QEMU with one fake vfio-pci device, the fake only in its env. */
-static TestVM *vm_start(const char *name, const char *flags,
-                        const char *delay, const char *fail,
-                        const char *extra_args)
+static TestVM *vm_launch(const char *name, const char *flags,
+                         const char *delay, const char *fail,
+                         const char *extra_args)
 {
     TestVM *vm = g_new0(TestVM, 1);
     g_autofree char *link = NULL;
@@ -537,7 +537,7 @@ static void vm_check(TestVM *vm, const char *const *expected)
 
 static void test_stop_cont(const EventCase *c)
 {
-    TestVM *vm = vm_start("vm", c->flags, c->delay, c->fail, "-S");
+    TestVM *vm = vm_launch("vm", c->flags, c->delay, c->fail, "-S");
 
     qtest_qmp_assert_success(vm->qts, "{ 'execute': 'cont' }");
     qtest_qmp_assert_success(vm->qts, "{ 'execute': 'stop' }");
@@ -560,9 +560,9 @@ static void test_migrate(const EventCase *c)
     sock = g_build_filename(dir, "mig.sock", NULL);
     uri = g_strdup_printf("unix:%s", sock);
 
-    src = vm_start("source", c->flags, c->delay, c->fail, "-S");
+    src = vm_launch("source", c->flags, c->delay, c->fail, "-S");
     qtest_qmp_assert_success(src->qts, "{ 'execute': 'cont' }");
-    dst = vm_start("destination", c->flags, NULL, NULL, "-incoming defer");
+    dst = vm_launch("destination", c->flags, NULL, NULL, "-incoming defer");
     /* A failed migration must leave the destination up for its events. */
     qtest_qmp_assert_success(dst->qts,
                              "{ 'execute': 'migrate-incoming',"
