@@ -697,11 +697,16 @@ def generation_base(
     """The base the committed patches say they were generated on."""
     if cover is None:
         return None
-    m = re.search(r"^Base: QEMU \S+ \(Debian qemu (\S+)\)$", cover.body, re.M)
+    m = re.search(
+        r"^(?:Based on QEMU \S+, Debian (\S+)|Base: QEMU \S+ \(Debian qemu (\S+)\))$",
+        cover.body,
+        re.M,
+    )
     if m:
-        if check_base.debian_version == m[1]:
+        named = m[1] or m[2]
+        if check_base.debian_version == named:
             return check_base
-        return debian_base(workdir, version.base, m[1], refresh=False)
+        return debian_base(workdir, version.base, named, refresh=False)
     m = re.search(r"^base-commit: ([0-9a-f]{40})$", cover.body, re.M)
     if m and m[1] == check_base.commit:
         return check_base

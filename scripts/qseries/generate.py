@@ -26,7 +26,7 @@ from .series import Series, Version
 from .source import BaseTree, WorkDir
 from .templates import Templates
 
-BASE_LINE = "Base: "
+BASE_LINE = "Based on "
 COVER_WIDTH = 72  # the changelog's entries are wrapped as mail text is
 
 
@@ -194,7 +194,7 @@ def cover_blurb(version: Version, base: BaseTree) -> str:
                 for entry in version.changelog
             )
         )
-    parts.append(f"{BASE_LINE}{base.describe()}")
+    parts.append(f"{BASE_LINE}{base.based_on()}")
     return "\n\n".join(parts)
 
 
@@ -222,13 +222,17 @@ def format_patches(
         "--zero-commit",
         "--no-thread",
         "--numbered",
-        f"--base={base.commit}",
         "--stat=80",
         "--no-binary",
         "--abbrev=12",
         "-o",
         str(outdir),
     ]
+    if base.kind != "debian":
+        # A commit of a git base can be found by b4 and patchew; a Debian
+        # base's commit exists only in our work dir, and the cover letter
+        # names that base in words instead.
+        args.append(f"--base={base.commit}")
     if (base.root / "scripts" / "git.orderfile").exists():
         args.append("-Oscripts/git.orderfile")
     args += [f"--to={addr}" for addr in to] + [f"--cc={addr}" for addr in cc]

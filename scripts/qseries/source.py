@@ -179,6 +179,13 @@ class BaseTree:
     def describe(self) -> str:
         return f"QEMU {self.version} ({self.label})"
 
+    def based_on(self) -> str:
+        """The base in the words of a cover letter: 'QEMU 10.2.2, Debian
+        1:10.2.2+ds-1', or 'QEMU 10.2.50, git 55040f89068b'."""
+        if self.kind == "debian" and self.debian_version:
+            return f"QEMU {self.version}, Debian {self.debian_version}"
+        return f"QEMU {self.version}, {self.label}"
+
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = asdict(self)
         data["root"] = str(self.root)

@@ -48,7 +48,8 @@ def test_generate_is_byte_identical_and_leaves_tree_alone(
     cover = data["v1-0000-cover-letter.patch"].decode()
     assert "*** SUBJECT HERE ***" not in cover and "*** BLURB HERE ***" not in cover
     assert "Subject: [PATCH v1 0/3] vfio/migration: Announce" in cover
-    assert "\nBase: QEMU 10.2.50 (" in cover
+    assert "\nBased on QEMU 10.2.50, git " in cover
+    # A git base is named by its commit too, for b4 and patchew.
     assert "\nbase-commit: " in cover
 
 
@@ -223,7 +224,8 @@ def test_cover_names_the_commit_not_the_checkout(
     assert generate(run_cli, mini_tree, out).returncode == 0
     cover = (out / "v1" / "v1-0000-cover-letter.patch").read_text()
     head = git(mini_tree, "rev-parse", "HEAD").strip()
-    assert f"\nBase: QEMU 10.2.50 (git {head[:12]})\n" in cover
+    assert f"\nBased on QEMU 10.2.50, git {head[:12]}\n" in cover
+    assert f"\nbase-commit: {head}\n" in cover
     assert str(tmp_path) not in cover
 
 

@@ -301,3 +301,14 @@ def test_personal_get_maintainer_conf_changes_nothing(
     assert proc.returncode == 0, proc.stderr
     fresh = {p.name: p.read_bytes() for p in (tmp_path / "o" / "v1").iterdir()}
     assert fresh == {p.name: p.read_bytes() for p in PATCHES.iterdir()}
+
+
+@pytest.mark.parametrize("name", ["v1", "v2"])
+def test_debian_base_is_named_in_words_not_by_commit(name: str) -> None:
+    """b4 and patchew cannot find a commit that exists only in our work
+    dir: the committed mails name the Debian base in the cover letter and
+    carry no base-commit."""
+    (cover,) = (REPO / "patches" / name).glob(f"{name}-0000-*.patch")
+    text = cover.read_text()
+    assert re.search(r"^Based on QEMU 10\.2\.\d+, Debian 1:10\.2\.\S+$", text, re.M)
+    assert "base-commit:" not in text
