@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import bench as bench_mod
 from . import build as build_mod
-from . import check, generators, report, testing
+from . import check, generators, handoff, report, testing
 from . import generate as gen
 from . import series as series_mod
 from .errors import EXIT_FAILED, QSeriesError, SourceError, UsageError
@@ -208,6 +208,48 @@ def _build(
     return base, build_mod.build(base, commit, workdir, targets)
 
 
+def cmd_diff(args: argparse.Namespace, workdir: WorkDir) -> int:
+    series = _load(args)
+    old, new = series.version(args.old), series.version(args.new)
+    base = get_base(workdir, _spec(args), new.base)
+    say(f"comparing {old.name} with {new.name} on {base.describe()}")
+    text = handoff.range_diff(series, old, new, base, workdir, sys.stdout.isatty())
+    if args.json:
+        _print_json(
+            {
+                "old": old.name,
+                "new": new.name,
+                "base": base.to_json(),
+                "range-diff": text,
+            }
+        )
+    else:
+        print(text)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, workdir: WorkDir) -> int:
+    series = _load(args)
+    version = series.version(args.series)
+    handoff.check_target(args.repo, args.branch)
+    base = get_base(workdir, _spec(args), version.base)
+    done = handoff.export(series, version, base, workdir, args.repo, args.branch)
+    if args.json:
+        _print_json(
+            {
+                "repo": str(done.repo),
+                "branch": done.branch,
+                "tip": done.tip,
+                "commits": list(done.commits),
+            }
+        )
+        return 0
+    print(f"{version.name} on {base.describe()}: branch '{done.branch}' of {done.repo}")
+    for line in done.commits:
+        print(f"  {line}")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
     _, built = _build(args, workdir, args.what)
     if args.json:
@@ -387,6 +429,24 @@ def build_parser() -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
     what.add_argument("--mbox", type=Path, metavar="FILE", help="a mailed series")
+
+    p = command("diff", "git range-diff between two versions", cmd_diff, output=None)
+    p.add_argument("old", metavar="vA", help="the older version")
+    p.add_argument("new", metavar="vB", help="the newer version")
+
+    p = command(
+        "export",
+        "the series as commits on a new branch of your repository",
+        cmd_export,
+        output=None,
+    )
+    p.add_argument("--series", metavar="vN", help="version (default: newest)")
+    p.add_argument(
+        "--repo", type=Path, required=True, metavar="DIR", help="a git repository"
+    )
+    p.add_argument(
+        "--branch", required=True, metavar="NAME", help="a branch it does not have"
+    )
 
     p = command("build", "configure and build QEMU with the series", cmd_build)
     p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
