@@ -11,11 +11,12 @@ VENV ?= .venv
 QSERIES_WORKDIR ?= $(CURDIR)/.work
 export QSERIES_WORKDIR
 
-# Debian packages: git and perl for QEMU's checkers, dpkg-dev for
-# dpkg-source, the archive keyring for the private apt configuration;
+# Debian packages: git and perl for QEMU's checkers, git-email for
+# qseries send, dpkg-dev for dpkg-source, the archive keyring for the
+# private apt configuration;
 # a C toolchain, QEMU's build dependencies and seabios (firmware for the
 # PC machines the tests start) for building QEMU and the fake device.
-DEBIAN_PACKAGES = git perl dpkg-dev xz-utils apt debian-archive-keyring \
+DEBIAN_PACKAGES = git git-email perl dpkg-dev xz-utils apt debian-archive-keyring \
 	ca-certificates python3 python3-venv \
 	gcc libc6-dev make ninja-build pkg-config libglib2.0-dev libfdt-dev \
 	libpixman-1-dev seabios

@@ -250,6 +250,44 @@ def cmd_export(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0
 
 
+def cmd_send(args: argparse.Namespace, workdir: WorkDir) -> int:
+    series = _load(args)
+    version = series.version(args.series)
+    directory = _patches_dir(args, version)
+    mails = [check.read_mail(p.absolute()) for p in sorted(directory.glob("*.patch"))]
+    if not any(not m.is_cover for m in mails):
+        raise UsageError(
+            f"{directory} holds no patches", "run 'qseries generate' first"
+        )
+    sender = args.sender or str(version.author)
+    sent = handoff.send(
+        series, version, mails, sender, args.really_send, workdir.sub("tmp")
+    )
+    if args.json:
+        _print_json(
+            {
+                "version": version.name,
+                "really": sent.really,
+                "from": sent.sender,
+                "to": list(sent.to),
+                "cc": list(sent.cc),
+                "in-reply-to": sent.in_reply_to,
+                "output": sent.output,
+            }
+        )
+        return 0
+    print(sent.output)
+    how = "sent" if sent.really else "dry run (nothing sent; --really-send sends)"
+    reply = f", in reply to {sent.in_reply_to}" if sent.in_reply_to else ""
+    print(f"{version.name}: {len(mails)} mails from {sent.sender}{reply}: {how}")
+    if sent.really:
+        print(
+            f"record the cover letter's Message-Id as versions.{version.name}."
+            "message-id in series.yaml: the next version replies to it"
+        )
+    return 0
+
+
 def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
     _, built = _build(args, workdir, args.what)
     if args.json:
@@ -446,6 +484,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--branch", required=True, metavar="NAME", help="a branch it does not have"
+    )
+
+    p = command("send", "git send-email of the generated mails (a dry run)", cmd_send)
+    p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    p.add_argument(
+        "--from",
+        dest="sender",
+        metavar="ID",
+        help="'Name <addr>' to send as (default: the version's author); it "
+        "must have signed off every patch",
+    )
+    p.add_argument(
+        "--really-send", action="store_true", help="send, rather than a dry run"
     )
 
     p = command("build", "configure and build QEMU with the series", cmd_build)

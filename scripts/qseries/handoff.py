@@ -7,17 +7,23 @@
   names, for b4 prep or git-publish.  Only that branch is created: the
   repository's HEAD, index, working tree and other branches stay as they
   are, and an existing branch is refused.
+- send: git send-email of the generated mails, a dry run unless asked,
+  from an identity that signed the patches off.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from email.utils import getaddresses
 from pathlib import Path
 
 from . import generate as gen
+from .check import Mail
 from .errors import ToolError, UsageError
 from .gitutil import Git
+from .proc import run_bounded
 from .series import Series, Version
 from .source import BaseTree, WorkDir
 
@@ -101,3 +107,139 @@ def export(
         raise ToolError(f"exporting to {shown} failed: {err}") from None
     log = target.run("log", "--reverse", "--format=%h %s", f"{base.commit}..{ref}")
     return Exported(repo, branch, tip, tuple(log.splitlines()))
+
+
+# Domains that name nobody (RFC 2606, RFC 6761): a sign-off with one is a
+# placeholder, and a series sent from one could not be answered.
+PLACEHOLDER_DOMAIN = re.compile(
+    r"(^|\.)(example\.(com|net|org)|example|test|invalid|localhost)$", re.I
+)
+SEND_TIMEOUT = 300
+
+
+@dataclass(frozen=True)
+class Sent:
+    really: bool
+    sender: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    in_reply_to: str | None
+    output: str  # what git send-email printed
+
+
+def _address(identity: str) -> str:
+    found = [a for _, a in getaddresses([identity]) if a]
+    return found[0].lower() if len(found) == 1 else ""
+
+
+def _recipients(header: str) -> tuple[str, ...]:
+    """A To/Cc header's entries as 'Name <addr>', quoted where needed."""
+    out = []
+    for name, addr in getaddresses([header]):
+        if not addr:
+            continue
+        if not name:
+            out.append(addr)
+        elif re.search(r'[,.;:"()<>\[\]@\\]', name):
+            quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+            out.append(f'"{quoted}" <{addr}>')
+        else:
+            out.append(f"{name} <{addr}>")
+    return tuple(out)
+
+
+def check_sender(sender: str, mails: list[Mail]) -> None:
+    """Refuse an identity that cannot sign off the series: no address, a
+    placeholder domain, or one without a Signed-off-by in every patch."""
+    address = _address(sender)
+    if "@" not in address:
+        raise UsageError(
+            f"cannot send as {sender!r}: not one mail address",
+            "pass --from 'Name <you@host>'",
+        )
+    domain = address.rsplit("@", 1)[1]
+    if PLACEHOLDER_DOMAIN.search(domain):
+        raise UsageError(
+            f"cannot send as {sender}: {domain} is a placeholder domain, nobody "
+            "can answer it or sign off with it",
+            "set the version's author in series.yaml, or pass --from",
+        )
+    for mail in mails:
+        if mail.is_cover:
+            continue
+        signers = re.findall(r"^Signed-off-by: (.+)$", mail.body, re.M)
+        if address not in {_address(s) for s in signers}:
+            raise UsageError(
+                f"cannot send as {sender}: patch {mail.numbered} '{mail.subject}' "
+                f"has no Signed-off-by: of {address}",
+                "send as the author who signed off, or regenerate the series",
+            )
+
+
+def previous_message_id(series: Series, version: Version) -> str | None:
+    """The recorded Message-Id of the newest earlier version, if any."""
+    earlier = [v for n, v in series.versions.items() if n < version.number]
+    if not earlier:
+        return None
+    return max(earlier, key=lambda v: v.number).message_id
+
+
+def send(
+    series: Series,
+    version: Version,
+    mails: list[Mail],
+    sender: str,
+    really: bool,
+    scratch: Path,
+) -> Sent:
+    """git send-email of the version's mails: a dry run unless really.
+
+    To and Cc are the ones generate wrote (get_maintainer.pl's, plus
+    series.yaml's); nothing is added from the bodies (--suppress-cc=all).
+    The mails thread under the cover letter, itself a reply to the
+    previous version's cover letter when its Message-Id is recorded.
+    """
+    check_sender(sender, mails)
+    cover = next((m for m in mails if m.is_cover), None)
+    first = cover or mails[0]
+    to = _recipients(first.header("To"))
+    cc = _recipients(first.header("Cc"))
+    if not to:
+        raise UsageError(
+            f"{first.path.name} has no To: header",
+            "regenerate the series with 'qseries generate'",
+        )
+    reply = previous_message_id(series, version)
+    argv = [
+        "git",
+        "send-email",
+        "--confirm=never",
+        "--suppress-cc=all",
+        "--thread",
+        "--no-chain-reply-to",
+        "--no-annotate",
+        "--no-format-patch",
+        "--8bit-encoding=UTF-8",
+        "--transfer-encoding=8bit",
+        f"--from={sender}",
+        *(f"--to={a}" for a in to),
+        *(f"--cc={a}" for a in cc),
+    ]
+    if reply:
+        argv.append(f"--in-reply-to={reply}")
+    if not really:
+        argv.append("--dry-run")
+    argv += [str(m.path) for m in mails]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    ran = run_bounded(argv, env, SEND_TIMEOUT, cwd=scratch)
+    output = (ran.stdout + ran.stderr).strip()
+    if ran.timed_out:
+        raise ToolError(f"git send-email did not finish within {SEND_TIMEOUT} s")
+    if ran.returncode != 0:
+        if "is not a git command" in output or ran.returncode == 127:
+            raise ToolError(
+                "git send-email is not installed", "install Debian's git-email"
+            )
+        last = output.splitlines()[-1] if output else f"exit {ran.returncode}"
+        raise ToolError(f"git send-email failed: {last}")
+    return Sent(really, sender, to, cc, reply, output)

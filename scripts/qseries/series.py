@@ -139,6 +139,9 @@ class Version:
     line: int
     wire: Wire
     test: TestPlan
+    # The Message-Id its cover letter was sent with, once it was: the
+    # next version's mails reply to it.
+    message_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -282,6 +285,12 @@ def _date(text: str) -> datetime:
 def _since(text: str) -> str:
     QemuVersion.parse(text)
     if text.count(".") != 1:
+        raise ValueError(text)
+    return text
+
+
+def _message_id(text: str) -> str:
+    if not re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", text):
         raise ValueError(text)
     return text
 
@@ -480,7 +489,7 @@ def _version(
         node,
         where,
         ["author", "date", "cover", "patches", "wire", "test"],
-        ["base", "target", "since", "changelog", "to", "cc"],
+        ["base", "target", "since", "changelog", "to", "cc", "message-id"],
     )
     base = VersionRange.parse(DEFAULT_BASE_RANGE)
     if "base" in keys:
@@ -530,6 +539,16 @@ def _version(
         ),
         line=node.start_mark.line + 1,
         wire=_wire(r, keys["wire"], f"{where}.wire"),
+        message_id=(
+            r.parsed(
+                keys["message-id"],
+                f"{where}.message-id",
+                _message_id,
+                "a Message-Id like '<id@host>'",
+            )
+            if "message-id" in keys
+            else None
+        ),
         test=_test_plan(r, keys["test"], f"{where}.test"),
     )
 

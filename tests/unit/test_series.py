@@ -255,6 +255,13 @@ def test_cli_missing_series_file(tmp_path: Path, run_cli: RunCli) -> None:
         ),
         ("", "", "", "series.yaml:19:", "cannot read m.yaml"),
         (
+            '    date: "2026-01-02T03:04:05+00:00"\n',
+            '    date: "2026-01-02T03:04:05+00:00"\n    message-id: "x@y"\n',
+            MUTATIONS,
+            "series.yaml:6:",
+            "versions.v1.message-id: 'x@y' is not a Message-Id like '<id@host>'",
+        ),
+        (
             "",
             "",
             MUTATIONS.replace("assertion failed", "(x"),
