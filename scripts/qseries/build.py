@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -431,3 +431,53 @@ def compile_objects(
     if code != 0:
         return failed(steps, unbuilt)
     return Compiled(built, unbuilt, (), (), log, steps)
+
+
+@dataclass(frozen=True)
+class PrefixBuild:
+    """One step of the bisectability proof: the base with patches 1..k."""
+
+    k: int
+    total: int
+    patch: Path
+    ok: bool
+    steps: int
+    errors: tuple[str, ...]  # tree-relative error lines, when it failed
+    log: Path
+
+
+def bisect(
+    base: BaseTree,
+    patches: Sequence[Path],
+    workdir: WorkDir,
+    targets_for: Callable[[Path], list[str]],
+    origin: BaseTree | None = None,
+) -> list[PrefixBuild]:
+    """Build the tree after each proper prefix of the series, as QEMU
+    requires of every commit (git bisect must work): an incremental ninja
+    per prefix, in the base's build dir.  The whole series is built by
+    the caller.  targets_for(tree) names what to build in that tree."""
+    out = []
+    for k in range(1, len(patches)):
+        commit = compose(base, patches[:k], workdir, origin)
+        say(f"bisectability: patches 1..{k} of {len(patches)}")
+        tree = checkout(base, commit, workdir)
+        builddir = workdir.path / "build" / base.root.name
+        log = workdir.sub("logs") / f"build-{base.root.name}.log"
+        try:
+            built = build(base, commit, workdir, targets_for(tree))
+        except BuildError:
+            errors = build_errors(log, tree, builddir)
+            # The next build writes the same log: keep this one.
+            kept = log.with_name(f"bisect-{base.root.name}-{k}.log")
+            shutil.copyfile(log, kept)
+            out.append(
+                PrefixBuild(
+                    k, len(patches), patches[k - 1], False, 0, tuple(errors), kept
+                )
+            )
+            continue
+        out.append(
+            PrefixBuild(k, len(patches), patches[k - 1], True, built.steps, (), log)
+        )
+    return out

@@ -288,6 +288,52 @@ def cmd_send(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0
 
 
+def _bisect(
+    args: argparse.Namespace, workdir: WorkDir, version: series_mod.Version
+) -> tuple[list[report.Result], str]:
+    """The tree builds after each patch of the series but the last: that
+    one is the series itself, which test builds next.  Returns the results
+    and the name of the last step."""
+    base = get_base(workdir, _spec(args), version.base)
+    cover, patches = _series_mails(args, version)
+    try:
+        origin = check.generation_base(cover, base, workdir, version)
+    except SourceError:
+        origin = None
+
+    def targets(tree: Path) -> list[str]:
+        names = (version.test.qtest, *testing.QEMU_QTESTS)
+        return [build_mod.QEMU_TARGET] + [
+            f"tests/qtest/{n}"
+            for n in names
+            if (tree / "tests" / "qtest" / f"{n}.c").exists()
+        ]
+
+    results = []
+    for step in build_mod.bisect(base, patches, workdir, targets, origin):
+        mail = check.read_mail(step.patch)
+        name = f"bisect {step.k}/{step.total}"
+        if step.ok:
+            results.append(
+                report.Result(
+                    name,
+                    report.PASS,
+                    f"builds after '{mail.subject}' ({step.steps} ninja steps)",
+                )
+            )
+        else:
+            results.append(
+                report.Result(
+                    name,
+                    report.FAIL,
+                    f"does not build after patch {step.k} '{mail.subject}'",
+                    [*step.errors[: build_mod.ERRORS_SHOWN], f"log: {step.log}"],
+                )
+            )
+    last = check.read_mail(patches[-1]).subject
+    return results, f"bisect {len(patches)}/{len(patches)}: '{last}'"
+
+
 def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
     _, built = _build(args, workdir, args.what)
     if args.json:
@@ -319,7 +365,18 @@ def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
     what = "control" if args.control else "series"
     version = _load(args).version(args.series)
     plan = version.test
+    bisecting = args.bisect and not args.control and args.qemu is None
+    bisected, last = _bisect(args, workdir, version) if bisecting else ([], "")
     _, built = _build(args, workdir, what, qemu=args.qemu is None)
+    if bisecting:
+        name, subject = last.split(": ", 1)
+        bisected.append(
+            report.Result(
+                name,
+                report.PASS,
+                f"builds after {subject}: the whole series ({built.steps} ninja steps)",
+            )
+        )
     qemu = args.qemu.absolute() if args.qemu else built.qemu
     binary = built.qtest(plan.qtest)
     # The fake qseries builds, for a qtest that takes it from the
@@ -330,7 +387,7 @@ def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
     if args.control:
         results = testing.expect_control(runs, plan)
     else:
-        results = testing.expect_pass(runs)
+        results = bisected + testing.expect_pass(runs)
         if args.mutations and args.qemu is None:
             results += testing.run_mutations(
                 plan, built.tree, built.builddir, qemu, qtest_fake, built.log
@@ -522,6 +579,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PATH",
         help="test this QEMU binary instead of the one built",
+    )
+    p.add_argument(
+        "--no-bisect",
+        dest="bisect",
+        action="store_false",
+        help="skip building the tree after each patch of the series",
     )
     p.add_argument(
         "--no-mutations",
