@@ -322,6 +322,15 @@ def check_apply(
     generation base at hand so that git finds the preimages.
     """
     g = Git(tree)
+    # A base that merged the series already (a newer QEMU): some patches
+    # would apply again (an event appended twice), so ask first.
+    if already_applied(g, patches):
+        return Result(
+            "apply",
+            SKIP,
+            ALREADY,
+            [f"{m.numbered} '{m.subject}' applies in reverse" for m in patches],
+        )
     merged: list[str] = []
     for i, mail in enumerate(patches):
         try:
@@ -355,6 +364,26 @@ def check_apply(
         )
     how = "git am" + (" (-3 for some)" if merged else "")
     return Result("apply", PASS, f"{len(patches)} patch(es) applied with {how}", merged)
+
+
+ALREADY = "already in this base: every patch applies in reverse"
+
+
+def already_applied(g: Git, patches: list[Mail]) -> bool:
+    """Does the base contain the series already (a newer QEMU that merged
+    it)?  Every patch, last first, must apply in reverse."""
+    for mail in reversed(patches):
+        proc = subprocess.run(
+            ["git", "apply", "--check", "--reverse", str(mail.path)],
+            cwd=g.path,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=git_env(),
+        )
+        if proc.returncode != 0:
+            return False
+    return True
 
 
 def _am_failure(g: Git, mail: Mail) -> str:
@@ -848,17 +877,20 @@ def _run_checks(
     applied = check_apply(tree, patches, merge_with)
     results.append(applied)
     steps: list[Callable[[], Result]] = []
-    if applied.ok:
+    if applied.detail == ALREADY:
+        results += [
+            Result(n, SKIP, "the series is already in this base")
+            for n in ("qapi", "checkpatch", "compile")
+        ]
+    elif applied.ok:
         steps += [
             lambda: check_qapi(tree, version, workdir),
             lambda: check_checkpatch(tree, patches, workdir),
             lambda: check_compile(base, tree, workdir, merge_with),
         ]
     else:
-        results += [
-            Result(n, SKIP, "the series does not apply")
-            for n in ("qapi", "checkpatch", "compile")
-        ]
+        why_not = "the series does not apply"
+        results += [Result(n, SKIP, why_not) for n in ("qapi", "checkpatch", "compile")]
     steps += [lambda: check_signoff(patches), lambda: check_subjects(patches)]
     if patches_dir is not None:
         steps.append(lambda: check_fresh(series, version, mails, origin, why, workdir))

@@ -289,3 +289,32 @@ def test_am_failure_ignores_the_users_git_config(
         r"hw/vfio/migration\.c: the hunk at line \d+ does not match the base",
         apply["items"][0],
     ), apply["items"]
+
+
+def test_a_base_that_has_the_series_already_says_so(
+    run_cli: RunCli, mini_tree: Path, mails: list[str], tmp_path: Path
+) -> None:
+    """On a newer base that merged the series (its patches apply in
+    reverse), check says 'already in this base' instead of failing."""
+    merged = tmp_path / "merged"
+    git(tmp_path, "clone", "-q", str(mini_tree), str(merged))
+    out = tmp_path / "out" / "v1"
+    for patch in sorted(out.glob("v1-000[1-9]-*.patch")):
+        git(merged, "am", "-q", str(patch))
+    proc = run_cli(
+        "check", "--json", "--series", "v1", "--tree", str(merged),
+        "--output", str(out.parent),
+    )  # fmt: skip
+    results = {r["name"]: r for r in json.loads(proc.stdout)["results"]}
+    assert results["apply"]["status"] == "skip", results["apply"]
+    assert results["apply"]["detail"] == (
+        "already in this base: every patch applies in reverse"
+    )
+    assert results["compile"]["detail"] == "the series is already in this base"
+    # On the base itself, the same mails apply as usual.
+    proc = run_cli(
+        "check", "--json", "--series", "v1", "--tree", str(mini_tree),
+        "--output", str(out.parent),
+    )  # fmt: skip
+    results = {r["name"]: r for r in json.loads(proc.stdout)["results"]}
+    assert results["apply"]["status"] == "pass"
