@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from . import build as build_mod
 from . import check, generators, handoff, report, testing
 from . import generate as gen
 from . import series as series_mod
+from . import trailers as trailers_mod
 from .errors import EXIT_FAILED, QSeriesError, SourceError, UsageError
 from .source import BaseTree, SourceSpec, WorkDir, get_base, say
 from .workdir import WorkDirLock, check_directory, first_existing
@@ -334,6 +336,47 @@ def _bisect(
     return results, f"bisect {len(patches)}/{len(patches)}: '{last}'"
 
 
+def cmd_trailers(args: argparse.Namespace, workdir: WorkDir) -> int:
+    series = _load(args)
+    with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as tmp:
+        mbx = trailers_mod.am_ready(args.mbox, workdir, Path(tmp))
+        collected = trailers_mod.collect(
+            series, mbx, lambda version: _patches_dir(args, version)
+        )
+    new, diff = trailers_mod.write(series, collected)
+    for patch in collected.patches:
+        if patch.changed and patch.new:
+            say(
+                f"{collected.version.name} patch {patch.number} '{patch.subject}' "
+                f"changed since it was mailed: not copied: {', '.join(patch.new)}"
+            )
+    if diff:
+        series.path.write_text(new, encoding="utf-8")
+    if args.json:
+        _print_json(
+            {
+                "version": collected.version.name,
+                "patches": [
+                    {
+                        "number": p.number,
+                        "subject": p.subject,
+                        "tags": list(p.tags),
+                        "new": list(p.new),
+                        "changed": p.changed,
+                        "copied": bool(p.new) and not p.changed,
+                    }
+                    for p in collected.patches
+                ],
+                "diff": diff,
+            }
+        )
+    elif diff:
+        print(diff, end="")
+    else:
+        print(f"{collected.version.name}: no new trailers to copy")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
     _, built = _build(args, workdir, args.what)
     if args.json:
@@ -554,6 +597,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--really-send", action="store_true", help="send, rather than a dry run"
+    )
+
+    p = command(
+        "trailers",
+        "copy review trailers from a mailed thread into series.yaml (b4)",
+        cmd_trailers,
+    )
+    p.add_argument(
+        "--mbox", type=Path, required=True, metavar="FILE", help="the thread"
     )
 
     p = command("build", "configure and build QEMU with the series", cmd_build)

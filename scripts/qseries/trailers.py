@@ -1,0 +1,196 @@
+"""trailers: the review tags a mailed version got, into series.yaml.
+
+b4 (`b4 am`, offline) reads the thread: it finds the newest complete
+version, orders its patches and gives each the Reviewed-by, Acked-by and
+Tested-by that replies carried (a tag on the cover letter counts for
+every patch).  qseries then writes them into series.yaml, under the
+version the mails were, and shows the change.  A patch that changed
+since it was mailed (its `git patch-id` differs from the committed
+patches/vN) keeps its old tags out: they are reported, not copied.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import mailbox
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+
+import yaml
+
+from .errors import ToolError, UsageError
+from .proc import run_bounded
+from .series import Series, Version
+from .source import WorkDir
+
+TAGS = ("Reviewed-by", "Acked-by", "Tested-by")
+TAG_LINE = re.compile(rf"^({'|'.join(TAGS)}): (\S.*)$", re.M)
+SUBJECT = re.compile(r"\[[^\]]*?(?:\bv(\d+))?\s*(\d+)/(\d+)\]\s*(.*)", re.I)
+B4_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """One patch of the mailed version and the tags it got."""
+
+    number: int
+    subject: str
+    tags: tuple[str, ...]  # "Reviewed-by: Name <addr>", in b4's order
+    new: tuple[str, ...]  # of those, the ones series.yaml lacks
+    changed: bool  # the patch changed since it was mailed
+
+
+@dataclass(frozen=True)
+class Collected:
+    version: Version
+    patches: tuple[Tagged, ...]
+
+
+def _b4(args: list[str], workdir: WorkDir, cwd: Path) -> str:
+    """b4, from this Python's environment, offline, writing only into
+    the work dir (its HOME and cache point there)."""
+    script = Path(sys.executable).with_name("b4")
+    argv = [str(script)] if script.exists() else [sys.executable, "-m", "b4.command"]
+    home = workdir.sub("home")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(workdir.sub("cache")),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+    }
+    ran = run_bounded([*argv, "--offline-mode", *args], env, B4_TIMEOUT, cwd=cwd)
+    output = (ran.stdout + ran.stderr).strip()
+    if ran.timed_out:
+        raise ToolError(f"b4 did not finish within {B4_TIMEOUT} s")
+    if ran.returncode != 0:
+        last = output.splitlines()[-1] if output else f"exit {ran.returncode}"
+        raise ToolError(f"b4 am failed: {last}")
+    return output
+
+
+def am_ready(mbox: Path, workdir: WorkDir, scratch: Path) -> Path:
+    """b4 am -m MBOX: the newest complete version, ordered, with its
+    trailers; the path of the .mbx it wrote."""
+    if not mbox.is_file() or mbox.stat().st_size == 0:
+        raise UsageError(f"--mbox {mbox}: no such file, or empty", "give a thread")
+    out = scratch / "b4"
+    _b4(["am", "-m", str(mbox.absolute()), "-o", str(out)], workdir, scratch)
+    found = sorted(out.glob("*.mbx"))
+    if not found:
+        raise UsageError(
+            f"--mbox {mbox}: b4 found no complete series in it",
+            "give the thread with every patch of a version",
+        )
+    return found[0]
+
+
+def _body(message: Message) -> str:
+    payload = message.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload.decode(message.get_content_charset() or "utf-8", "replace")
+    return str(message.get_payload())
+
+
+def patch_id(text: str) -> str:
+    proc = subprocess.run(
+        ["git", "patch-id", "--stable"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.split(" ", 1)[0]
+
+
+def collect(
+    series: Series, mbx: Path, patches_dir: Callable[[Version], Path]
+) -> Collected:
+    """The tags of each mailed patch, against series.yaml and the
+    version's committed mails (in patches_dir(version))."""
+    numbered: list[tuple[int, str, str, str]] = []  # n, subject, body, version
+    total = 0
+    for message in mailbox.mbox(str(mbx)):
+        m = SUBJECT.search(" ".join(str(message["Subject"] or "").split()))
+        if not m:
+            continue
+        numbered.append((int(m[2]), m[4], _body(message), m[1] or "1"))
+        total = int(m[3])
+    if not numbered:
+        raise UsageError(f"{mbx.name}: no numbered patch", "give a mailed series")
+    version = series.version(f"v{numbered[0][3]}")
+    if total != len(version.patches):
+        raise UsageError(
+            f"the mailed {version.name} has {total} patches, series.yaml's has "
+            f"{len(version.patches)}",
+            "is the thread a version of this series?",
+        )
+    committed = {
+        int(p.name.split("-")[1]): p
+        for p in patches_dir(version).glob(
+            f"{version.name}-[0-9][0-9][0-9][0-9]-*.patch"
+        )
+        if p.name.split("-")[1] != "0000"
+    }
+    tagged = []
+    for n, subject, body, _ in sorted(numbered):
+        tags = tuple(
+            dict.fromkeys(f"{t}: {who.strip()}" for t, who in TAG_LINE.findall(body))
+        )
+        have = set(version.patches[n - 1].trailers)
+        mine = committed.get(n)
+        changed = mine is None or patch_id(mine.read_text()) != patch_id(body)
+        new = tuple(t for t in tags if t not in have)
+        tagged.append(Tagged(n, subject, tags, new, changed))
+    return Collected(version, tuple(tagged))
+
+
+def _patch_nodes(text: str, version: Version) -> list[yaml.MappingNode]:
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    assert isinstance(root, yaml.MappingNode)
+    versions = next(v for k, v in root.value if k.value == "versions")
+    node = next(v for k, v in versions.value if k.value == version.name)
+    patches = next(v for k, v in node.value if k.value == "patches")
+    return list(patches.value)
+
+
+def write(series: Series, collected: Collected) -> tuple[str, str]:
+    """series.yaml with the new tags of every unchanged patch; returns the
+    new text and the unified diff (empty when nothing is new)."""
+    old = series.path.read_text(encoding="utf-8")
+    nodes = _patch_nodes(old, collected.version)
+    edits: list[tuple[int, int, str]] = []
+    for patch in collected.patches:
+        if not patch.new or patch.changed:
+            continue
+        node = nodes[patch.number - 1]
+        merged = [*collected.version.patches[patch.number - 1].trailers, *patch.new]
+        flow = json.dumps(merged, ensure_ascii=False)
+        keys = {k.value: (k, v) for k, v in node.value}
+        if "trailers" in keys:
+            value = keys["trailers"][1]
+            edits.append((value.start_mark.index, value.end_mark.index, flow))
+        else:
+            key = keys["generator"][0]
+            line_start = old.rfind("\n", 0, key.start_mark.index) + 1
+            indent = " " * key.start_mark.column
+            edits.append((line_start, line_start, f"{indent}trailers: {flow}\n"))
+    new = old
+    for start, end, text in sorted(edits, reverse=True):
+        new = new[:start] + text + new[end:]
+    diff = "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            str(series.path),
+            str(series.path),
+        )
+    )
+    return new, diff
