@@ -369,33 +369,29 @@ def check_apply(
 ALREADY = "already in this base: every patch applies in reverse"
 
 
-def already_applied(g: Git, patches: list[Mail]) -> bool:
-    """Does the base contain the series already (a newer QEMU that merged
-    it)?  Every patch, last first, must apply in reverse."""
-    for mail in reversed(patches):
-        proc = subprocess.run(
-            ["git", "apply", "--check", "--reverse", str(mail.path)],
-            cwd=g.path,
-            capture_output=True,
-            text=True,
-            check=False,
-            env=git_env(),
-        )
-        if proc.returncode != 0:
-            return False
-    return True
-
-
-def _am_failure(g: Git, mail: Mail) -> str:
-    """Which file and hunk of mail fails, from git apply --check."""
-    proc = subprocess.run(
-        ["git", "apply", "--check", "--verbose", str(mail.path)],
+def _apply_check(g: Git, mail: Mail, *how: str) -> subprocess.CompletedProcess[str]:
+    """git apply --check of one mail in g's worktree, changing nothing."""
+    return subprocess.run(
+        ["git", "apply", "--check", *how, str(mail.path)],
         cwd=g.path,
         capture_output=True,
         text=True,
         check=False,
         env=git_env(),
     )
+
+
+def already_applied(g: Git, patches: list[Mail]) -> bool:
+    """Does the base contain the series already (a newer QEMU that merged
+    it)?  Every patch, last first, must apply in reverse."""
+    return all(
+        _apply_check(g, mail, "--reverse").returncode == 0 for mail in reversed(patches)
+    )
+
+
+def _am_failure(g: Git, mail: Mail) -> str:
+    """Which file and hunk of mail fails, from git apply --check."""
+    proc = _apply_check(g, mail, "--verbose")
     m = re.search(r"error: patch failed: (\S+):(\d+)", proc.stderr)
     if m:
         return f"{m[1]}: the hunk at line {m[2]} does not match the base"
