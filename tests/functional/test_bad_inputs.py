@@ -444,6 +444,74 @@ def _(tmp: Path) -> list[str]:
     return mailed(tmp, damage)
 
 
+# -- hand-off: diff, export, send, trailers ---------------------------------
+
+
+@case("diff-unknown-version", "qseries diff names a version the file lacks")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "diff", "v1", "v7", "--tree", tree(tmp)]
+
+
+def user_repo(tmp: Path) -> str:
+    repo = tmp / "mine"
+    if not repo.exists():
+        repo.mkdir()
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "commit", "-q", "--allow-empty", "-m", "mine")
+    return "mine"
+
+
+@case("export-existing-branch", "export to a branch the repository has")
+def _(tmp: Path) -> list[str]:
+    return [
+        "--series-file", series(tmp), "export", "--tree", tree(tmp),
+        "--repo", user_repo(tmp), "--branch", "main",
+    ]  # fmt: skip
+
+
+@case("export-not-a-repository", "export into a directory that is no repository")
+def _(tmp: Path) -> list[str]:
+    (tmp / "plain").mkdir(exist_ok=True)
+    return [
+        "--series-file", series(tmp), "export", "--tree", tree(tmp),
+        "--repo", "plain", "--branch", "v2",
+    ]  # fmt: skip
+
+
+@case("export-bad-branch", "export to a branch name git refuses")
+def _(tmp: Path) -> list[str]:
+    return [
+        "--series-file", series(tmp), "export", "--tree", tree(tmp),
+        "--repo", user_repo(tmp), "--branch", "a..b",
+    ]  # fmt: skip
+
+
+def committed(tmp: Path) -> str:
+    """A copy of the committed patches/v2, in TMP/out."""
+    if not (tmp / "out" / "v2").exists():
+        shutil.copytree(REPO / "patches" / "v2", tmp / "out" / "v2")
+    return "out"
+
+
+@case("send-placeholder", "send as the committed author, a placeholder address")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "send", "--output", committed(tmp)]
+
+
+@case("send-not-signed-off", "send as someone who signed off no patch")
+def _(tmp: Path) -> list[str]:
+    return [
+        "--series-file", series(tmp), "send", "--output", committed(tmp),
+        "--from", "joe@qemu-dev.net",
+    ]  # fmt: skip
+
+
+@case("trailers-empty-mbox", "trailers from an empty mbox")
+def _(tmp: Path) -> list[str]:
+    (tmp / "empty.mbox").write_text("")
+    return ["--series-file", series(tmp), "trailers", "--mbox", "empty.mbox"]
+
+
 # -- running the cases -------------------------------------------------------
 
 
