@@ -161,18 +161,51 @@ def cmd_check(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0 if report.passed(results) else 1
 
 
+def _read_mails(
+    args: argparse.Namespace, version: series_mod.Version
+) -> list[check.Mail]:
+    """The version's mails in patches/vN; at least one must be a patch."""
+    directory = _patches_dir(args, version)
+    mails = [check.read_mail(p.absolute()) for p in sorted(directory.glob("*.patch"))]
+    if all(m.is_cover for m in mails):
+        raise UsageError(
+            f"{directory} holds no patches", "run 'qseries generate' first"
+        )
+    return mails
+
+
 def _series_mails(
     args: argparse.Namespace, version: series_mod.Version
 ) -> tuple[check.Mail | None, list[Path]]:
     """The version's cover letter (if any) and its patches."""
-    directory = _patches_dir(args, version)
-    mails = [check.read_mail(p.absolute()) for p in sorted(directory.glob("*.patch"))]
+    mails = _read_mails(args, version)
     patches = [m.path for m in mails if not m.is_cover]
-    if not patches:
-        raise UsageError(
-            f"{directory} holds no patches", "run 'qseries generate' first"
-        )
     return next((m for m in mails if m.is_cover), None), patches
+
+
+def _origin(
+    cover: check.Mail | None,
+    base: BaseTree,
+    workdir: WorkDir,
+    version: series_mod.Version,
+) -> BaseTree | None:
+    """The base the mails were generated on, so that a backport applies
+    with its objects at hand; None when it cannot be had."""
+    try:
+        return check.generation_base(cover, base, workdir, version)
+    except SourceError as err:
+        say(f"applying without the generation base: {err}")
+        return None
+
+
+def _qtest_targets(tree: Path, version: series_mod.Version) -> list[str]:
+    """QEMU and the qtests of this tree that test runs."""
+    names = (version.test.qtest, *testing.QEMU_QTESTS)
+    return [build_mod.QEMU_TARGET] + [
+        f"tests/qtest/{n}"
+        for n in names
+        if (tree / "tests" / "qtest" / f"{n}.c").exists()
+    ]
 
 
 def _series_patches(
@@ -192,18 +225,13 @@ def _build(
         patches = [p for p in patches if testing.adds_qtest(p)]
         if not patches:
             raise UsageError(f"{version.name} has no patch adding a qtest")
-    # A backport applies with the generation base's objects at hand.
-    try:
-        origin = check.generation_base(cover, base, workdir, version)
-    except SourceError as err:
-        say(f"applying without the generation base: {err}")
-        origin = None
-    commit = build_mod.compose(base, patches, workdir, origin)
-    targets = [build_mod.QEMU_TARGET] if qemu else []
+    commit = build_mod.compose(
+        base, patches, workdir, _origin(cover, base, workdir, version)
+    )
     tree = build_mod.checkout(base, commit, workdir)
-    for name in (version.test.qtest, *testing.QEMU_QTESTS):
-        if (tree / "tests" / "qtest" / f"{name}.c").exists():
-            targets.append(f"tests/qtest/{name}")
+    targets = _qtest_targets(tree, version)
+    if not qemu:
+        targets.remove(build_mod.QEMU_TARGET)
     if what != "base":
         targets += version.test.targets
     say(f"building the {what} of {version.name} on {base.describe()}")
@@ -255,12 +283,7 @@ def cmd_export(args: argparse.Namespace, workdir: WorkDir) -> int:
 def cmd_send(args: argparse.Namespace, workdir: WorkDir) -> int:
     series = _load(args)
     version = series.version(args.series)
-    directory = _patches_dir(args, version)
-    mails = [check.read_mail(p.absolute()) for p in sorted(directory.glob("*.patch"))]
-    if not any(not m.is_cover for m in mails):
-        raise UsageError(
-            f"{directory} holds no patches", "run 'qseries generate' first"
-        )
+    mails = _read_mails(args, version)
     sender = args.sender or str(version.author)
     sent = handoff.send(
         series, version, mails, sender, args.really_send, workdir.sub("tmp")
@@ -298,21 +321,11 @@ def _bisect(
     and the name of the last step."""
     base = get_base(workdir, _spec(args), version.base)
     cover, patches = _series_mails(args, version)
-    try:
-        origin = check.generation_base(cover, base, workdir, version)
-    except SourceError:
-        origin = None
-
-    def targets(tree: Path) -> list[str]:
-        names = (version.test.qtest, *testing.QEMU_QTESTS)
-        return [build_mod.QEMU_TARGET] + [
-            f"tests/qtest/{n}"
-            for n in names
-            if (tree / "tests" / "qtest" / f"{n}.c").exists()
-        ]
-
+    origin = _origin(cover, base, workdir, version)
     results = []
-    for step in build_mod.bisect(base, patches, workdir, targets, origin):
+    for step in build_mod.bisect(
+        base, patches, workdir, lambda tree: _qtest_targets(tree, version), origin
+    ):
         mail = check.read_mail(step.patch)
         name = f"bisect {step.k}/{step.total}"
         if step.ok:
