@@ -12,7 +12,6 @@ import binascii
 import email
 import email.policy
 import json
-import os
 import quopri
 import re
 import shutil
@@ -29,6 +28,7 @@ from typing import Any
 
 from . import build as build_mod
 from . import generate as gen
+from . import mbox as mbox_mod
 from . import qapi_probe
 from .errors import QSeriesError, SourceError, ToolError, UsageError
 from .gitutil import Git, git_env
@@ -173,47 +173,9 @@ def read_mail(path: Path, scratch: Path | None = None, label: str = "") -> Mail:
     )
 
 
-def _mbox_files(mbox: Path, scratch: Path) -> list[Path]:
-    """git mailsplit of --mbox FILE into scratch; bad input is a UsageError."""
-    what = f"--mbox {mbox}"
-    if not mbox.exists():
-        raise UsageError(f"{what}: no such file")
-    if mbox.is_dir():
-        raise UsageError(f"{what}: is a directory", "give a mailbox file")
-    if not mbox.is_file():
-        raise UsageError(
-            f"{what}: is not a regular file (a pipe or a device?)",
-            "save the mails to a file first",
-        )
-    if not os.access(mbox, os.R_OK):
-        raise UsageError(f"{what}: cannot be read (permission denied)")
-    hint = "give the series' mails, e.g. from 'git format-patch --stdout'"
-    if mbox.stat().st_size == 0:
-        raise UsageError(f"{what}: no mails in it (the file is empty)", hint)
-    outdir = scratch / "mbox"
-    outdir.mkdir()
-    Git(scratch).run("mailsplit", "-b", f"-o{outdir}", str(mbox.absolute()))
-    files = sorted(outdir.iterdir())
-    if not files:
-        raise UsageError(f"{what}: no mails in it", hint)
-    return files
-
-
-def load_mails(patches: Path | None, mbox: Path | None, scratch: Path) -> list[Mail]:
-    """The mails of patches/vN or of an mbox; scratch holds the copies made."""
-    if mbox is not None:
-        files = _mbox_files(mbox, scratch)
-        mails = [
-            read_mail(f, scratch, f"mail {i} of the mbox")
-            for i, f in enumerate(files, 1)
-        ]
-        if not any(m.header("From") or m.header("Subject") for m in mails):
-            raise UsageError(
-                f"--mbox {mbox}: no mails in it (no From: or Subject: header)",
-                "give the series' mails, e.g. from 'git format-patch --stdout'",
-            )
-        return mails
-    assert patches is not None
+def load_mails(patches: Path, scratch: Path) -> list[Mail]:
+    """The mails of patches/vN; scratch holds the copies made.  (An mbox
+    is read with b4: mbox.read_series.)"""
     files = sorted(patches.glob("*.patch"))
     if not files:
         raise UsageError(f"{patches} holds no patches", "run 'qseries generate' first")
@@ -820,28 +782,31 @@ def run_checks(
     workdir: WorkDir,
     patches_dir: Path | None,
     mbox: Path | None,
+    mailed: mbox_mod.MailedSeries | None = None,
 ) -> list[Result]:
+    """The checks of patches/vN (patches_dir), or of the version of a
+    mailed thread that b4 picks (mbox; `version` is then the one b4
+    found; mailed, if given, is what b4 made of it already)."""
     scratch = Path(tempfile.mkdtemp(prefix="check-", dir=workdir.sub("tmp")))
     try:
-        mails = load_mails(patches_dir, mbox, scratch)
-        if mbox is not None:
-            version = mbox_version(series, mails, mbox)
-        return _run_checks(series, version, spec, workdir, patches_dir, mails)
+        if mbox is None:
+            assert patches_dir is not None
+            mails = load_mails(patches_dir, scratch)
+            return _run_checks(series, version, spec, workdir, patches_dir, mails)
+        if mailed is None:
+            mailed = mbox_mod.read_series(mbox, series, workdir, scratch)
+            for line in mailed.said:
+                say(line)
+        results = _run_checks(series, mailed.version, spec, workdir, None, mailed.mails)
+        for result in results:
+            if result.name == "mails":
+                result.items[:0] = [
+                    *mailed.said,
+                    *(f"b4 collected {t}" for t in mailed.collected),
+                ]
+        return results
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def mbox_version(series: Series, mails: list[Mail], mbox: Path) -> Version:
-    """The version most mails of an mbox carry; check_mails names the others."""
-    number = Counter(m.version for m in mails).most_common(1)[0][0]
-    if number not in series.versions:
-        known = ", ".join(f"v{n}" for n in sorted(series.versions))
-        raise UsageError(
-            f"--mbox {mbox}: its mails are v{number}, "
-            f"{series.path.name} has no v{number}",
-            f"it has: {known}",
-        )
-    return series.versions[number]
 
 
 def _run_checks(
@@ -891,8 +856,15 @@ def _run_checks(
     if patches_dir is not None:
         steps.append(lambda: check_fresh(series, version, mails, origin, why, workdir))
     # The To/Cc headers were computed on the base the series was generated
-    # on; another base (a backport) can have other maintainers.
-    steps.append(lambda: check_maintainers(tree, patches, origin == base, workdir))
+    # on; another base (a backport) can have other maintainers.  A base
+    # that merged the series needs no mails.
+    if applied.detail == ALREADY:
+        results_after = [
+            Result("maintainers", SKIP, "the series is already in this base")
+        ]
+    else:
+        results_after = []
+        steps.append(lambda: check_maintainers(tree, patches, origin == base, workdir))
     for step in steps:
         results.append(step())
-    return results
+    return results + results_after

@@ -420,12 +420,12 @@ def mailed(tmp: Path, edit: Callable[[list[str]], list[str]]) -> list[str]:
     return check_mbox(tmp, "series.mbox")
 
 
-@case("mbox-patch-missing", "a mailed series lacks patch 2 of 3", pick="missing")
+@case("mbox-patch-missing", "a mailed series lacks patch 2 of 3")
 def _(tmp: Path) -> list[str]:
     return mailed(tmp, lambda m: [m[0], m[1], m[3]])
 
 
-@case("mbox-patch-quoted", "patch 2 comes quoted, as in a reply", pick="quoted")
+@case("mbox-patch-quoted", "patch 2 comes quoted, as in a reply")
 def _(tmp: Path) -> list[str]:
     def quote(mails: list[str]) -> list[str]:
         head, _, body = mails[2].partition("\n\n")
@@ -433,6 +433,30 @@ def _(tmp: Path) -> list[str]:
         return [mails[0], mails[1], f"{head}\n\n{quoted}", mails[3]]
 
     return mailed(tmp, quote)
+
+
+@case("mbox-patch-duplicate", "two different mails claim patch 2 of 3")
+def _(tmp: Path) -> list[str]:
+    def twice(mails: list[str]) -> list[str]:
+        other = mails[2].replace("Emit VFIO_MIGRATION_PREPARE", "Send it")
+        return [mails[0], mails[1], mails[2], other, mails[3]]
+
+    return mailed(tmp, twice)
+
+
+@case("mbox-patch-wrapped", "a mail client wrapped patch 2's long lines")
+def _(tmp: Path) -> list[str]:
+    def wrap(mails: list[str]) -> list[str]:
+        head, _, body = mails[2].partition("\n\n")
+        lines = []
+        for line in body.splitlines():
+            while len(line) > 72:
+                lines.append(line[:72])
+                line = line[72:]
+            lines.append(line)
+        return [mails[0], mails[1], head + "\n\n" + "\n".join(lines) + "\n", mails[3]]
+
+    return mailed(tmp, wrap)
 
 
 @case("mbox-bad-address", "a To: header that does not parse", pick="cannot parse")
