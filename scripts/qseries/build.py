@@ -48,7 +48,9 @@ class Build:
     commit: str
     log: Path
     steps: int  # ninja steps run by the last build
-    seconds: float
+    seconds: float  # configure (if it ran) and ninja
+    configured: bool = False  # configure ran (the build dir was not ready)
+    configure_seconds: float = 0.0
 
     @property
     def qemu(self) -> Path:
@@ -272,7 +274,8 @@ def build(
     log.write_text("")
     python = python or sys.executable
     started = time.monotonic()
-    configure(tree, builddir, python, log)
+    configured = configure(tree, builddir, python, log)
+    configure_seconds = time.monotonic() - started
     if not SEABIOS_DIR.is_dir():
         raise BuildError(
             f"{SEABIOS_DIR} is missing", "install Debian's seabios package"
@@ -284,7 +287,16 @@ def build(
     if code != 0:
         raise _fail("ninja", log)
     link_firmware(builddir)
-    return Build(tree, builddir, commit, log, steps, time.monotonic() - started)
+    return Build(
+        tree,
+        builddir,
+        commit,
+        log,
+        steps,
+        time.monotonic() - started,
+        configured,
+        configure_seconds,
+    )
 
 
 # "../../work/build-x/hw/vfio/migration.c:12:5: error: expected ';' ..."

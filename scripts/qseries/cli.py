@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,11 +17,12 @@ from pathlib import Path
 
 from . import bench as bench_mod
 from . import build as build_mod
-from . import check, generators, handoff, report, testing
+from . import ci, generators, handoff, pipeline, report, testing
 from . import generate as gen
+from . import matrix as matrix_mod
 from . import series as series_mod
 from . import trailers as trailers_mod
-from .errors import EXIT_FAILED, QSeriesError, SourceError, UsageError
+from .errors import EXIT_FAILED, QSeriesError, UsageError
 from .source import BaseTree, SourceSpec, WorkDir, get_base, say
 from .workdir import WorkDirLock, check_directory, first_existing
 
@@ -147,95 +147,29 @@ def _check_output(dest: Path) -> None:
         )
 
 
+def _request(
+    args: argparse.Namespace, *stages: str, **more: object
+) -> pipeline.Request:
+    """The typed request of a command line."""
+    return pipeline.Request(
+        series_file=args.series_file,
+        spec=_spec(args),
+        version=getattr(args, "series", None),
+        mbox=getattr(args, "mbox", None),
+        patches_root=getattr(args, "output", None),
+        stages=frozenset(stages),
+        **more,  # type: ignore[arg-type]
+    )
+
+
 def cmd_check(args: argparse.Namespace, workdir: WorkDir) -> int:
-    series = _load(args)
-    version = series.version(args.series)
-    spec = _spec(args)
-    mbox = args.mbox
-    patches = None if mbox else _patches_dir(args, version)
-    results = check.run_checks(series, version, spec, workdir, patches, mbox)
+    outcome = pipeline.run(_request(args, pipeline.CHECK), workdir)
+    results = outcome.results
     if args.json:
         _print_json(report.to_json(results))
     else:
         print(report.table(results))
     return 0 if report.passed(results) else 1
-
-
-def _read_mails(
-    args: argparse.Namespace, version: series_mod.Version
-) -> list[check.Mail]:
-    """The version's mails in patches/vN; at least one must be a patch."""
-    directory = _patches_dir(args, version)
-    mails = [check.read_mail(p.absolute()) for p in sorted(directory.glob("*.patch"))]
-    if all(m.is_cover for m in mails):
-        raise UsageError(
-            f"{directory} holds no patches", "run 'qseries generate' first"
-        )
-    return mails
-
-
-def _series_mails(
-    args: argparse.Namespace, version: series_mod.Version
-) -> tuple[check.Mail | None, list[Path]]:
-    """The version's cover letter (if any) and its patches."""
-    mails = _read_mails(args, version)
-    patches = [m.path for m in mails if not m.is_cover]
-    return next((m for m in mails if m.is_cover), None), patches
-
-
-def _origin(
-    cover: check.Mail | None,
-    base: BaseTree,
-    workdir: WorkDir,
-    version: series_mod.Version,
-) -> BaseTree | None:
-    """The base the mails were generated on, so that a backport applies
-    with its objects at hand; None when it cannot be had."""
-    try:
-        return check.generation_base(cover, base, workdir, version)
-    except SourceError as err:
-        say(f"applying without the generation base: {err}")
-        return None
-
-
-def _qtest_targets(tree: Path, version: series_mod.Version) -> list[str]:
-    """QEMU and the qtests of this tree that test runs."""
-    names = (version.test.qtest, *testing.QEMU_QTESTS)
-    return [build_mod.QEMU_TARGET] + [
-        f"tests/qtest/{n}"
-        for n in names
-        if (tree / "tests" / "qtest" / f"{n}.c").exists()
-    ]
-
-
-def _series_patches(
-    args: argparse.Namespace, version: series_mod.Version
-) -> list[Path]:
-    return _series_mails(args, version)[1]
-
-
-def _build(
-    args: argparse.Namespace, workdir: WorkDir, what: str, qemu: bool = True
-) -> tuple[BaseTree, build_mod.Build]:
-    series = _load(args)
-    version = series.version(args.series)
-    base = get_base(workdir, _spec(args), version.base)
-    cover, patches = _series_mails(args, version) if what != "base" else (None, [])
-    if what == "control":
-        patches = [p for p in patches if testing.adds_qtest(p)]
-        if not patches:
-            raise UsageError(f"{version.name} has no patch adding a qtest")
-    commit = build_mod.compose(
-        base, patches, workdir, _origin(cover, base, workdir, version)
-    )
-    tree = build_mod.checkout(base, commit, workdir)
-    targets = _qtest_targets(tree, version)
-    if not qemu:
-        targets.remove(build_mod.QEMU_TARGET)
-    if what != "base":
-        targets += version.test.targets
-    say(f"building the {what} of {version.name} on {base.describe()}")
-    return base, build_mod.build(base, commit, workdir, targets)
 
 
 def cmd_diff(args: argparse.Namespace, workdir: WorkDir) -> int:
@@ -283,7 +217,7 @@ def cmd_export(args: argparse.Namespace, workdir: WorkDir) -> int:
 def cmd_send(args: argparse.Namespace, workdir: WorkDir) -> int:
     series = _load(args)
     version = series.version(args.series)
-    mails = _read_mails(args, version)
+    mails = pipeline.patch_mails(_patches_dir(args, version))
     sender = args.sender or str(version.author)
     sent = handoff.send(
         series, version, mails, sender, args.really_send, workdir.sub("tmp")
@@ -311,42 +245,6 @@ def cmd_send(args: argparse.Namespace, workdir: WorkDir) -> int:
             "message-id in series.yaml: the next version replies to it"
         )
     return 0
-
-
-def _bisect(
-    args: argparse.Namespace, workdir: WorkDir, version: series_mod.Version
-) -> tuple[list[report.Result], str]:
-    """The tree builds after each patch of the series but the last: that
-    one is the series itself, which test builds next.  Returns the results
-    and the name of the last step."""
-    base = get_base(workdir, _spec(args), version.base)
-    cover, patches = _series_mails(args, version)
-    origin = _origin(cover, base, workdir, version)
-    results = []
-    for step in build_mod.bisect(
-        base, patches, workdir, lambda tree: _qtest_targets(tree, version), origin
-    ):
-        mail = check.read_mail(step.patch)
-        name = f"bisect {step.k}/{step.total}"
-        if step.ok:
-            results.append(
-                report.Result(
-                    name,
-                    report.PASS,
-                    f"builds after '{mail.subject}' ({step.steps} ninja steps)",
-                )
-            )
-        else:
-            results.append(
-                report.Result(
-                    name,
-                    report.FAIL,
-                    f"does not build after patch {step.k} '{mail.subject}'",
-                    [*step.errors[: build_mod.ERRORS_SHOWN], f"log: {step.log}"],
-                )
-            )
-    last = check.read_mail(patches[-1]).subject
-    return results, f"bisect {len(patches)}/{len(patches)}: '{last}'"
 
 
 def cmd_trailers(args: argparse.Namespace, workdir: WorkDir) -> int:
@@ -391,7 +289,7 @@ def cmd_trailers(args: argparse.Namespace, workdir: WorkDir) -> int:
 
 
 def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
-    _, built = _build(args, workdir, args.what)
+    built = pipeline.Pipeline(_request(args), workdir).build(args.what)
     if args.json:
         _print_json(built.to_json())
     else:
@@ -401,67 +299,21 @@ def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0
 
 
-def _scratch_in_workdir(workdir: WorkDir) -> None:
-    """Make the tests we start (qtests, pytest) keep their files and
-    sockets in the work dir rather than in the system's /tmp.
-
-    WORKDIR/tmp/tests is emptied first: a test case that fails aborts
-    before it can remove its scratch directories.
-    """
-    scratch = workdir.path / "tmp" / "tests"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    os.environ["TMPDIR"] = str(scratch)
+def _test_stages(args: argparse.Namespace) -> list[str]:
+    if args.control:
+        return [pipeline.CONTROL]
+    stages = [pipeline.TEST]
+    if args.bisect:
+        stages.append(pipeline.BISECT)
+    if args.mutations:
+        stages.append(pipeline.MUTATIONS)
+    return stages
 
 
 def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
-    _scratch_in_workdir(workdir)
-    repo = args.series_file.absolute().parent
-    fake = testing.build_fake(repo, workdir)
-    what = "control" if args.control else "series"
-    version = _load(args).version(args.series)
-    plan = version.test
-    bisecting = args.bisect and not args.control and args.qemu is None
-    bisected, last = _bisect(args, workdir, version) if bisecting else ([], "")
-    _, built = _build(args, workdir, what, qemu=args.qemu is None)
-    if bisecting:
-        name, subject = last.split(": ", 1)
-        bisected.append(
-            report.Result(
-                name,
-                report.PASS,
-                f"builds after {subject}: the whole series ({built.steps} ninja steps)",
-            )
-        )
-    qemu = args.qemu.absolute() if args.qemu else built.qemu
-    binary = built.qtest(plan.qtest)
-    # The fake qseries builds, for a qtest that takes it from the
-    # environment; a patch that carries its own is found by its qtest.
-    qtest_fake = fake if plan.preload == "env" else None
-    say(f"testing {version.name}: {plan.qtest}")
-    runs = testing.series_qtest(binary, qemu, qtest_fake)
-    if args.control:
-        results = testing.expect_control(runs, plan)
-    else:
-        results = bisected + testing.expect_pass(runs)
-        if args.mutations and args.qemu is None:
-            results += testing.run_mutations(
-                plan, built.tree, built.builddir, qemu, qtest_fake, built.log
-            )
-        results += testing.qemu_qtests(built.builddir, qemu)
-        if args.qemu is None:
-            results.append(testing.qemu_runner(built.builddir, plan))
-    results.append(
-        testing.qmp_tests(
-            repo,
-            args.series_file.absolute(),
-            version,
-            qemu,
-            fake,
-            args.control,
-            workdir.sub("tmp"),
-        )
-    )
+    pipeline.scratch_in_workdir(workdir)
+    request = _request(args, *_test_stages(args), qemu=args.qemu)
+    results = pipeline.run(request, workdir).results
     if args.json:
         _print_json(report.to_json(results))
     else:
@@ -469,12 +321,91 @@ def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0 if report.passed(results) else 1
 
 
+def cmd_reproduce(args: argparse.Namespace, workdir: WorkDir) -> int:
+    pipeline.scratch_in_workdir(workdir)
+    request = _request(
+        args,
+        *_reproduce_stages(args),
+        reports=True,
+        reuse=True,
+        report_dir=args.report_dir.absolute() if args.report_dir else None,
+    )
+    outcome = pipeline.run(request, workdir)
+    directory = outcome.report_dir
+    assert directory is not None
+    if args.json:
+        print((directory / "report.json").read_text(), end="")
+        return 0 if outcome.passed else 1
+    print(report.table(outcome.results, tests=True))
+    print()
+    for phase in outcome.phases:
+        reused = f"  (reused {phase.reused})" if phase.reused else ""
+        print(f"{phase.name:<24} {phase.seconds:7.1f} s{reused}")
+    for fact in outcome.facts:
+        print(fact)
+    verdict = "passed" if outcome.passed else "FAILED"
+    print(f"{outcome.to_report().title}: {verdict}; reports in {directory}")
+    return 0 if outcome.passed else 1
+
+
+def _reproduce_stages(args: argparse.Namespace) -> list[str]:
+    stages = [pipeline.CHECK, pipeline.TEST, pipeline.TIMELINE]
+    if args.control:
+        stages.append(pipeline.CONTROL)
+    if args.bisect:
+        stages.append(pipeline.BISECT)
+    if args.mutations:
+        stages.append(pipeline.MUTATIONS)
+    return stages
+
+
+def cmd_matrix(args: argparse.Namespace, workdir: WorkDir) -> int:
+    pipeline.scratch_in_workdir(workdir)
+    request = pipeline.Request(
+        series_file=args.series_file,
+        spec=SourceSpec(),
+        version=args.series,
+        patches_root=args.output,
+        stages=frozenset(_reproduce_stages(args)),
+        reports=True,
+        reuse=True,
+    )
+    version = _load(args).version(args.series)
+    trees = [t.absolute() for t in args.trees]
+    if not args.debian and not trees:
+        raise UsageError("--no-debian leaves no base", "add --tree PATH")
+    targets = matrix_mod.bases(workdir, version, trees, args.refresh, args.debian)
+    rows = matrix_mod.run(request, workdir, targets)
+    if args.json:
+        _print_json(
+            {
+                "version": version.name,
+                "passed": matrix_mod.passed(rows),
+                "bases": [r.to_json() for r in rows],
+            }
+        )
+    else:
+        print(matrix_mod.table(version.name, rows))
+    return 0 if matrix_mod.passed(rows) else 1
+
+
+def cmd_ci_gitlab(args: argparse.Namespace, workdir: WorkDir) -> int:
+    series = _load(args)
+    if args.stdout:
+        print(ci.gitlab_yaml(series), end="")
+        return 0
+    path: Path = args.output or args.series_file.parent / ".gitlab-ci.yml"
+    changed = ci.write_gitlab(series, path, force=args.force)
+    print(f"{path} written" if changed else f"{path} is up to date")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
-    _scratch_in_workdir(workdir)
+    pipeline.scratch_in_workdir(workdir)
     series = _load(args)
     version = series.version(args.series)
     base = get_base(workdir, _spec(args), version.base)
-    patches = _series_patches(args, version)
+    patches = pipeline.Pipeline(_request(args), workdir).mails()[1]
     control = build_mod.compose(
         base, [p for p in patches if testing.adds_qtest(p)], workdir
     )
@@ -521,6 +452,22 @@ def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0
 
 
+def _add_stage_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-bisect",
+        dest="bisect",
+        action="store_false",
+        help="skip building the tree after each patch of the series",
+    )
+    p.add_argument(
+        "--no-mutations",
+        dest="mutations",
+        action="store_false",
+        help="skip the version's mutations (the change broken on purpose, to "
+        "see the qtest fail)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qseries",
@@ -550,7 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
-        name: str, summary: str, func: Callable[..., int], output: str | None = "read"
+        name: str,
+        summary: str,
+        func: Callable[..., int],
+        output: str | None = "read",
+        base: bool = True,
     ) -> argparse.ArgumentParser:
         """A subcommand with the options all of them share."""
         p = sub.add_parser(name, help=summary)
@@ -562,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="DIR",
                 help=f"{output} DIR/vN instead of patches/vN",
             )
-        _add_base_options(p)
+        if base:
+            _add_base_options(p)
         p.set_defaults(func=func)
         return p
 
@@ -645,19 +597,79 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="test this QEMU binary instead of the one built",
     )
+    _add_stage_options(p)
+
+    p = command(
+        "reproduce",
+        "the whole pipeline, source to reports: check, bisect, build, test",
+        cmd_reproduce,
+    )
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    what.add_argument("--mbox", type=Path, metavar="FILE", help="a mailed series")
     p.add_argument(
-        "--no-bisect",
-        dest="bisect",
+        "--report-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the reports go (default: WORKDIR/reports/vN-BASE)",
+    )
+    _add_stage_options(p)
+    p.add_argument(
+        "--no-control",
+        dest="control",
         action="store_false",
-        help="skip building the tree after each patch of the series",
+        help="skip the negative control (the qtest on the base without the change)",
+    )
+
+    p = command(
+        "matrix",
+        "reproduce on every base of the version (Debian's QEMU lines, --tree)",
+        cmd_matrix,
+        base=False,
+    )
+    p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    p.add_argument(
+        "--tree",
+        dest="trees",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a QEMU git checkout to add to the bases (repeatable; read only)",
     )
     p.add_argument(
-        "--no-mutations",
-        dest="mutations",
+        "--no-debian",
+        dest="debian",
         action="store_false",
-        help="skip the version's mutations (the change broken on purpose, to "
-        "see the qtest fail)",
+        help="only the --tree bases, not Debian's",
     )
+    p.add_argument(
+        "--refresh", action="store_true", help="re-read the Debian package index now"
+    )
+    _add_stage_options(p)
+    p.add_argument(
+        "--no-control",
+        dest="control",
+        action="store_false",
+        help="skip the negative control",
+    )
+
+    p = sub.add_parser("ci", help="CI pipelines that run the matrix")
+    targets = p.add_subparsers(dest="ci_target", required=True, metavar="TARGET")
+    g = targets.add_parser(
+        "gitlab",
+        help="write .gitlab-ci.yml: check each version, then reproduce it on "
+        "each of its bases, one job each",
+    )
+    g.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="where to write (default: .gitlab-ci.yml beside series.yaml)",
+    )
+    g.add_argument("--force", action="store_true", help="replace a different file")
+    g.add_argument("--stdout", action="store_true", help="print it instead")
+    g.set_defaults(func=cmd_ci_gitlab)
 
     p = command("bench", "measure builds, test runs and event timing", cmd_bench)
     p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")

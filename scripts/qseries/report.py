@@ -61,3 +61,181 @@ def to_json(results: list[Result]) -> dict[str, object]:
             for r in results
         ],
     }
+
+
+# -- the reports `qseries reproduce` writes ---------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """Results of one stage (check, bisect, a test group), as one JUnit
+    testsuite; seconds is the stage's wall time."""
+
+    name: str
+    results: tuple[Result, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Wall time of one phase of a run (source, configure, build, a test
+    group), with what it reused from an earlier run, if anything."""
+
+    name: str
+    seconds: float
+    reused: str = ""
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything a report says about one run of the pipeline."""
+
+    title: str  # e.g. "v2 on QEMU 10.2.2 (Debian 1:10.2.2+ds-1)"
+    version: str
+    base: dict[str, object]
+    groups: tuple[Group, ...]
+    phases: tuple[Phase, ...]
+    pictures: tuple[str, ...] = ()  # file names in the report directory
+    facts: tuple[str, ...] = ()  # e.g. the prepare notice's lead
+
+    @property
+    def results(self) -> list[Result]:
+        return [r for g in self.groups for r in g.results]
+
+    @property
+    def passed(self) -> bool:
+        return passed(self.results)
+
+    def counts(self) -> dict[str, int]:
+        results = self.results
+        return {
+            "tests": len(results),
+            "failures": sum(r.status == FAIL for r in results),
+            "skipped": sum(r.status == SKIP for r in results),
+        }
+
+
+def _log_of(result: Result) -> str:
+    """The log a result points at ('log: PATH' among its items), if any."""
+    for item in result.items:
+        if item.startswith(("log: ", "JUnit: ")):
+            return item.split(": ", 1)[1]
+    return ""
+
+
+def junit(run: Run) -> str:
+    """JUnit XML: a testsuite per group, a testcase per result, failures
+    with their reason as the message and the items (the log path among
+    them) as the text.  GitLab shows it in merge requests."""
+    import xml.etree.ElementTree as ET
+
+    counts = run.counts()
+    root = ET.Element(
+        "testsuites",
+        name=f"qseries {run.title}",
+        tests=str(counts["tests"]),
+        failures=str(counts["failures"]),
+        skipped=str(counts["skipped"]),
+        time=f"{sum(g.seconds for g in run.groups):.3f}",
+    )
+    for group in run.groups:
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=group.name,
+            tests=str(len(group.results)),
+            failures=str(sum(r.status == FAIL for r in group.results)),
+            skipped=str(sum(r.status == SKIP for r in group.results)),
+            time=f"{group.seconds:.3f}",
+        )
+        for result in group.results:
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"qseries.{run.version}.{group.name}",
+                name=result.name,
+            )
+            text = "\n".join(result.items)
+            if result.status == FAIL:
+                ET.SubElement(case, "failure", message=result.detail).text = text
+            elif result.status == SKIP:
+                ET.SubElement(case, "skipped", message=result.detail)
+            else:
+                ET.SubElement(case, "system-out").text = "\n".join(
+                    [result.detail, *result.items]
+                )
+            log = _log_of(result)
+            if log and result.status == FAIL:
+                ET.SubElement(case, "system-err").text = f"log: {log}"
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def run_json(run: Run, directory: str) -> dict[str, object]:
+    return {
+        "title": run.title,
+        "version": run.version,
+        "base": run.base,
+        "passed": run.passed,
+        **run.counts(),
+        "directory": directory,
+        "groups": [
+            {
+                "name": g.name,
+                "seconds": round(g.seconds, 2),
+                **to_json(list(g.results)),
+            }
+            for g in run.groups
+        ],
+        "phases": [
+            {"name": p.name, "seconds": round(p.seconds, 2), "reused": p.reused}
+            for p in run.phases
+        ],
+        "pictures": list(run.pictures),
+        "facts": list(run.facts),
+    }
+
+
+def _md(text: str) -> str:
+    """Text for a markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(run: Run) -> str:
+    """A summary that renders on GitLab (and anywhere else markdown does)."""
+    counts = run.counts()
+    verdict = "PASSED" if run.passed else "FAILED"
+    ok = counts["tests"] - counts["failures"] - counts["skipped"]
+    lines = [
+        f"# qseries reproduce: {run.title}",
+        "",
+        f"**{verdict}**: {ok} passed, {counts['failures']} failed, "
+        f"{counts['skipped']} skipped.",
+        "",
+    ]
+    lines += [f"- {fact}" for fact in run.facts]
+    if run.facts:
+        lines.append("")
+    lines += ["| stage | result | detail |", "|---|---|---|"]
+    for group in run.groups:
+        for r in group.results:
+            mark = {PASS: "pass", FAIL: "**FAIL**", SKIP: "skip"}.get(
+                r.status, r.status
+            )
+            lines.append(
+                f"| {_md(group.name)} | {mark} | {_md(r.name)}: {_md(r.detail)} |"
+            )
+    failed = [r for r in run.results if r.status == FAIL]
+    if failed:
+        lines += ["", "## Failures", ""]
+        for r in failed:
+            lines += [f"### {r.name}", "", r.detail, ""]
+            if r.items:
+                lines += ["```", *r.items, "```", ""]
+    lines += ["", "## Phases", "", "| phase | seconds | reused |", "|---|---:|---|"]
+    for p in run.phases:
+        lines.append(f"| {_md(p.name)} | {p.seconds:.1f} | {_md(p.reused) or '-'} |")
+    lines.append(f"| total | {sum(p.seconds for p in run.phases):.1f} | |")
+    for picture in run.pictures:
+        lines += ["", f"![{picture}]({picture})"]
+    return "\n".join(lines) + "\n"

@@ -69,6 +69,10 @@ def say(message: str) -> None:
     print(f"qseries: {message}", file=sys.stderr, flush=True)
 
 
+class Unavailable(SourceError):
+    """The Debian index lists the base, but it cannot be downloaded."""
+
+
 class TreeOptionError(SourceError):
     """--tree names something that is not a usable QEMU checkout."""
 
@@ -665,7 +669,7 @@ def debian_base(
                 say(f"falling back to qemu {candidates[i + 1]}")
             continue
         return _unpack(dsc, root, version, workdir)
-    raise SourceError(
+    raise Unavailable(
         "no qemu source package could be downloaded: tried " + ", ".join(candidates),
         "check the network, or pass --tree PATH",
     )

@@ -1,0 +1,587 @@
+"""The pipeline: source -> apply -> check -> build -> test -> report.
+
+Every command that does more than one thing is this pipeline with some
+of its stages: `check` is source and check, `test` is source, bisect,
+build and test, `reproduce` is all of them and writes the reports.
+cli.py only turns arguments into a Request.
+
+Each stage is timed as a phase; what a stage took from an earlier run
+(the base tree, the configured build directory, check results for the
+same inputs) is said in the phase, so that a second run tells what it
+reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import build as build_mod
+from . import check, generators, report, testing
+from . import mbox as mbox_mod
+from . import series as series_mod
+from .errors import QSeriesError, SourceError, UsageError
+from .report import FAIL, PASS, Group, Phase, Result
+from .source import BaseTree, SourceSpec, WorkDir, get_base, say
+
+# The stages a request can ask for, in the order they run.
+CHECK = "check"
+BISECT = "bisect"
+CONTROL = "control"
+TEST = "test"
+MUTATIONS = "mutations"
+TIMELINE = "timeline"
+STAGES = (CHECK, BISECT, CONTROL, TEST, MUTATIONS, TIMELINE)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to run, on what: the typed form of a command line."""
+
+    series_file: Path
+    spec: SourceSpec
+    version: str | None = None  # None: the newest (or the mbox's)
+    mbox: Path | None = None  # a mailed series instead of patches/vN
+    patches_root: Path | None = None  # instead of patches/ beside series.yaml
+    stages: frozenset[str] = frozenset()
+    qemu: Path | None = None  # test this binary rather than the one built
+    reports: bool = False  # write the reports (reproduce)
+    reuse: bool = False  # take check results of the same inputs from the cache
+    report_dir: Path | None = None  # where; default WORKDIR/reports/vN-BASE
+    delay_ms: int = 300  # injected into the quiesce arc for the timeline
+
+    def __post_init__(self) -> None:
+        unknown = self.stages - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stages {sorted(unknown)}")
+
+
+@dataclass
+class Outcome:
+    """What a run found, stage by stage."""
+
+    version: series_mod.Version
+    base: BaseTree | None = None
+    groups: list[Group] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
+    pictures: list[str] = field(default_factory=list)
+    report_dir: Path | None = None
+    build: build_mod.Build | None = None
+    already: bool = False  # the base has the series: nothing to build or test
+
+    @property
+    def results(self) -> list[Result]:
+        return [r for g in self.groups for r in g.results]
+
+    @property
+    def passed(self) -> bool:
+        return report.passed(self.results)
+
+    def to_report(self) -> report.Run:
+        base = self.base.to_json() if self.base else {}
+        where = f" on {self.base.describe()}" if self.base else ""
+        return report.Run(
+            title=f"{self.version.name}{where}",
+            version=self.version.name,
+            base=base,
+            groups=tuple(self.groups),
+            phases=tuple(self.phases),
+            pictures=tuple(self.pictures),
+            facts=tuple(self.facts),
+        )
+
+
+class Pipeline:
+    """One run: the request, the work dir, and what the stages found."""
+
+    def __init__(self, request: Request, workdir: WorkDir):
+        self.request = request
+        self.workdir = workdir
+        self.series = series_mod.load(request.series_file, generators.specs())
+        self.repo = request.series_file.absolute().parent
+        self._scratch: Path | None = None
+        self._mails: tuple[check.Mail | None, list[Path]] | None = None
+        self._mailed_series: mbox_mod.MailedSeries | None = None
+        version = self.series.version(request.version)
+        if request.mbox is not None:
+            try:
+                version = self._mailed().version
+            except BaseException:
+                self.close()
+                raise
+        self.outcome = Outcome(version)
+
+    # -- plumbing ----------------------------------------------------------
+
+    @property
+    def version(self) -> series_mod.Version:
+        return self.outcome.version
+
+    @property
+    def scratch(self) -> Path:
+        if self._scratch is None:
+            self._scratch = Path(
+                tempfile.mkdtemp(prefix="run-", dir=self.workdir.sub("tmp"))
+            )
+        return self._scratch
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[list[str]]:
+        """Time a phase; the block appends what it reused to the list."""
+        reused: list[str] = []
+        started = time.monotonic()
+        try:
+            yield reused
+        finally:
+            self.outcome.phases.append(
+                Phase(name, time.monotonic() - started, "; ".join(reused))
+            )
+
+    def group(self, name: str, run: Callable[[], list[Result]]) -> list[Result]:
+        """Run one group of results as a phase of its own."""
+        started = time.monotonic()
+        with self.phase(name):
+            results = run()
+        self.outcome.groups.append(
+            Group(name, tuple(results), time.monotonic() - started)
+        )
+        return results
+
+    # -- source ------------------------------------------------------------
+
+    def base(self) -> BaseTree:
+        if self.outcome.base is None:
+            trees = self.workdir.path / "trees"
+            before = set(trees.iterdir()) if trees.is_dir() else set()
+            with self.phase("source") as reused:
+                base = get_base(self.workdir, self.request.spec, self.version.base)
+                if base.root in before:
+                    reused.append(f"base tree {base.root.name}")
+            self.outcome.base = base
+        return self.outcome.base
+
+    def _mailed(self) -> mbox_mod.MailedSeries:
+        """What b4 made of --mbox (read once)."""
+        assert self.request.mbox is not None
+        if self._mailed_series is None:
+            self._mailed_series = mbox_mod.read_series(
+                self.request.mbox, self.series, self.workdir, self.scratch
+            )
+            for line in self._mailed_series.said:
+                say(line)
+        return self._mailed_series
+
+    def patches_dir(self) -> Path:
+        root = self.request.patches_root or self.request.series_file.parent / "patches"
+        return root / self.version.name
+
+    def mails(self) -> tuple[check.Mail | None, list[Path]]:
+        """The cover letter, if any, and the patches, in order."""
+        if self._mails is None:
+            if self.request.mbox is not None:
+                mailed = self._mailed()
+                self._mails = (mailed.cover, [m.path for m in mailed.patches])
+            else:
+                mails = patch_mails(self.patches_dir())
+                cover = next((m for m in mails if m.is_cover), None)
+                self._mails = (cover, [m.path for m in mails if not m.is_cover])
+        return self._mails
+
+    def origin(self) -> BaseTree | None:
+        """The base the mails were generated on, so that a backport applies
+        with its objects at hand; None when it cannot be had."""
+        cover, _ = self.mails()
+        try:
+            return check.generation_base(cover, self.base(), self.workdir, self.version)
+        except SourceError as err:
+            say(f"applying without the generation base: {err}")
+            return None
+
+    # -- check -------------------------------------------------------------
+
+    def check(self) -> list[Result]:
+        patches_dir = None if self.request.mbox else self.patches_dir()
+        key = self._check_key()
+        cached = self.workdir.path / "cache" / "checks" / f"{key}.json"
+
+        def run() -> list[Result]:
+            if self.request.reuse and cached.is_file():
+                try:
+                    results = _results_from_json(json.loads(cached.read_text()))
+                except (ValueError, KeyError, TypeError):
+                    results = None
+                if results is not None:
+                    self._reused_check = True
+                    return results
+            results = check.run_checks(
+                self.series,
+                self.version,
+                self.request.spec,
+                self.workdir,
+                patches_dir,
+                self.request.mbox,
+                self._mailed() if self.request.mbox else None,
+            )
+            if report.passed(results):
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(".tmp")
+                tmp.write_text(json.dumps(report.to_json(results)))
+                tmp.replace(cached)
+            return results
+
+        self._reused_check = False
+        results = self.group(CHECK, run)
+        if self._reused_check:
+            last = self.outcome.phases.pop()
+            self.outcome.phases.append(
+                Phase(last.name, last.seconds, "check results for the same inputs")
+            )
+        if any(r.name == "apply" and r.detail == check.ALREADY for r in results):
+            self.outcome.facts.append(
+                f"{self.version.name} is already in this base: nothing to build or test"
+            )
+            self.outcome.already = True
+        return results
+
+    def _check_key(self) -> str:
+        """What the checks' results depend on: the base, the mails, the
+        series source and qseries itself."""
+        digest = hashlib.sha256()
+        base = self.base()
+        digest.update(f"{base.commit}\0{self.version.name}\0".encode())
+        cover, patches = self.mails()
+        for path in [*([cover.path] if cover else []), *patches]:
+            digest.update(path.read_bytes())
+        digest.update(self.request.series_file.read_bytes())
+        package = Path(__file__).parent
+        for source in sorted(package.glob("*.py")):
+            digest.update(source.read_bytes())
+        return digest.hexdigest()[:24]
+
+    # -- build -------------------------------------------------------------
+
+    def targets(self, tree: Path, what: str = "prefix") -> list[str]:
+        """QEMU and the qtests of this tree that test runs; the version's
+        extra targets for its series and control (a prefix of the series
+        need not have them)."""
+        names = (self.version.test.qtest, *testing.QEMU_QTESTS)
+        targets = [build_mod.QEMU_TARGET] + [
+            f"tests/qtest/{n}"
+            for n in names
+            if (tree / "tests" / "qtest" / f"{n}.c").exists()
+        ]
+        if what in ("series", "control"):
+            targets += self.version.test.targets
+        return targets
+
+    def build(self, what: str = "series", qemu: bool = True) -> build_mod.Build:
+        """Build the series, its negative control (the qtest patch alone)
+        or the bare base, in the base's build directory."""
+        base = self.base()
+        patches = self.mails()[1] if what != "base" else []
+        if what == "control":
+            patches = [p for p in patches if testing.adds_qtest(p)]
+            if not patches:
+                raise UsageError(f"{self.version.name} has no patch adding a qtest")
+        origin = self.origin() if what != "base" else None
+        commit = build_mod.compose(base, patches, self.workdir, origin)
+        tree = build_mod.checkout(base, commit, self.workdir)
+        targets = self.targets(tree, what)
+        if not qemu:
+            targets.remove(build_mod.QEMU_TARGET)
+        say(f"building the {what} of {self.version.name} on {base.describe()}")
+        built = build_mod.build(base, commit, self.workdir, targets)
+        label = "" if what == "series" else f" ({what})"
+        configured = "configure" if built.configured else ""
+        self.outcome.phases.append(
+            Phase(
+                f"configure{label}",
+                built.configure_seconds,
+                "" if configured else "the configured build directory",
+            )
+        )
+        self.outcome.phases.append(
+            Phase(
+                f"build{label}",
+                built.seconds - built.configure_seconds,
+                f"{built.steps} ninja steps run, the rest up to date",
+            )
+        )
+        return built
+
+    def bisect(self) -> list[Result]:
+        """The tree builds after each patch of the series but the last:
+        that one is the series itself, which the test stage builds."""
+        base = self.base()
+        _, patches = self.mails()
+        origin = self.origin()
+
+        def run() -> list[Result]:
+            results = []
+            for step in build_mod.bisect(
+                base, patches, self.workdir, self.targets, origin
+            ):
+                mail = check.read_mail(step.patch)
+                name = f"bisect {step.k}/{step.total}"
+                if step.ok:
+                    results.append(
+                        Result(
+                            name,
+                            PASS,
+                            f"builds after '{mail.subject}' ({step.steps} ninja steps)",
+                        )
+                    )
+                else:
+                    results.append(
+                        Result(
+                            name,
+                            FAIL,
+                            f"does not build after patch {step.k} '{mail.subject}'",
+                            [
+                                *step.errors[: build_mod.ERRORS_SHOWN],
+                                f"log: {step.log}",
+                            ],
+                        )
+                    )
+            return results
+
+        return self.group(BISECT, run)
+
+    def _whole_series_built(self, built: build_mod.Build) -> None:
+        """Close the bisect group with its last step: the whole series,
+        which the test stage has just built."""
+        for i, group in enumerate(self.outcome.groups):
+            if group.name != BISECT:
+                continue
+            _, patches = self.mails()
+            last = check.read_mail(patches[-1]).subject
+            step = Result(
+                f"bisect {len(patches)}/{len(patches)}",
+                PASS,
+                f"builds after '{last}': the whole series ({built.steps} ninja steps)",
+            )
+            self.outcome.groups[i] = Group(
+                group.name, (*group.results, step), group.seconds
+            )
+
+    # -- test --------------------------------------------------------------
+
+    def fake(self) -> Path:
+        builddir = testing.fake_builddir(self.repo, self.workdir)
+        with self.phase("build the fake device") as reused:
+            if (builddir / "build.ninja").exists():
+                reused.append("its configured build directory")
+            library = testing.build_fake(self.repo, self.workdir)
+        return library
+
+    def test(self, control: bool) -> None:
+        """The version's qtest, then (not on the control) the mutations,
+        QEMU's own qtests and QEMU's runner; then our QMP tests."""
+        request = self.request
+        plan = self.version.test
+        what = "control" if control else "series"
+        fake = self.fake()
+        built = self.build(what, qemu=request.qemu is None)
+        if not control:
+            self.outcome.build = built
+            self._whole_series_built(built)
+        qemu = request.qemu.absolute() if request.qemu else built.qemu
+        # The fake qseries builds, for a qtest that takes it from the
+        # environment; a patch that carries its own is found by its qtest.
+        qtest_fake = fake if plan.preload == "env" else None
+        binary = built.qtest(plan.qtest)
+        say(f"testing the {what} of {self.version.name}: {plan.qtest}")
+        if control:
+            self.group(
+                "control qtest",
+                lambda: testing.expect_control(
+                    testing.series_qtest(binary, qemu, qtest_fake), plan
+                ),
+            )
+        else:
+            self.group(
+                "qtest",
+                lambda: testing.expect_pass(
+                    testing.series_qtest(binary, qemu, qtest_fake)
+                ),
+            )
+            if MUTATIONS in request.stages and request.qemu is None:
+                self.group(
+                    "mutations",
+                    lambda: testing.run_mutations(
+                        plan, built.tree, built.builddir, qemu, qtest_fake, built.log
+                    ),
+                )
+            self.group(
+                "QEMU's qtests", lambda: testing.qemu_qtests(built.builddir, qemu)
+            )
+            if request.qemu is None:
+                self.group(
+                    "QEMU's runner",
+                    lambda: [testing.qemu_runner(built.builddir, plan)],
+                )
+        self.group(
+            "control qmp" if control else "qmp",
+            lambda: [
+                testing.qmp_tests(
+                    self.repo,
+                    request.series_file.absolute(),
+                    self.version,
+                    qemu,
+                    fake,
+                    control,
+                    self.workdir.sub("tmp"),
+                )
+            ],
+        )
+
+    def timeline(self, directory: Path) -> None:
+        """One live migration of the series' QEMU, drawn."""
+        from . import timeline as timeline_mod
+
+        built = self.outcome.build
+        if built is None:
+            return
+        qemu = self.request.qemu.absolute() if self.request.qemu else built.qemu
+        fake = testing.build_fake(self.repo, self.workdir)
+        with self.phase("timeline"):
+            picture = timeline_mod.capture(
+                qemu,
+                fake,
+                self.version.wire,
+                self.workdir.sub("tmp"),
+                self.request.delay_ms,
+            )
+            (directory / "timeline.svg").write_text(
+                timeline_mod.render_svg(picture), encoding="utf-8"
+            )
+            (directory / "timeline.json").write_text(
+                json.dumps(picture.to_json(), indent=2) + "\n", encoding="utf-8"
+            )
+        self.outcome.pictures.append("timeline.svg")
+        lead = picture.lead_ms
+        self.outcome.facts.append(
+            f"timeline of one migration ({self.request.delay_ms} ms injected into "
+            "the quiesce transition): "
+            + (
+                f"the prepare notice led its completion by {lead:.1f} ms"
+                if lead is not None
+                else "no prepare notice"
+            )
+        )
+
+    # -- the whole run -----------------------------------------------------
+
+    def run(self) -> Outcome:
+        stages = self.request.stages
+        steps: list[tuple[str, Callable[[], object]]] = [("source", self.base)]
+        if CHECK in stages:
+            steps.append((CHECK, self.check))
+        if BISECT in stages and self.request.qemu is None:
+            steps.append((BISECT, self.bisect))
+        if CONTROL in stages:
+            steps.append((CONTROL, lambda: self.test(control=True)))
+        if TEST in stages:
+            steps.append((TEST, lambda: self.test(control=False)))
+        if not self.request.reports:
+            for _, step in steps:
+                step()
+                if self.outcome.already:
+                    break
+            return self.outcome
+        # With reports, a stage that cannot go on (a build that fails)
+        # is reported too, before the error ends the run.
+        directory = self.request.report_dir
+        current = "source"
+        try:
+            for name, step in steps:
+                current = name
+                step()
+                if self.outcome.already:
+                    break
+            if TIMELINE in stages and self.outcome.build is not None:
+                current = TIMELINE
+                directory = directory or self.default_report_dir()
+                directory.mkdir(parents=True, exist_ok=True)
+                self.timeline(directory)
+        except QSeriesError as err:
+            self.outcome.groups.append(
+                Group(current, (Result(current, FAIL, str(err)),), 0.0)
+            )
+            if self.outcome.base is not None or directory is not None:
+                self.write_reports(directory or self.default_report_dir())
+            raise
+        self.write_reports(directory or self.default_report_dir())
+        return self.outcome
+
+    def default_report_dir(self) -> Path:
+        base = self.base()
+        return self.workdir.path / "reports" / f"{self.version.name}-{base.root.name}"
+
+    def write_reports(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        run = self.outcome.to_report()
+        (directory / "junit.xml").write_text(report.junit(run), encoding="utf-8")
+        (directory / "report.json").write_text(
+            json.dumps(report.run_json(run, str(directory)), indent=2) + "\n",
+            encoding="utf-8",
+        )
+        (directory / "summary.md").write_text(report.markdown(run), encoding="utf-8")
+        self.outcome.report_dir = directory
+
+
+def patch_mails(directory: Path) -> list[check.Mail]:
+    """The mails of patches/vN; at least one must be a patch."""
+    mails = [check.read_mail(p.absolute()) for p in sorted(directory.glob("*.patch"))]
+    if all(m.is_cover for m in mails):
+        raise UsageError(
+            f"{directory} holds no patches", "run 'qseries generate' first"
+        )
+    return mails
+
+
+def _results_from_json(data: dict[str, object]) -> list[Result] | None:
+    rows = data["results"]
+    if not isinstance(rows, list):
+        return None
+    status = {"pass": PASS, "fail": FAIL, "skip": report.SKIP}
+    return [
+        Result(
+            str(r["name"]), status[str(r["status"])], str(r["detail"]), list(r["items"])
+        )
+        for r in rows
+    ]
+
+
+def run(request: Request, workdir: WorkDir) -> Outcome:
+    pipeline = Pipeline(request, workdir)
+    try:
+        return pipeline.run()
+    finally:
+        pipeline.close()
+
+
+def scratch_in_workdir(workdir: WorkDir) -> None:
+    """Make the tests we start (qtests, pytest) keep their files and
+    sockets in the work dir rather than in the system's /tmp.
+
+    WORKDIR/tmp/tests is emptied first: a test case that fails aborts
+    before it can remove its scratch directories.
+    """
+    scratch = workdir.path / "tmp" / "tests"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    os.environ["TMPDIR"] = str(scratch)
