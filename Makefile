@@ -15,11 +15,12 @@ export QSERIES_WORKDIR
 # qseries send, dpkg-dev for dpkg-source, the archive keyring for the
 # private apt configuration;
 # a C toolchain, QEMU's build dependencies and seabios (firmware for the
-# PC machines the tests start) for building QEMU and the fake device.
+# PC machines the tests start) for building QEMU and the fake device;
+# ccache, which the builds use (its cache is in the work dir).
 DEBIAN_PACKAGES = git git-email perl dpkg-dev xz-utils apt debian-archive-keyring \
 	ca-certificates python3 python3-venv \
 	gcc libc6-dev make ninja-build pkg-config libglib2.0-dev libfdt-dev \
-	libpixman-1-dev seabios
+	libpixman-1-dev seabios ccache
 
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.qseries-installed

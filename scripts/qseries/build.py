@@ -29,9 +29,15 @@ from .source import BaseTree, WorkDir, say
 CONFIGURE_ARGS = (
     "--target-list=x86_64-softmmu",
     "--without-default-features",
+    "--without-default-devices",  # only those of DEVICES (devices_arg)
     "--disable-docs",
     "--disable-install-blobs",
 )
+# The Kconfig symbols of the devices built: q35 and vfio-pci.
+DEVICES = Path(__file__).resolve().parents[2] / "configs" / "qseries-x86_64.mak"
+CCACHE_MAX_SIZE = "1G"
+# configure splits --cc at blanks (and expands globs): no such characters.
+PLAIN_PATH = re.compile(r"[\w./+,:@%=-]+")
 QEMU_TARGET = "qemu-system-x86_64"
 SEABIOS_DIR = Path("/usr/share/seabios")
 LOG_TAIL = 25
@@ -211,9 +217,60 @@ def _fail(what: str, log: Path) -> BuildError:
     return BuildError(f"{what} failed", f"the whole log is {log}")
 
 
-def configure(tree: Path, builddir: Path, python: str, log: Path) -> bool:
-    """Configure builddir unless it already is, with the same arguments."""
-    args = [*CONFIGURE_ARGS, f"--python={python}"]
+def devices_arg(tree: Path, devices: Path = DEVICES) -> str:
+    """configure's option that builds the devices of a Kconfig .mak file.
+
+    configure reads configs/devices/x86_64-softmmu/NAME.mak of the tree;
+    a NAME relative to that folder names a file outside the tree.
+    """
+    if not devices.is_file():
+        raise BuildError(f"{devices} is missing", "it comes with qseries: restore it")
+    folder = tree.absolute() / "configs" / "devices" / "x86_64-softmmu"
+    name = os.path.relpath(devices.absolute().with_suffix(""), folder)
+    return f"--with-devices-x86_64={name}"
+
+
+def ccache_cc(workdir: WorkDir, ccache: str | None = None) -> str | None:
+    """configure's --cc that compiles through ccache, if it is installed.
+
+    The cache is the work dir's (never the user's), capped; paths under
+    the work dir are hashed relative to the build dir and the build dir
+    itself not at all (-g would hash it), so that a new build dir or
+    another checkout of the same sources, placed alike, hits.  The
+    settings are in the compiler's command line: meson's checks and any
+    ninja run in the build dir, whoever starts it, use them.
+    """
+    ccache = ccache or shutil.which("ccache")
+    if not ccache:
+        return None
+    cache = workdir.path / "cache" / "ccache"
+    if not all(PLAIN_PATH.fullmatch(str(p)) for p in (ccache, cache, workdir.path)):
+        return None
+    cc = os.environ.get("CC") or "gcc"  # configure's own default
+    settings = (
+        f"CCACHE_DIR={cache}",
+        f"CCACHE_BASEDIR={workdir.path}",
+        "CCACHE_NOHASHDIR=1",
+        f"CCACHE_MAXSIZE={CCACHE_MAX_SIZE}",
+        "LC_ALL=C",  # hashed by ccache: the same whoever runs ninja
+    )
+    return f"--cc=env {' '.join(settings)} {ccache} {cc}"
+
+
+def configure(
+    tree: Path,
+    builddir: Path,
+    python: str,
+    log: Path,
+    workdir: WorkDir | None = None,
+) -> bool:
+    """Configure builddir unless it already is, with the same arguments
+    (among them ccache's, used when workdir is given and ccache is found:
+    its coming or going reconfigures)."""
+    args = [*CONFIGURE_ARGS, devices_arg(tree), f"--python={python}"]
+    cc = ccache_cc(workdir) if workdir else None
+    if cc:
+        args.append(cc)
     stamp = builddir / "qseries-configure.json"
     if (builddir / "build.ninja").exists() and stamp.exists():
         try:
@@ -274,7 +331,7 @@ def build(
     log.write_text("")
     python = python or sys.executable
     started = time.monotonic()
-    configured = configure(tree, builddir, python, log)
+    configured = configure(tree, builddir, python, log, workdir)
     configure_seconds = time.monotonic() - started
     if not SEABIOS_DIR.is_dir():
         raise BuildError(
@@ -420,7 +477,7 @@ def compile_objects(
         return Compiled((), unbuilt, tuple(errors), hit, log, steps)
 
     try:
-        configure(tree, builddir, python or sys.executable, log)
+        configure(tree, builddir, python or sys.executable, log, workdir)
     except BuildError:
         return failed(0)
     # If the series changes a meson.build, ninja regenerates build.ninja

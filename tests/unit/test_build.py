@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from qseries import build
+from qseries.source import WorkDir
 
 
 class Tty(io.StringIO):
@@ -131,3 +135,99 @@ def test_changed_c_files(tmp_path: Path) -> None:
     git(tmp_path, "commit", "-q", "-m", "new")
     new = git(tmp_path, "rev-parse", "HEAD").strip()
     assert build.changed_c_files(tmp_path, old, new) == ["a.c", "sub/new file.c"]
+
+
+def test_devices_file_has_q35_and_vfio_pci() -> None:
+    lines = build.DEVICES.read_text().splitlines()
+    assert "CONFIG_Q35=y" in lines
+    assert "CONFIG_VFIO_PCI=y" in lines
+    assert "--without-default-devices" in build.CONFIGURE_ARGS
+
+
+def test_devices_arg_names_the_file_from_the_trees_folder(tmp_path: Path) -> None:
+    tree = tmp_path / "work" / "build-q"
+    folder = tree / "configs" / "devices" / "x86_64-softmmu"
+    folder.mkdir(parents=True)
+    arg = build.devices_arg(tree)
+    option, name = arg.split("=", 1)
+    assert option == "--with-devices-x86_64"
+    # configure's test -f "$source_path/configs/devices/x86_64-softmmu/$name.mak"
+    assert (folder / f"{name}.mak").resolve() == build.DEVICES.resolve()
+    # and meson's path, joined and normalized
+    assert os.path.normpath(folder / f"{name}.mak") == str(build.DEVICES)
+
+
+def test_devices_arg_needs_the_file(tmp_path: Path) -> None:
+    with pytest.raises(build.BuildError, match="missing"):
+        build.devices_arg(tmp_path, tmp_path / "none.mak")
+
+
+def _ccache_settings(cc: str) -> tuple[dict[str, str], list[str]]:
+    words = cc.removeprefix("--cc=").split()
+    assert words[0] == "env"
+    settings = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    return settings, [w for w in words[1:] if "=" not in w]
+
+
+def test_ccache_cc_keeps_the_cache_in_the_work_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CC", raising=False)
+    workdir = WorkDir(tmp_path / "wd")
+    cc = build.ccache_cc(workdir, "/usr/bin/ccache")
+    assert cc is not None
+    settings, command = _ccache_settings(cc)
+    assert Path(settings["CCACHE_DIR"]).is_relative_to(workdir.path)
+    assert settings["CCACHE_BASEDIR"] == str(workdir.path)
+    assert settings["CCACHE_NOHASHDIR"] == "1"
+    assert settings["CCACHE_MAXSIZE"] == build.CCACHE_MAX_SIZE
+    assert settings["LC_ALL"] == "C"
+    assert command == ["/usr/bin/ccache", "gcc"]
+    monkeypatch.setenv("CC", "clang")
+    assert str(build.ccache_cc(workdir, "/usr/bin/ccache")).endswith(" clang")
+
+
+def test_ccache_cc_without_ccache_or_with_blanks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert build.ccache_cc(WorkDir(tmp_path)) is None
+    assert build.ccache_cc(WorkDir(tmp_path / "a b"), "/usr/bin/ccache") is None
+
+
+def test_configure_again_when_ccache_comes_or_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    script = tree / "configure"
+    script.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > args\n: > build.ninja\n')
+    script.chmod(0o755)
+    builddir = tmp_path / "build"
+    log = tmp_path / "log"
+    workdir = WorkDir(tmp_path / "wd")
+    found: list[str | None] = [None]
+    monkeypatch.setattr(shutil, "which", lambda name: found[0])
+
+    def configure(workdir: WorkDir | None = workdir) -> bool:
+        return build.configure(tree, builddir, "python3", log, workdir)
+
+    def stamped() -> list[str]:
+        args: list[str] = json.loads((builddir / "qseries-configure.json").read_text())[
+            "args"
+        ]
+        assert (builddir / "args").read_text().splitlines() == args
+        return args
+
+    assert configure()
+    assert build.devices_arg(tree) in stamped()
+    assert not any(a.startswith("--cc=") for a in stamped())
+    assert not configure()
+    found[0] = "/usr/bin/ccache"
+    assert configure()
+    assert any(a.startswith("--cc=env CCACHE_DIR=") for a in stamped())
+    assert not configure()
+    assert configure(None)  # without a work dir: no ccache (bench's cold build)
+    assert not any(a.startswith("--cc=") for a in stamped())
+    found[0] = None
+    assert not configure()
