@@ -111,6 +111,7 @@ class Pipeline:
         self._scratch: Path | None = None
         self._mails: tuple[check.Mail | None, list[Path]] | None = None
         self._mailed_series: mbox_mod.MailedSeries | None = None
+        self._fake: Path | None = None
         version = self.series.version(request.version)
         if request.mbox is not None:
             try:
@@ -305,19 +306,20 @@ class Pipeline:
         say(f"building the {what} of {self.version.name} on {base.describe()}")
         built = build_mod.build(base, commit, self.workdir, targets)
         label = "" if what == "series" else f" ({what})"
-        configured = "configure" if built.configured else ""
         self.outcome.phases.append(
             Phase(
                 f"configure{label}",
                 built.configure_seconds,
-                "" if configured else "the configured build directory",
+                "" if built.configured else "the configured build directory",
             )
         )
         self.outcome.phases.append(
             Phase(
                 f"build{label}",
                 built.seconds - built.configure_seconds,
-                f"{built.steps} ninja steps run, the rest up to date",
+                ""
+                if built.configured
+                else f"the built tree: only {built.steps} ninja steps ran",
             )
         )
         return built
@@ -380,12 +382,14 @@ class Pipeline:
     # -- test --------------------------------------------------------------
 
     def fake(self) -> Path:
-        builddir = testing.fake_builddir(self.repo, self.workdir)
-        with self.phase("build the fake device") as reused:
-            if (builddir / "build.ninja").exists():
-                reused.append("its configured build directory")
-            library = testing.build_fake(self.repo, self.workdir)
-        return library
+        """The fake device qseries builds from tests/fakevfio (once a run)."""
+        if self._fake is None:
+            builddir = testing.fake_builddir(self.repo, self.workdir)
+            with self.phase("build the fake device") as reused:
+                if (builddir / "build.ninja").exists():
+                    reused.append("its configured build directory")
+                self._fake = testing.build_fake(self.repo, self.workdir)
+        return self._fake
 
     def test(self, control: bool) -> None:
         """The version's qtest, then (not on the control) the mutations,
@@ -456,7 +460,7 @@ class Pipeline:
         if built is None:
             return
         qemu = self.request.qemu.absolute() if self.request.qemu else built.qemu
-        fake = testing.build_fake(self.repo, self.workdir)
+        fake = self.fake()
         with self.phase("timeline"):
             picture = timeline_mod.capture(
                 qemu,
