@@ -329,6 +329,9 @@ def check_apply(
 
 
 ALREADY = "already in this base: every patch applies in reverse"
+# How a result begins whose skip is of the moment (a download failed):
+# a later run can do better, so it is not kept for the same inputs.
+NO_ORIGIN = "cannot get the generation base"
 
 
 def _apply_check(g: Git, mail: Mail, *how: str) -> subprocess.CompletedProcess[str]:
@@ -345,10 +348,32 @@ def _apply_check(g: Git, mail: Mail, *how: str) -> subprocess.CompletedProcess[s
 
 def already_applied(g: Git, patches: list[Mail]) -> bool:
     """Does the base contain the series already (a newer QEMU that merged
-    it)?  Every patch, last first, must apply in reverse."""
-    return all(
-        _apply_check(g, mail, "--reverse").returncode == 0 for mail in reversed(patches)
-    )
+    it)?  The patches, last first, must apply in reverse one after the
+    other, each on what undoing the later ones left: in a private index,
+    so that the worktree, its index and HEAD stay as they are."""
+    with tempfile.TemporaryDirectory(prefix="reverse-", dir=g.path.parent) as scratch:
+        env = {**git_env(), "GIT_INDEX_FILE": str(Path(scratch) / "index")}
+
+        def git(*args: str) -> bool:
+            return (
+                subprocess.run(
+                    ["git", *args],
+                    cwd=g.path,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                ).returncode
+                == 0
+            )
+
+        if not git("read-tree", "HEAD"):
+            return False
+        return all(
+            git("apply", "--cached", "--reverse", str(mail.path))
+            for mail in reversed(patches)
+        )
 
 
 def _am_failure(g: Git, mail: Mail) -> str:
@@ -833,7 +858,7 @@ def _run_checks(
     try:
         origin = generation_base(cover, base, workdir, version)
     except SourceError as err:
-        origin, why = None, f"cannot get the generation base: {err}"
+        origin, why = None, f"{NO_ORIGIN}: {err}"
     merge_with = origin if origin != base else None
     applied = check_apply(tree, patches, merge_with)
     results.append(applied)

@@ -10,6 +10,8 @@ base failing (or not downloading) does not stop the others.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,10 +35,14 @@ class Row:
     detail: str  # counts, or the one line that ended the run
     report_dir: Path | None
     seconds: float
+    # A base the version must work on (in its range, or a --tree); one
+    # above the range only shows whether QEMU merged the series.
+    required: bool = True
 
     def to_json(self) -> dict[str, object]:
         return {
             "base": self.base,
+            "required": self.required,
             "verdict": self.verdict,
             "detail": self.detail,
             "report_dir": str(self.report_dir) if self.report_dir else None,
@@ -59,70 +65,101 @@ def debian_bases(available: Sequence[str], version: Version) -> list[str]:
     return list(lines.values())
 
 
+@dataclass(frozen=True)
+class Base:
+    label: str  # for people: "Debian 1:10.2.2+ds-1", "--tree PATH"
+    spec: SourceSpec
+    required: bool  # see Row.required
+
+
 def bases(
     workdir: WorkDir,
     version: Version,
     trees: Sequence[Path],
     refresh: bool,
     debian: bool = True,
-) -> list[tuple[str, SourceSpec]]:
-    """What to run on: (label, how to get it)."""
+) -> list[Base]:
+    """What to run on."""
     out = []
     if debian:
         apt = Apt(workdir)
         apt.update(refresh)
         out += [
-            (f"Debian {v}", SourceSpec(base_version=v))
+            Base(
+                f"Debian {v}",
+                SourceSpec(base_version=v),
+                upstream_of_debian(v) in version.base,
+            )
             for v in debian_bases(apt.source_versions("qemu"), version)
         ]
-    out += [(f"--tree {t}", SourceSpec(tree=t)) for t in trees]
+    out += [Base(f"--tree {t}", SourceSpec(tree=t), True) for t in trees]
     return out
 
 
-def _row(label: str, outcome: pipeline.Outcome, seconds: float) -> Row:
+def report_dir(workdir: WorkDir, version: str, label: str) -> Path:
+    """Where the matrix keeps one base's reports."""
+    name = re.sub(r"[^\w.+-]+", "_", label).strip("_")[-80:]
+    return workdir.path / "reports" / "matrix" / f"{version}-{name}"
+
+
+def _row(base: Base, outcome: pipeline.Outcome, seconds: float) -> Row:
     results = outcome.results
-    applied = next((r for r in results if r.name == "apply"), None)
-    if applied is not None and applied.detail == check.ALREADY:
-        return Row(label, ALREADY, applied.detail, outcome.report_dir, seconds)
+    where = outcome.report_dir
     failed = [r for r in results if r.status == FAIL]
     skipped = sum(r.status == SKIP for r in results)
     counts = f"{len(results) - len(failed) - skipped} passed, {skipped} skipped"
+    applied = next((r for r in results if r.name == "apply"), None)
+    if applied is not None and applied.detail == check.ALREADY and not failed:
+        return Row(base.label, ALREADY, applied.detail, where, seconds, base.required)
+    if applied is not None and applied.status == FAIL:
+        # The conflict: which patch, file and hunk.
+        detail = applied.detail + (f": {applied.items[0]}" if applied.items else "")
+        return Row(base.label, FAIL, detail, where, seconds, base.required)
     if failed:
         first = failed[0]
         detail = f"{len(failed)} failed ({first.name}: {first.detail}); {counts}"
-        return Row(label, FAIL, detail, outcome.report_dir, seconds)
-    return Row(label, "pass", counts, outcome.report_dir, seconds)
+        return Row(base.label, FAIL, detail, where, seconds, base.required)
+    return Row(base.label, "pass", counts, where, seconds, base.required)
 
 
 def run(
     request: pipeline.Request,
     workdir: WorkDir,
-    targets: Sequence[tuple[str, SourceSpec]],
+    targets: Sequence[Base],
     run_one: Callable[[pipeline.Request, WorkDir], pipeline.Outcome] = pipeline.run,
 ) -> list[Row]:
     """The request on each base, with a report directory per base."""
-    import time
-
     rows = []
-    for label, spec in targets:
-        say(f"matrix: {label}")
+    version = request.version or "newest"
+    for base in targets:
+        say(f"matrix: {base.label}")
         started = time.monotonic()
-        one = replace(request, spec=replace(spec, refresh=False), report_dir=None)
+        where = report_dir(workdir, version, base.label)
+        one = replace(request, spec=replace(base.spec, refresh=False), report_dir=where)
         try:
             outcome = run_one(one, workdir)
         except Unavailable as err:
-            rows.append(Row(label, UNAVAILABLE, str(err), None, 0.0))
+            rows.append(
+                Row(base.label, UNAVAILABLE, str(err), None, 0.0, base.required)
+            )
             continue
         except QSeriesError as err:
-            rows.append(Row(label, FAIL, str(err), None, time.monotonic() - started))
+            line = str(err).splitlines()[0] if str(err) else type(err).__name__
+            kept = where if (where / "report.json").is_file() else None
+            seconds = time.monotonic() - started
+            rows.append(Row(base.label, FAIL, line, kept, seconds, base.required))
             continue
-        rows.append(_row(label, outcome, time.monotonic() - started))
+        rows.append(_row(base, outcome, time.monotonic() - started))
     return rows
 
 
 def passed(rows: Sequence[Row]) -> bool:
-    """Every base passed, or already has the series, or was not there."""
-    return all(r.verdict != FAIL for r in rows)
+    """At least one base ran; none failed; every base the version must
+    work on was there (one above its range may be missing)."""
+    return bool(rows) and all(
+        r.verdict != FAIL and not (r.verdict == UNAVAILABLE and r.required)
+        for r in rows
+    )
 
 
 def table(version: str, rows: Sequence[Row]) -> str:

@@ -398,7 +398,7 @@ def _b4_refused(what: str, said: str, returncode: int, sent: list[Sent]) -> NoRe
         warned = [line for line in lines if line.startswith(("CRITICAL:", "ERROR:"))]
         warned += [line for line in lines if "suspicious" in line]
         if warned:
-            why = warned[-1].split(": ", 1)[1]
+            why = warned[-1].split(": ", 1)[-1]
             why += "".join(f", {line}" for line in lines if line.startswith("Char:"))
     subject = next((s.split(":", 1)[1] for s in lines if s.startswith("Subject:")), "")
     named = next((s for s in sent if s.subject == " ".join(subject.split())), None)

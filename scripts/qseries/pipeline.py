@@ -29,7 +29,7 @@ from . import check, generators, report, testing
 from . import mbox as mbox_mod
 from . import series as series_mod
 from .errors import QSeriesError, SourceError, UsageError
-from .report import FAIL, PASS, Group, Phase, Result
+from .report import FAIL, PASS, SKIP, Group, Phase, Result
 from .source import BaseTree, SourceSpec, WorkDir, get_base, say
 
 # The stages a request can ask for, in the order they run.
@@ -76,7 +76,8 @@ class Outcome:
     pictures: list[str] = field(default_factory=list)
     report_dir: Path | None = None
     build: build_mod.Build | None = None
-    already: bool = False  # the base has the series: nothing to build or test
+    # The base has the series, or it does not apply: nothing to build or test.
+    stopped: bool = False
 
     @property
     def results(self) -> list[Result]:
@@ -112,6 +113,7 @@ class Pipeline:
         self._mails: tuple[check.Mail | None, list[Path]] | None = None
         self._mailed_series: mbox_mod.MailedSeries | None = None
         self._fake: Path | None = None
+        self._build_ready = False
         version = self.series.version(request.version)
         if request.mbox is not None:
             try:
@@ -172,6 +174,10 @@ class Pipeline:
                 if base.root in before:
                     reused.append(f"base tree {base.root.name}")
             self.outcome.base = base
+            # Whether this run found the base's build directory ready: a
+            # build later in the run reuses it only if so.
+            builddir = self.workdir.path / "build" / base.root.name
+            self._build_ready = (builddir / "build.ninja").exists()
         return self.outcome.base
 
     def _mailed(self) -> mbox_mod.MailedSeries:
@@ -236,7 +242,7 @@ class Pipeline:
                 self.request.mbox,
                 self._mailed() if self.request.mbox else None,
             )
-            if report.passed(results):
+            if _keepable(results):
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 tmp = cached.with_suffix(".tmp")
                 tmp.write_text(json.dumps(report.to_json(results)))
@@ -250,27 +256,46 @@ class Pipeline:
             self.outcome.phases.append(
                 Phase(last.name, last.seconds, "check results for the same inputs")
             )
-        if any(r.name == "apply" and r.detail == check.ALREADY for r in results):
+        apply = next((r for r in results if r.name == "apply"), None)
+        if apply is not None and apply.detail == check.ALREADY:
             self.outcome.facts.append(
                 f"{self.version.name} is already in this base: nothing to build or test"
             )
-            self.outcome.already = True
+            self.outcome.stopped = True
+        elif apply is not None and apply.status == FAIL:
+            # Nothing later can be built: say why once, and stop.
+            self.outcome.facts.append(
+                f"{self.version.name} does not apply to this base: "
+                + (apply.items[0] if apply.items else apply.detail)
+            )
+            self.outcome.stopped = True
         return results
 
     def _check_key(self) -> str:
-        """What the checks' results depend on: the base, the mails, the
-        series source and qseries itself."""
+        """What the checks' results depend on: the base, the mails as
+        given (names and bytes; an mbox as it is, headers and all),
+        everything beside series.yaml that generate and the builds read
+        (templates, the devices file), and qseries itself."""
         digest = hashlib.sha256()
+
+        def add(label: str, data: bytes) -> None:
+            digest.update(f"{label}\0{len(data)}\0".encode())
+            digest.update(data)
+
         base = self.base()
-        digest.update(f"{base.commit}\0{self.version.name}\0".encode())
-        cover, patches = self.mails()
-        for path in [*([cover.path] if cover else []), *patches]:
-            digest.update(path.read_bytes())
-        digest.update(self.request.series_file.read_bytes())
-        package = Path(__file__).parent
-        for source in sorted(package.glob("*.py")):
-            digest.update(source.read_bytes())
-        return digest.hexdigest()[:24]
+        add("base", f"{base.commit} {self.version.name}".encode())
+        if self.request.mbox is not None:
+            add("mbox", self.request.mbox.read_bytes())
+        else:
+            cover, patches = self.mails()
+            for path in [*([cover.path] if cover else []), *patches]:
+                add(path.name, path.read_bytes())
+        for path in _inputs(self.repo):
+            add(str(path.relative_to(self.repo)), path.read_bytes())
+        add(build_mod.DEVICES.name, build_mod.DEVICES.read_bytes())
+        for source in sorted(Path(__file__).parent.glob("*.py")):
+            add(source.name, source.read_bytes())
+        return digest.hexdigest()[:32]
 
     # -- build -------------------------------------------------------------
 
@@ -297,29 +322,29 @@ class Pipeline:
             patches = [p for p in patches if testing.adds_qtest(p)]
             if not patches:
                 raise UsageError(f"{self.version.name} has no patch adding a qtest")
-        origin = self.origin() if what != "base" else None
-        commit = build_mod.compose(base, patches, self.workdir, origin)
-        tree = build_mod.checkout(base, commit, self.workdir)
+        label = "" if what == "series" else f" ({what})"
+        with self.phase(f"apply{label}"):
+            origin = self.origin() if what != "base" else None
+            commit = build_mod.compose(base, patches, self.workdir, origin)
+            tree = build_mod.checkout(base, commit, self.workdir)
         targets = self.targets(tree, what)
         if not qemu:
             targets.remove(build_mod.QEMU_TARGET)
         say(f"building the {what} of {self.version.name} on {base.describe()}")
         built = build_mod.build(base, commit, self.workdir, targets)
-        label = "" if what == "series" else f" ({what})"
+        reused = self._build_ready and not built.configured
         self.outcome.phases.append(
             Phase(
                 f"configure{label}",
                 built.configure_seconds,
-                "" if built.configured else "the configured build directory",
+                "the configured build directory" if reused else "",
             )
         )
         self.outcome.phases.append(
             Phase(
                 f"build{label}",
                 built.seconds - built.configure_seconds,
-                ""
-                if built.configured
-                else f"the built tree: only {built.steps} ninja steps ran",
+                f"the built tree: only {built.steps} ninja steps ran" if reused else "",
             )
         )
         return built
@@ -503,7 +528,7 @@ class Pipeline:
         if not self.request.reports:
             for _, step in steps:
                 step()
-                if self.outcome.already:
+                if self.outcome.stopped:
                     break
             return self.outcome
         # With reports, a stage that cannot go on (a build that fails)
@@ -514,19 +539,24 @@ class Pipeline:
             for name, step in steps:
                 current = name
                 step()
-                if self.outcome.already:
+                if self.outcome.stopped:
                     break
             if TIMELINE in stages and self.outcome.build is not None:
                 current = TIMELINE
                 directory = directory or self.default_report_dir()
                 directory.mkdir(parents=True, exist_ok=True)
                 self.timeline(directory)
-        except QSeriesError as err:
+        except Exception as err:
+            # A QSeriesError says what went wrong in its own words; a
+            # failure of the system (a timeout, a full disk) by its kind.
+            line = str(err) if isinstance(err, QSeriesError) else _describe(err)
             self.outcome.groups.append(
-                Group(current, (Result(current, FAIL, str(err)),), 0.0)
+                Group(current, (Result(current, FAIL, line),), 0.0)
             )
             if self.outcome.base is not None or directory is not None:
-                self.write_reports(directory or self.default_report_dir())
+                directory = directory or self.default_report_dir()
+                self.write_reports(directory)
+                say(f"the reports of what ran are in {directory}")
             raise
         self.write_reports(directory or self.default_report_dir())
         return self.outcome
@@ -545,6 +575,37 @@ class Pipeline:
         )
         (directory / "summary.md").write_text(report.markdown(run), encoding="utf-8")
         self.outcome.report_dir = directory
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _keepable(results: list[Result]) -> bool:
+    """Check results worth keeping for the same inputs: none failed, and
+    none skipped for a reason of the moment (a generation base that did
+    not download)."""
+    return not any(
+        r.status == FAIL or (r.status == SKIP and r.detail.startswith(check.NO_ORIGIN))
+        for r in results
+    )
+
+
+def _inputs(repo: Path) -> list[Path]:
+    """The files of the series' checkout that generating and building
+    read: all of it but the generated mails, dot directories (git, the
+    work dir, caches) and build output."""
+    found = []
+    for path in sorted(repo.rglob("*")):
+        parts = path.relative_to(repo).parts
+        if (
+            path.is_file()
+            and not any(p.startswith(".") or p == "__pycache__" for p in parts)
+            and parts[0] not in ("patches", "build", "docs")
+        ):
+            found.append(path)
+    return found
 
 
 def patch_mails(directory: Path) -> list[check.Mail]:

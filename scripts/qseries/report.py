@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 PASS = "pass"
@@ -123,6 +124,14 @@ def _log_of(result: Result) -> str:
     return ""
 
 
+# What XML 1.0 cannot carry (control characters but tab and newlines).
+_NOT_XML = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def junit(run: Run) -> str:
     """JUnit XML: a testsuite per group, a testcase per result, failures
     with their reason as the message and the items (the log path among
@@ -153,16 +162,16 @@ def junit(run: Run) -> str:
                 suite,
                 "testcase",
                 classname=f"qseries.{run.version}.{group.name}",
-                name=result.name,
+                name=_xml(result.name),
             )
-            text = "\n".join(result.items)
+            text = _xml("\n".join(result.items))
             if result.status == FAIL:
-                ET.SubElement(case, "failure", message=result.detail).text = text
+                ET.SubElement(case, "failure", message=_xml(result.detail)).text = text
             elif result.status == SKIP:
-                ET.SubElement(case, "skipped", message=result.detail)
+                ET.SubElement(case, "skipped", message=_xml(result.detail))
             else:
-                ET.SubElement(case, "system-out").text = "\n".join(
-                    [result.detail, *result.items]
+                ET.SubElement(case, "system-out").text = _xml(
+                    "\n".join([result.detail, *result.items])
                 )
             log = _log_of(result)
             if log and result.status == FAIL:

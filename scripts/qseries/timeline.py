@@ -53,7 +53,12 @@ class QmpEvent:
     qemu_us: int  # QEMU's timestamp (CLOCK_REALTIME, us)
 
     def label(self) -> str:
-        if self.name == "VFIO_MIGRATION" and self.state:
+        """The device-state alone where it says it all: a completion, or a
+        notice carried by a state value of its own (v2's prepare state);
+        a notice event of its own (v1's) keeps its name."""
+        if self.state and (
+            self.kind == DONE or (self.kind == NOTICE and self.state != self.subject)
+        ):
             return self.state
         return f"{self.name} {self.state or ''}".strip()
 
@@ -272,7 +277,7 @@ def _lane(vm: FakeVfioVM) -> Lane:
         tuple(
             QmpEvent(e.name, e.state, e.kind, e.subject, e.qemu_us)
             for e in vm.events
-            if e.name.startswith("VFIO_")
+            if e.kind is not None or e.state is not None
         ),
         parse_fake_log(log),
     )

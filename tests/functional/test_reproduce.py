@@ -9,12 +9,13 @@ enough to see the pipeline report what it found and stop.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from ..conftest import RunCli, git
+from ..conftest import RunCli, copy_series, git
 
 
 @pytest.fixture
@@ -148,3 +149,60 @@ def test_matrix_without_any_base_is_a_usage_error(run_cli: RunCli) -> None:
     assert proc.stderr.strip() == (
         "qseries: error: --no-debian leaves no base; add --tree PATH"
     )
+
+
+def test_a_second_run_reuses_the_checks_until_an_input_changes(
+    run_cli: RunCli, merged: Path, generated: Path, tmp_path: Path
+) -> None:
+    """Check results are kept for the same inputs; editing a template
+    beside series.yaml is a new input."""
+    series = copy_series(tmp_path / "series")
+    argv = (
+        "--series-file", str(series), "reproduce", "--series", "v1",
+        "--tree", str(merged), "--output", str(generated), *QUICK,
+    )  # fmt: skip
+    first = run_cli(*argv)
+    assert first.returncode == 0, first.stderr
+    assert "reused check results" not in first.stdout
+    second = run_cli(*argv)
+    assert "(reused check results for the same inputs)" in second.stdout
+    template = series.parent / "hw" / "vfio" / "migration-v1.c.j2"
+    template.write_text(template.read_text() + "\n")
+    third = run_cli(*argv)
+    assert third.returncode == 0, third.stderr
+    assert "reused check results" not in third.stdout
+
+
+def test_matrix_names_the_hunk_of_a_base_that_conflicts(
+    run_cli: RunCli, mini_tree: Path, generated: Path, tmp_path: Path
+) -> None:
+    """A base whose code moved under a patch: the row names the patch,
+    the file and the hunk, and the run stops after check."""
+    moved = tmp_path / "moved"
+    git(tmp_path, "clone", "-q", str(mini_tree), str(moved))
+    patch = next((generated / "v1").glob("v1-0002-*.patch")).read_text()
+    path = re.search(r"^\+\+\+ b/(\S+)", patch, re.M)
+    assert path is not None
+    source = moved / path[1]
+    source.write_text(
+        "\n".join(
+            line.replace("vfio", "VFIO") if "vfio" in line else line
+            for line in source.read_text().splitlines()
+        )
+        + "\n"
+    )
+    git(moved, "commit", "-qam", "moved")
+    proc = run_cli(
+        "matrix", "--json", "--series", "v1", "--no-debian", "--tree", str(moved),
+        "--output", str(generated), *QUICK,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    (row,) = json.loads(proc.stdout)["bases"]
+    assert row["verdict"] == "FAIL"
+    assert re.fullmatch(
+        r"patch 2/3 'vfio/migration: [^']+' does not apply: "
+        r"hw/vfio/migration\.c: the hunk at line \d+ does not match the base",
+        row["detail"],
+    ), row["detail"]
+    data = json.loads(Path(row["report_dir"], "report.json").read_text())
+    assert [g["name"] for g in data["groups"]] == ["check"]

@@ -40,10 +40,32 @@ def test_lines_below_the_range_are_left_out() -> None:
 
 
 def test_a_failed_base_fails_the_matrix_but_not_one_already_merged() -> None:
-    def row(verdict: str) -> matrix.Row:
-        return matrix.Row("b", verdict, "", None, 0.0)
+    def row(verdict: str, required: bool = True) -> matrix.Row:
+        return matrix.Row("b", verdict, "", None, 0.0, required)
 
-    assert matrix.passed([row("pass"), row(matrix.ALREADY), row(matrix.UNAVAILABLE)])
+    assert matrix.passed([row("pass"), row(matrix.ALREADY)])
     assert not matrix.passed([row("pass"), row("FAIL")])
     text = matrix.table("v2", [row("pass"), row("FAIL")])
     assert text.splitlines()[-1] == "v2: 1 of 2 bases failed"
+
+
+def test_only_a_base_above_the_range_may_be_missing() -> None:
+    def row(verdict: str, required: bool) -> matrix.Row:
+        return matrix.Row("b", verdict, "", None, 0.0, required)
+
+    # 11.x listed but not downloadable: the matrix still passes.
+    assert matrix.passed([row("pass", True), row(matrix.UNAVAILABLE, False)])
+    # A base in the range that cannot be had fails it.
+    assert not matrix.passed([row("pass", True), row(matrix.UNAVAILABLE, True)])
+    # So does a matrix that ran on nothing.
+    assert not matrix.passed([])
+
+
+def test_each_base_has_its_own_report_directory(tmp_path: Path) -> None:
+    from qseries.source import WorkDir
+
+    workdir = WorkDir(tmp_path)
+    a = matrix.report_dir(workdir, "v2", "Debian 1:10.2.2+ds-1")
+    b = matrix.report_dir(workdir, "v2", "--tree /home/me/qemu")
+    assert a == tmp_path / "reports" / "matrix" / "v2-Debian_1_10.2.2+ds-1"
+    assert b.parent == a.parent and b != a

@@ -86,3 +86,15 @@ def test_a_run_that_passed_says_so() -> None:
     run = Run("v1", "v1", {}, (Group("check", (Result("a", PASS, "ok"),), 1.0),), ())
     assert run.passed
     assert "**PASSED**: 1 passed, 0 failed, 0 skipped." in report.markdown(run)
+
+
+def test_junit_stays_well_formed_with_control_characters() -> None:
+    """A compiler's colours or a NUL in a log line must not break the XML."""
+    bad = Result("build \x1b[31m", FAIL, "error\x00 at \x1b[0m", ["a\x07b"])
+    run = Run("v1", "v1", {}, (Group("build", (bad,), 1.0),), ())
+    root = ET.fromstring(report.junit(run))
+    case = next(root.iter("testcase"))
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.get("message") == "error\ufffd at \ufffd[0m"
+    assert failure.text == "a\ufffdb"
