@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import build as build_mod
-from . import demo, testing
+from . import demo, pipeline, testing
 from .gitutil import Git
-from .series import Wire
-from .source import BaseTree, WorkDir, say
+from .series import Version, Wire
+from .source import Apt, BaseTree, SourceSpec, WorkDir, say
 from .vm import FakeVfioVM
+
+# Longest a step of the by-hand run may take (a cold ninja on 2 cores
+# takes about 4 minutes).
+STEP_TIMEOUT = 30 * 60
 
 
 @dataclass
@@ -44,7 +49,12 @@ def _timed(fn: Callable[[], object]) -> float:
 def _ninja(builddir: Path, targets: list[str]) -> tuple[float, int]:
     started = time.monotonic()
     proc = subprocess.run(
-        ["ninja", *targets], cwd=builddir, capture_output=True, text=True, check=True
+        ["ninja", *targets],
+        cwd=builddir,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=STEP_TIMEOUT,
     )
     steps = len([line for line in proc.stdout.splitlines() if line.startswith("[")])
     return time.monotonic() - started, steps
@@ -103,7 +113,11 @@ def incremental(
     if fake is not None:
         env["QTEST_VFIO_FAKE"] = str(fake)
     subprocess.run(
-        [str(built.qtest(qtest)), "--tap"], env=env, capture_output=True, check=True
+        [str(built.qtest(qtest)), "--tap"],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=testing.QTEST_TIMEOUT,
     )
     bare = time.monotonic() - started
     figures.add("bare_build_and_qtest_s", round(bare, 2))
@@ -184,3 +198,277 @@ def prepare_lead(
 
 def qtest_seconds(binary: Path, qemu: Path, fake: Path | None) -> float:
     return _timed(lambda: testing.series_qtest(binary, qemu, fake))
+
+
+# -- reproduce, cold and warm, against the same steps by hand ---------------
+
+
+def _phases(prefix: str, outcome: pipeline.Outcome, figures: Figures) -> float:
+    """Every phase of a run as a figure; returns their sum."""
+    total = 0.0
+    for phase in outcome.phases:
+        key = re.sub(r"\W+", "_", phase.name.lower()).strip("_")
+        figures.add(f"{prefix}_phase_{key}_s", round(phase.seconds, 1))
+        total += phase.seconds
+    return total
+
+
+def cold_reproduce(
+    request: pipeline.Request, workdir: WorkDir, figures: Figures
+) -> None:
+    """reproduce from an empty work dir (index, download, unpack, configure,
+    ninja with an empty ccache, the tests), its phases one by one."""
+    cold = WorkDir(workdir.path / "bench" / "cold-reproduce")
+    shutil.rmtree(cold.path, ignore_errors=True)
+    cold.path.mkdir(parents=True)
+    started = time.monotonic()
+    try:
+        outcome = pipeline.run(
+            replace(request, report_dir=cold.path / "reports", reports=True), cold
+        )
+    finally:
+        seconds = time.monotonic() - started
+        shutil.rmtree(cold.path, ignore_errors=True)
+    figures.add("cold_reproduce_s", round(seconds, 1))
+    figures.add("cold_reproduce_passed", str(outcome.passed))
+    _phases("cold_reproduce", outcome, figures)
+
+
+def cold_by_hand(
+    debian_version: str,
+    patches: Sequence[Path],
+    targets: Sequence[str],
+    qtests: Sequence[str],
+    qtest_fake: Path | None,
+    workdir: WorkDir,
+    figures: Figures,
+) -> None:
+    """What a person types for the same result, each step timed: apt-get
+    update and source (the private apt configuration, as qseries has no
+    other), dpkg-source -x, patch -p1, configure (the same arguments,
+    without ccache), ninja, and each qtest binary once."""
+    hand = WorkDir(workdir.path / "bench" / "by-hand")
+    shutil.rmtree(hand.path, ignore_errors=True)
+    hand.path.mkdir(parents=True)
+    try:
+        _by_hand(hand, debian_version, patches, targets, qtests, qtest_fake, figures)
+    finally:
+        shutil.rmtree(hand.path, ignore_errors=True)
+
+
+def _by_hand(
+    hand: WorkDir,
+    debian_version: str,
+    patches: Sequence[Path],
+    targets: Sequence[str],
+    qtests: Sequence[str],
+    qtest_fake: Path | None,
+    figures: Figures,
+) -> None:
+    steps: dict[str, float] = {}
+
+    def step(name: str, fn: Callable[[], object]) -> None:
+        steps[name] = _timed(fn)
+        figures.add(f"by_hand_{name}_s", round(steps[name], 1))
+
+    apt = Apt(hand)
+    dsc: list[Path] = []
+    step("update", lambda: apt.update(True))
+    step(
+        "download",
+        lambda: dsc.append(_must(apt.download("qemu", debian_version, hand.sub("dl")))),
+    )
+    tree = hand.path / "qemu"
+    step("unpack", lambda: _check(["dpkg-source", "-x", str(dsc[0]), str(tree)]))
+
+    def apply() -> None:
+        for patch in patches:
+            _check(["patch", "-s", "-p1", "-i", str(patch)], cwd=tree)
+
+    step("apply", apply)
+    builddir = hand.path / "build"
+    builddir.mkdir()
+    args = [*build_mod.CONFIGURE_ARGS, build_mod.devices_arg(tree)]
+    step(
+        "configure",
+        lambda: _check(
+            [str(tree / "configure"), *args, f"--python={sys.executable}"],
+            cwd=builddir,
+        ),
+    )
+    step("ninja", lambda: _check(["ninja", *targets], cwd=builddir))
+    build_mod.link_firmware(builddir)
+    env = {**os.environ, "QTEST_QEMU_BINARY": str(builddir / build_mod.QEMU_TARGET)}
+    env.pop("LD_PRELOAD", None)
+    if qtest_fake is not None:
+        env["QTEST_VFIO_FAKE"] = str(qtest_fake)
+
+    def run_qtests() -> None:
+        for name in qtests:
+            binary = builddir / "tests" / "qtest" / name
+            _check([str(binary), "--tap"], env=env)
+
+    step("qtests", run_qtests)
+    figures.add("by_hand_s", round(sum(steps.values()), 1))
+
+
+def _must(dsc: Path | None) -> Path:
+    if dsc is None:
+        raise build_mod.BuildError("the base did not download", "see the lines above")
+    return dsc
+
+
+def _check(
+    argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> None:
+    proc = subprocess.run(
+        argv,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=STEP_TIMEOUT,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+        raise build_mod.BuildError(
+            f"bench: {' '.join(argv[:3])} exited with {proc.returncode}",
+            " | ".join(tail),
+        )
+
+
+def warm_reproduce(
+    request: pipeline.Request,
+    edited: Path,
+    workdir: WorkDir,
+    qtest: str,
+    qtest_fake: Path | None,
+    figures: Figures,
+) -> None:
+    """After a template edit (edited: the patches generated from it):
+    reproduce's build and qtest phases, and the whole warm run, against a
+    bare git checkout + ninja + one run of the qtest binary, both from
+    the unedited series.  ccache is off on both sides: the second would
+    otherwise compile nothing the first did not."""
+    request = replace(request, report_dir=workdir.path / "bench" / "reports")
+    saved = os.environ.get("CCACHE_DISABLE")
+    os.environ["CCACHE_DISABLE"] = "1"
+    try:
+        pipeline.run(request, workdir)
+        started = time.monotonic()
+        outcome = pipeline.run(replace(request, patches_root=edited), workdir)
+        whole = time.monotonic() - started
+        after = outcome.build
+        if after is None:
+            raise build_mod.BuildError("the warm reproduce built nothing")
+        figures.add("warm_reproduce_s", round(whole, 1))
+        _phases("warm_reproduce", outcome, figures)
+        same = sum(
+            p.seconds
+            for p in outcome.phases
+            if p.name in ("apply", "configure", "build", "qtest")
+        )
+        figures.add("warm_reproduce_apply_build_and_qtest_s", round(same, 2))
+
+        pipeline.run(request, workdir)  # back to the unedited series
+        started = time.monotonic()
+        Git(after.tree).run("checkout", "--quiet", "--force", "--detach", after.commit)
+        _ninja(after.builddir, [build_mod.QEMU_TARGET, f"tests/qtest/{qtest}"])
+        env = {**os.environ, "QTEST_QEMU_BINARY": str(after.qemu)}
+        env.pop("LD_PRELOAD", None)
+        if qtest_fake is not None:
+            env["QTEST_VFIO_FAKE"] = str(qtest_fake)
+        subprocess.run(
+            [str(after.qtest(qtest)), "--tap"],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=testing.QTEST_TIMEOUT,
+        )
+        bare = time.monotonic() - started
+    finally:
+        if saved is None:
+            os.environ.pop("CCACHE_DISABLE", None)
+        else:
+            os.environ["CCACHE_DISABLE"] = saved
+    figures.add("warm_bare_checkout_ninja_and_qtest_s", round(bare, 2))
+    figures.add("warm_reproduce_ratio", round(same / bare, 3))
+    figures.add("warm_reproduce_whole_ratio", round(whole / bare, 3))
+
+
+def reproduce_figures(
+    request: pipeline.Request,
+    base: BaseTree,
+    patches: Sequence[Path],
+    version: Version,
+    fake: Path,
+    workdir: WorkDir,
+    figures: Figures,
+    cold: bool,
+) -> None:
+    """reproduce cold (an empty work dir) against the same steps by hand,
+    and warm after a template edit against bare ninja and the qtest."""
+    from . import generate as gen
+    from . import generators
+    from . import series as series_mod
+
+    plan = version.test
+    qtest_fake = fake if plan.preload == "env" else None
+    if cold and base.debian_version:
+        spec = SourceSpec(base_version=base.debian_version)
+        cold_reproduce(replace(request, spec=spec), workdir, figures)
+        qtests = [plan.qtest, *testing.QEMU_QTESTS]
+        targets = [build_mod.QEMU_TARGET, *(f"tests/qtest/{q}" for q in qtests)]
+        cold_by_hand(
+            base.debian_version,
+            patches,
+            [*targets, *plan.targets],
+            qtests,
+            qtest_fake,
+            workdir,
+            figures,
+        )
+        ratio = float(figures.values["cold_reproduce_s"]) / float(
+            figures.values["by_hand_s"]
+        )
+        figures.add("cold_reproduce_ratio", round(ratio, 3))
+    edited = edit_a_template(
+        request.series_file, version, workdir.path / "bench" / "edited-series"
+    )
+    copy = series_mod.load(edited, generators.specs())
+    _, tmp = gen.generate(copy, copy.version(version.name), base, workdir)
+    root = workdir.path / "bench" / "edited-patches"
+    shutil.rmtree(root, ignore_errors=True)
+    gen.install(tmp, root / version.name, copy.version(version.name))
+    warm_reproduce(request, root, workdir, plan.qtest, qtest_fake, figures)
+
+
+def edit_a_template(series_file: Path, version: Version, dest: Path) -> Path:
+    """A copy of the series in dest whose version's C template has one
+    comment line changed (so its C file recompiles); the copy's
+    series.yaml."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    root = series_file.parent
+    shutil.copy(series_file, dest / series_file.name)
+    for name in ("qapi", "hw", "mutations", "tests/qtest", "tests/fakevfio"):
+        if (root / name).is_dir():
+            shutil.copytree(root / name, dest / name)
+    templates = [
+        p.params["template"]
+        for p in version.patches
+        if p.params.get("template", "").endswith(".c.j2")
+    ]
+    if not templates:
+        raise build_mod.BuildError(f"{version.name} has no C template to edit")
+    path = dest / templates[0]
+    text = path.read_text()
+    edited = re.sub(
+        r"^(\s+\* )(?=\S)", r"\1Edited for the bench: ", text, count=1, flags=re.M
+    )
+    if edited == text:
+        raise build_mod.BuildError(f"{templates[0]} has no comment line to edit")
+    path.write_text(edited)
+    return dest / series_file.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -440,6 +441,13 @@ def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
         built.qemu, fake, version.wire, args.delay_ms, tmpdir, figures
     )
     bench_mod.stop_cont_ratio(built.qemu, unpatched, fake, args.cycles, tmpdir, figures)
+    if args.reproduce:
+        request = dataclasses.replace(
+            _request(args, pipeline.TEST), version=version.name, reports=True
+        )
+        bench_mod.reproduce_figures(
+            request, base, patches, version, fake, workdir, figures, not args.skip_cold
+        )
     out = args.json_file or workdir.path / "bench.json"
     out.write_text(json.dumps(figures.values, indent=2, sort_keys=True) + "\n")
     if args.json:
@@ -689,7 +697,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip-cold",
         action="store_true",
-        help="skip the cold build (about 3 minutes on 2 cores)",
+        help="skip the cold builds (about 4 minutes each on 2 cores)",
+    )
+    p.add_argument(
+        "--reproduce",
+        action="store_true",
+        help="also reproduce cold (an empty work dir) against the same steps "
+        "by hand, and warm after a template edit against bare ninja + qtest",
     )
     p.add_argument(
         "--json-file",
