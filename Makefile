@@ -1,6 +1,6 @@
 # qseries: the two jobs of README.md, and what they need.
 #
-#   make reproduce   source -> generate -> check the series on Debian's QEMU
+#   make reproduce   source -> generate -> reproduce (check, build, test, reports)
 #   make check       lint, type checks and every test
 #
 # Both bootstrap what they need: Debian packages (installed when run as
