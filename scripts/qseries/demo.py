@@ -29,7 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
-from .vm import DEVICE_ID, FakeVfioVM
+from .vm import DEVICE_ID, FakeVfioVM, forget_socket_dir, quoted, socket_path
 
 if TYPE_CHECKING:
     from .series import Wire
@@ -188,8 +188,8 @@ async def run_demo(
     tmpdir.mkdir(parents=True, exist_ok=True)
     # A short directory of its own: the socket path must fit in sun_path.
     scratch = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=tmpdir))
-    guard_socket = scratch / "guard.sock"
-    uri = f"unix:{scratch / 'mig.sock'}"
+    guard_socket = socket_path(scratch / "guard.sock")
+    uri = f"unix:{socket_path(scratch / 'mig.sock')}"
     src_env = {
         "FAKEVFIO_MIGRATION_FLAGS": FLAGS,
         "FAKEVFIO_DELAY": f"{QUIESCE_ARC}={delay_ms}",
@@ -204,7 +204,7 @@ async def run_demo(
             tmpdir,
             "source",
             src_env,
-            args=["-qmp", f"unix:{guard_socket},server=on,wait=off"],
+            args=["-qmp", f"unix:{quoted(guard_socket)},server=on,wait=off"],
         ) as src,
         FakeVfioVM(qemu, fake, tmpdir, "destination", dst_env, ["-incoming", uri]),
     ):
@@ -245,6 +245,7 @@ async def run_demo(
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(watcher, 10)
         result = _result(guard, link, src, status, mask_on, delay_ms, timeout_ms)
+    forget_socket_dir(scratch)
     shutil.rmtree(scratch, ignore_errors=True)
     return result
 

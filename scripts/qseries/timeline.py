@@ -30,7 +30,14 @@ from xml.sax.saxutils import escape, quoteattr
 
 from .demo import FLAGS, QUIESCE_ARC, QUIESCE_STATE
 from .series import Wire
-from .vm import DONE, NOTICE, FakeVfioVM, kernel_state
+from .vm import (
+    DONE,
+    NOTICE,
+    FakeVfioVM,
+    forget_socket_dir,
+    kernel_state,
+    socket_path,
+)
 
 SOURCE = "source"
 DESTINATION = "destination"
@@ -336,7 +343,7 @@ async def capture_async(
     tmpdir.mkdir(parents=True, exist_ok=True)
     # A short directory of its own: the socket path must fit in sun_path.
     scratch = Path(tempfile.mkdtemp(prefix="timeline-", dir=tmpdir))
-    uri = f"unix:{scratch / 'mig.sock'}"
+    uri = f"unix:{socket_path(scratch / 'mig.sock')}"
     src_env = {
         "FAKEVFIO_MIGRATION_FLAGS": FLAGS,
         "FAKEVFIO_DELAY": f"{QUIESCE_ARC}={delay_ms}",
@@ -361,6 +368,7 @@ async def capture_async(
             delay_ms=delay_ms,
             notice=wire.describe_notice(),
         )
+    forget_socket_dir(scratch)
     shutil.rmtree(scratch, ignore_errors=True)
     return timeline
 

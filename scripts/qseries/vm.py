@@ -25,6 +25,51 @@ from qemu.qmp import ConnectError, EventListener, QMPClient
 
 from .series import Wire
 
+# sun_path holds 108 bytes, the terminating NUL among them.
+SUN_PATH_MAX = 107
+# Directories holding sockets whose paths are too long, open: see
+# socket_path().
+_SOCKET_DIRS: dict[Path, int] = {}
+
+
+def socket_path(path: Path) -> str:
+    """A name for the unix socket `path` that fits in sun_path, for this
+    process and for the QEMUs it starts (which inherit socket_fds()).
+
+    A short path is itself.  A longer one (a work dir deep in a home
+    directory) goes through an open descriptor of its directory,
+    /proc/self/fd/N/NAME: the socket stays where it belongs, in the work
+    dir, and every process holding descriptor N reaches it.
+    """
+    name = str(path)
+    if len(os.fsencode(name)) <= SUN_PATH_MAX:
+        return name
+    directory = path.parent.absolute()
+    if directory not in _SOCKET_DIRS:
+        _SOCKET_DIRS[directory] = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    short = f"/proc/self/fd/{_SOCKET_DIRS[directory]}/{path.name}"
+    if len(os.fsencode(short)) > SUN_PATH_MAX:
+        raise ValueError(f"socket name {path.name!r} is too long")
+    return short
+
+
+def socket_fds() -> tuple[int, ...]:
+    """The descriptors socket_path() opened: the QEMUs must inherit them."""
+    return tuple(_SOCKET_DIRS.values())
+
+
+def forget_socket_dir(directory: Path) -> None:
+    """Close the descriptor of a directory whose sockets are gone."""
+    fd = _SOCKET_DIRS.pop(directory.absolute(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def quoted(value: str) -> str:
+    """A value for a QEMU option list: commas doubled."""
+    return value.replace(",", ",,")
+
+
 DEVICE_ID = "vfio0"
 START_TIMEOUT = 30.0
 NOTICE = "notice"
@@ -99,7 +144,7 @@ class FakeVfioVM:
 
     def command_line(self) -> list[str]:
         device = (
-            f"vfio-pci,id={DEVICE_ID},sysfsdev={self.dir / 'device'},"
+            f"vfio-pci,id={DEVICE_ID},sysfsdev={quoted(str(self.dir / 'device'))},"
             "enable-migration=on,migration-events=on"
         )
         return [
@@ -116,7 +161,7 @@ class FakeVfioVM:
             "-device",
             device,
             "-qmp",
-            f"unix:{self.qmp_path},server=on,wait=off",
+            f"unix:{quoted(socket_path(self.qmp_path))},server=on,wait=off",
             *self.args,
         ]
 
@@ -132,12 +177,14 @@ class FakeVfioVM:
             "FAKEVFIO_LOG": str(self.log),
         }
         with self.stderr_path.open("wb") as err:
+            argv = self.command_line()
             self.proc = await asyncio.create_subprocess_exec(
-                *self.command_line(),
+                *argv,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=err,
+                pass_fds=socket_fds(),
             )
         deadline = time.monotonic() + START_TIMEOUT
         while not self.qmp_path.exists():
@@ -152,7 +199,7 @@ class FakeVfioVM:
         # once it listens: a connect in between is refused, so retry.
         while True:
             try:
-                await self.client.connect(str(self.qmp_path))
+                await self.client.connect(socket_path(self.qmp_path))
                 break
             except (ConnectError, OSError) as err:
                 if self.proc.returncode is not None:
@@ -256,6 +303,7 @@ class FakeVfioVM:
             self._pump.cancel()
             with contextlib.suppress(BaseException):
                 await self._pump
+        forget_socket_dir(self.dir)
         if failed:
             print(self.evidence(), file=sys.stderr, flush=True)
         else:

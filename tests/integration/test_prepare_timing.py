@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from qseries.series import Wire
-from qseries.vm import DONE, NOTICE, Event, FakeVfioVM, kernel_state
+from qseries.vm import DONE, NOTICE, Event, FakeVfioVM, kernel_state, socket_path
 
 DELAY_MS = 500
 MIN_LEAD_S = 0.495
@@ -42,7 +42,7 @@ def test_notice_leads_slow_quiesce(
     qemu: Path, fake: Path, wire: Wire, tmp_path: Path
 ) -> None:
     async def run() -> None:
-        uri = f"unix:{tmp_path / 'mig.sock'}"
+        uri = f"unix:{socket_path(tmp_path / 'mig.sock')}"
         slow = {**FLAGS, "FAKEVFIO_DELAY": f"PRE_COPY>PRE_COPY_P2P={DELAY_MS}"}
         async with (
             FakeVfioVM(qemu, fake, tmp_path, "source", slow, wire=wire) as src,
