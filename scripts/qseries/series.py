@@ -571,8 +571,15 @@ def load(path: Path, generators: GeneratorSpecs) -> Series:
         raise SeriesFileError(
             path, line, f"invalid YAML: {err.problem or err.context}"
         ) from None
+    except yaml.reader.ReaderError as err:
+        # A character YAML does not allow: name it and where it is.
+        line = text.count("\n", 0, err.position) + 1
+        raise SeriesFileError(
+            path, line, f"invalid YAML: character {err.character!r} is not allowed"
+        ) from None
     except yaml.YAMLError as err:
-        raise SeriesFileError(path, None, f"invalid YAML: {err}") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "error"
+        raise SeriesFileError(path, None, f"invalid YAML: {first}") from None
     if root is None:
         raise SeriesFileError(path, 1, "the file is empty")
     r = _Reader(path)
