@@ -235,8 +235,20 @@ def _damage(mail: Mail) -> str | None:
                 "give the mail as sent, not a reply"
             )
         return "has no diff"
+    errors = diff_errors(mail.text)
+    if errors is None:
+        return None
+    what = errors[0] if errors else "git apply cannot read it"
+    if what.startswith("corrupt patch at line"):
+        what += " (lines wrapped or whitespace-damaged?)"
+    return what
+
+
+def diff_errors(path: Path) -> list[str] | None:
+    """What git apply --stat says is wrong with the diff of a mail
+    (its error lines, without 'error: '), or None if it reads it."""
     proc = subprocess.run(
-        ["git", "apply", "--stat", str(mail.text)],
+        ["git", "apply", "--stat", str(path)],
         cwd="/",
         capture_output=True,
         text=True,
@@ -246,11 +258,11 @@ def _damage(mail: Mail) -> str | None:
     )
     if proc.returncode == 0:
         return None
-    errors = [e for e in proc.stderr.splitlines() if e.startswith("error: ")]
-    what = errors[0].removeprefix("error: ") if errors else "git apply cannot read it"
-    if what.startswith("corrupt patch at line"):
-        what += " (lines wrapped or whitespace-damaged?)"
-    return what
+    return [
+        e.split(": ", 1)[1]
+        for e in proc.stderr.splitlines()
+        if e.startswith(("error: ", "fatal: "))
+    ]
 
 
 def checkout_for_check(base: BaseTree, workdir: WorkDir) -> Path:

@@ -28,20 +28,17 @@ import dataclasses
 import hashlib
 import os
 import re
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import check
-from .errors import ToolError, UsageError
-from .gitutil import Git, git_env
-from .proc import Ran, run_bounded
+from .errors import UsageError
+from .gitutil import Git
 from .series import Series, Version
 from .source import WorkDir
-from .trailers import B4_TIMEOUT
+from .trailers import b4_run
 
 if TYPE_CHECKING:
     from .check import Mail
@@ -366,29 +363,6 @@ def _b4_am(
     )
 
 
-def b4_run(args: list[str], workdir: WorkDir, cwd: Path) -> Ran:
-    """b4 ARGS, from this Python's environment, offline, writing only
-    into the work dir (its HOME and caches point there), as `qseries
-    trailers` runs it; a b4 that does not finish is a ToolError."""
-    script = Path(sys.executable).with_name("b4")
-    argv = [str(script)] if script.exists() else [sys.executable, "-m", "b4.command"]
-    home = workdir.sub("home")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(workdir.sub("cache")),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-    }
-    try:
-        ran = run_bounded([*argv, "--offline-mode", *args], env, B4_TIMEOUT, cwd=cwd)
-    except FileNotFoundError:
-        raise ToolError("b4 is not installed", "run 'make bootstrap'") from None
-    if ran.timed_out:
-        raise ToolError(f"b4 did not finish within {B4_TIMEOUT} s")
-    return ran
-
-
 def _b4_refused(what: str, said: str, returncode: int, sent: list[Sent]) -> NoReturn:
     """b4 failed on the mbox: what it said, with the mail it names."""
     lines = [line.strip() for line in said.splitlines() if line.strip()]
@@ -566,22 +540,9 @@ def _version(what: str, series: Series, revision: int) -> Version:
 def _refuse_damage(what: str, mail: Mail, original: Sent | None) -> None:
     """A diff git cannot read (b4 passes it on as it is): named with the
     line of the mbox where git stopped."""
-    proc = subprocess.run(
-        ["git", "apply", "--stat", str(mail.text)],
-        cwd="/",
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        env=git_env(),
-    )
-    if proc.returncode == 0:
+    errors = check.diff_errors(mail.text)
+    if errors is None:
         return
-    errors = [
-        e.split(": ", 1)[1]
-        for e in proc.stderr.splitlines()
-        if e.startswith(("error: ", "fatal: "))
-    ]
     problem = errors[0] if errors else "git apply cannot read its diff"
     where = what
     named = original.named if original else f"patch {mail.numbered}"

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ToolError, UsageError
-from .proc import run_bounded
+from .proc import Ran, run_bounded
 from .series import Series, Version
 from .source import WorkDir
 
@@ -53,9 +53,10 @@ class Collected:
     patches: tuple[Tagged, ...]
 
 
-def _b4(args: list[str], workdir: WorkDir, cwd: Path) -> str:
-    """b4, from this Python's environment, offline, writing only into
-    the work dir (its HOME and cache point there)."""
+def b4_run(args: list[str], workdir: WorkDir, cwd: Path) -> Ran:
+    """b4 ARGS, from this Python's environment, offline, writing only
+    into the work dir (its HOME and caches point there); a b4 that does
+    not finish is a ToolError."""
     script = Path(sys.executable).with_name("b4")
     argv = [str(script)] if script.exists() else [sys.executable, "-m", "b4.command"]
     home = workdir.sub("home")
@@ -66,10 +67,19 @@ def _b4(args: list[str], workdir: WorkDir, cwd: Path) -> str:
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_DATA_HOME": str(home / ".local" / "share"),
     }
-    ran = run_bounded([*argv, "--offline-mode", *args], env, B4_TIMEOUT, cwd=cwd)
-    output = (ran.stdout + ran.stderr).strip()
+    try:
+        ran = run_bounded([*argv, "--offline-mode", *args], env, B4_TIMEOUT, cwd=cwd)
+    except FileNotFoundError:
+        raise ToolError("b4 is not installed", "run 'make bootstrap'") from None
     if ran.timed_out:
         raise ToolError(f"b4 did not finish within {B4_TIMEOUT} s")
+    return ran
+
+
+def _b4(args: list[str], workdir: WorkDir, cwd: Path) -> str:
+    """b4 ARGS; its output, or a ToolError with its last line."""
+    ran = b4_run(args, workdir, cwd)
+    output = (ran.stdout + ran.stderr).strip()
     if ran.returncode != 0:
         last = output.splitlines()[-1] if output else f"exit {ran.returncode}"
         raise ToolError(f"b4 am failed: {last}")
