@@ -471,3 +471,58 @@ def edit_a_template(series_file: Path, version: Version, dest: Path) -> Path:
         raise build_mod.BuildError(f"{templates[0]} has no comment line to edit")
     path.write_text(edited)
     return dest / series_file.name
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `qseries bench` measures."""
+
+    cycles: int  # stop/cont cycles per round
+    delay_ms: int  # injected into the quiesce transition for the lead
+    cold: bool  # the cold builds (minutes each)
+    reproduce: bool  # reproduce cold and warm against the same by hand
+
+
+def run(request: pipeline.Request, workdir: WorkDir, plan: Plan) -> Figures:
+    """Every figure of the plan, for the request's version and base."""
+    setup = pipeline.Pipeline(request, workdir)
+    try:
+        version = setup.version
+        base = setup.base()
+        patches = setup.mails()[1]
+        fake = setup.fake()
+    finally:
+        setup.close()
+    test = version.test
+    control = build_mod.compose(
+        base, [p for p in patches if testing.adds_qtest(p)], workdir
+    )
+    full = build_mod.compose(base, patches, workdir)
+    figures = Figures({"base": base.describe(), "series": version.name})
+    targets = [build_mod.QEMU_TARGET, f"tests/qtest/{test.qtest}", *test.targets]
+    qtest_fake = fake if test.preload == "env" else None
+    if plan.cold:
+        cold_build(base, full, workdir, figures)
+    incremental(base, control, full, workdir, targets, test.qtest, qtest_fake, figures)
+    built = build_mod.build(base, control, workdir, targets)
+    unpatched = built.builddir / f"{build_mod.QEMU_TARGET}-unpatched"
+    unpatched.write_bytes(built.qemu.read_bytes())
+    unpatched.chmod(0o755)
+    built = build_mod.build(base, full, workdir, targets)
+    seconds = qtest_seconds(built.qtest(test.qtest), built.qemu, qtest_fake)
+    figures.add("qtest_run_s", round(seconds, 2))
+    tmpdir = workdir.sub("tmp")
+    prepare_lead(built.qemu, fake, version.wire, plan.delay_ms, tmpdir, figures)
+    stop_cont_ratio(built.qemu, unpatched, fake, plan.cycles, tmpdir, figures)
+    if plan.reproduce:
+        reproduce_figures(
+            replace(request, version=version.name, reports=True),
+            base,
+            patches,
+            version,
+            fake,
+            workdir,
+            figures,
+            plan.cold,
+        )
+    return figures

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import io
 import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import bench as bench_mod
-from . import build as build_mod
-from . import ci, generators, handoff, pipeline, report, testing
+from . import ci, generators, handoff, pipeline, report
 from . import generate as gen
 from . import matrix as matrix_mod
 from . import series as series_mod
@@ -250,20 +247,15 @@ def cmd_send(args: argparse.Namespace, workdir: WorkDir) -> int:
 
 def cmd_trailers(args: argparse.Namespace, workdir: WorkDir) -> int:
     series = _load(args)
-    with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as tmp:
-        mbx = trailers_mod.am_ready(args.mbox, workdir, Path(tmp))
-        collected = trailers_mod.collect(
-            series, mbx, lambda version: _patches_dir(args, version)
-        )
-    new, diff = trailers_mod.write(series, collected)
+    collected, diff = trailers_mod.update(
+        series, args.mbox, workdir, lambda version: _patches_dir(args, version)
+    )
     for patch in collected.patches:
         if patch.changed and patch.new:
             say(
                 f"{collected.version.name} patch {patch.number} '{patch.subject}' "
                 f"changed since it was mailed: not copied: {', '.join(patch.new)}"
             )
-    if diff:
-        series.path.write_text(new, encoding="utf-8")
     if args.json:
         _print_json(
             {
@@ -403,51 +395,13 @@ def cmd_ci_gitlab(args: argparse.Namespace, workdir: WorkDir) -> int:
 
 def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
     pipeline.scratch_in_workdir(workdir)
-    series = _load(args)
-    version = series.version(args.series)
-    base = get_base(workdir, _spec(args), version.base)
-    patches = pipeline.Pipeline(_request(args), workdir).mails()[1]
-    control = build_mod.compose(
-        base, [p for p in patches if testing.adds_qtest(p)], workdir
+    plan = bench_mod.Plan(
+        cycles=args.cycles,
+        delay_ms=args.delay_ms,
+        cold=not args.skip_cold,
+        reproduce=args.reproduce,
     )
-    full = build_mod.compose(base, patches, workdir)
-    repo = args.series_file.absolute().parent
-    fake = testing.build_fake(repo, workdir)
-    figures = bench_mod.Figures({"base": base.describe(), "series": version.name})
-    plan = version.test
-    targets = [build_mod.QEMU_TARGET, f"tests/qtest/{plan.qtest}", *plan.targets]
-    qtest_fake = fake if plan.preload == "env" else None
-
-    if not args.skip_cold:
-        bench_mod.cold_build(base, full, workdir, figures)
-
-    bench_mod.incremental(
-        base, control, full, workdir, targets, plan.qtest, qtest_fake, figures
-    )
-    built = build_mod.build(base, control, workdir, targets)
-    unpatched = built.builddir / f"{build_mod.QEMU_TARGET}-unpatched"
-    unpatched.write_bytes(built.qemu.read_bytes())
-    unpatched.chmod(0o755)
-    built = build_mod.build(base, full, workdir, targets)
-    figures.add(
-        "qtest_run_s",
-        round(
-            bench_mod.qtest_seconds(built.qtest(plan.qtest), built.qemu, qtest_fake),
-            2,
-        ),
-    )
-    tmpdir = workdir.sub("tmp")
-    bench_mod.prepare_lead(
-        built.qemu, fake, version.wire, args.delay_ms, tmpdir, figures
-    )
-    bench_mod.stop_cont_ratio(built.qemu, unpatched, fake, args.cycles, tmpdir, figures)
-    if args.reproduce:
-        request = dataclasses.replace(
-            _request(args, pipeline.TEST), version=version.name, reports=True
-        )
-        bench_mod.reproduce_figures(
-            request, base, patches, version, fake, workdir, figures, not args.skip_cold
-        )
+    figures = bench_mod.run(_request(args, pipeline.TEST), workdir, plan)
     out = args.json_file or workdir.path / "bench.json"
     out.write_text(json.dumps(figures.values, indent=2, sort_keys=True) + "\n")
     if args.json:

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
@@ -204,3 +205,21 @@ def write(series: Series, collected: Collected) -> tuple[str, str]:
         )
     )
     return new, diff
+
+
+def update(
+    series: Series,
+    mbox: Path,
+    workdir: WorkDir,
+    patches_dir: Callable[[Version], Path],
+) -> tuple[Collected, str]:
+    """Collect the thread's trailers (b4) and write the new ones into
+    series.yaml; what was collected, and the change as a diff ('' when
+    there is nothing new)."""
+    with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as tmp:
+        mbx = am_ready(mbox, workdir, Path(tmp))
+        collected = collect(series, mbx, patches_dir)
+    new, diff = write(series, collected)
+    if diff:
+        series.path.write_text(new, encoding="utf-8")
+    return collected, diff
