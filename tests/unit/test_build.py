@@ -180,6 +180,7 @@ def test_ccache_cc_keeps_the_cache_in_the_work_dir(
     assert Path(settings["CCACHE_DIR"]).is_relative_to(workdir.path)
     assert settings["CCACHE_BASEDIR"] == str(workdir.path)
     assert settings["CCACHE_NOHASHDIR"] == "1"
+    assert settings["CCACHE_DEPEND"] == "1"
     assert settings["CCACHE_MAXSIZE"] == build.CCACHE_MAX_SIZE
     assert settings["LC_ALL"] == "C"
     assert command == ["/usr/bin/ccache", "gcc"]
