@@ -272,6 +272,20 @@ def qemu_qtests(
 NO_NOTICE = "no prepare notice"
 
 
+# pytest's -rA lines: "FAILED tests/x.py::test - why", "ERROR tests/x.py";
+# not a library's log line that pytest shows ("ERROR    qemu.qmp...").
+PYTEST_OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR) \S+\.py\b")
+
+
+def pytest_failures(lines: Sequence[str]) -> list[str]:
+    """The tests pytest says failed or erred, from its -rA summary."""
+    return [
+        line
+        for line in lines
+        if PYTEST_OUTCOME.match(line) and not line.startswith("P")
+    ]
+
+
 def qmp_tests(
     repo: Path,
     series_file: Path,
@@ -313,7 +327,7 @@ def qmp_tests(
     )
     lines = [line for line in ran.stdout.splitlines() if line.strip()]
     summary = lines[-1] if lines else "no output"
-    figures = [line for line in lines if line.startswith(("PASSED", "FAILED", "ERROR"))]
+    figures = [line for line in lines if PYTEST_OUTCOME.match(line)]
     figures += [line.strip() for line in lines if "lead" in line and "ms" in line][:5]
     figures += [line.strip() for line in lines if line.startswith("kept ")]
     name = "qmp timing (qemu.qmp)"
@@ -325,7 +339,7 @@ def qmp_tests(
             figures + lines[-15:],
         )
     if control:
-        failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+        failed = pytest_failures(lines)
         others = [line for line in failed if NO_NOTICE not in line]
         if ran.returncode != 0 and failed and not others:
             return Result(

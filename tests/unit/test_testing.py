@@ -395,3 +395,15 @@ def test_junit_verdict_of_a_tap_test(tmp_path: Path, case: str, verdict: str) ->
     )
     assert testing.junit_verdict(path, "qtest-x86_64/other") is None
     assert testing.junit_verdict(tmp_path / "missing.xml", EVENTS) is None
+
+
+def test_only_pytest_outcomes_count_as_failures_not_log_lines() -> None:
+    """A library's ERROR log line in the captured output is no failure
+    (seen: qemu.qmp logging a greeting it retried)."""
+    lines = [
+        "ERROR    qemu.qmp.protocol.source:qmp_client.py:331 Did not understand",
+        "PASSED tests/integration/test_consumer.py::test_a",
+        "FAILED tests/integration/test_consumer.py::test_b - AssertionError: x",
+        "ERROR tests/integration/test_timeline.py::test_c - TimeoutError",
+    ]
+    assert testing.pytest_failures(lines) == lines[2:]
