@@ -292,15 +292,16 @@ def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0
 
 
+def _chosen_stages(args: argparse.Namespace) -> list[str]:
+    """The stages --no-bisect and --no-mutations leave in."""
+    chosen = ((pipeline.BISECT, args.bisect), (pipeline.MUTATIONS, args.mutations))
+    return [stage for stage, wanted in chosen if wanted]
+
+
 def _test_stages(args: argparse.Namespace) -> list[str]:
     if args.control:
         return [pipeline.CONTROL]
-    stages = [pipeline.TEST]
-    if args.bisect:
-        stages.append(pipeline.BISECT)
-    if args.mutations:
-        stages.append(pipeline.MUTATIONS)
-    return stages
+    return [pipeline.TEST, *_chosen_stages(args)]
 
 
 def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
@@ -342,14 +343,9 @@ def cmd_reproduce(args: argparse.Namespace, workdir: WorkDir) -> int:
 
 
 def _reproduce_stages(args: argparse.Namespace) -> list[str]:
-    stages = [pipeline.CHECK, pipeline.TEST, pipeline.TIMELINE]
-    if args.control:
-        stages.append(pipeline.CONTROL)
-    if args.bisect:
-        stages.append(pipeline.BISECT)
-    if args.mutations:
-        stages.append(pipeline.MUTATIONS)
-    return stages
+    control = [pipeline.CONTROL] if args.control else []
+    stages = [pipeline.CHECK, pipeline.TEST, pipeline.TIMELINE, *control]
+    return stages + _chosen_stages(args)
 
 
 def cmd_matrix(args: argparse.Namespace, workdir: WorkDir) -> int:
