@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +21,8 @@ from pathlib import Path
 from . import build as build_mod
 from . import demo, pipeline, testing
 from .gitutil import Git
-from .series import Version, Wire
+from .proc import run_bounded
+from .series import SERIES_DATA, Version, Wire
 from .source import Apt, BaseTree, SourceSpec, WorkDir, say
 from .vm import FakeVfioVM
 
@@ -48,15 +48,14 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def _ninja(builddir: Path, targets: list[str]) -> tuple[float, int]:
     started = time.monotonic()
-    proc = subprocess.run(
-        ["ninja", *targets],
-        cwd=builddir,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=STEP_TIMEOUT,
-    )
-    steps = len([line for line in proc.stdout.splitlines() if line.startswith("[")])
+    ran = run_bounded(["ninja", *targets], os.environ, STEP_TIMEOUT, cwd=builddir)
+    if ran.timed_out or ran.returncode != 0:
+        tail = (ran.stdout + ran.stderr).strip().splitlines()[-3:]
+        why = f"timed out after {STEP_TIMEOUT:g} s" if ran.timed_out else "failed"
+        raise build_mod.BuildError(
+            f"bench: ninja in {builddir} {why}", " | ".join(tail)
+        )
+    steps = len([line for line in ran.stdout.splitlines() if line.startswith("[")])
     return time.monotonic() - started, steps
 
 
@@ -122,17 +121,14 @@ def _bare(
     started = time.monotonic()
     Git(built.tree).run("checkout", "--quiet", "--force", "--detach", commit)
     _ninja(built.builddir, targets)
-    env = {**os.environ, "QTEST_QEMU_BINARY": str(built.qemu)}
-    env.pop("LD_PRELOAD", None)
-    if fake is not None:
-        env["QTEST_VFIO_FAKE"] = str(fake)
-    subprocess.run(
-        [str(built.qtest(qtest)), "--tap"],
-        env=env,
-        capture_output=True,
-        check=True,
-        timeout=testing.QTEST_TIMEOUT,
+    ran = testing.run_qtest(
+        built.qtest(qtest), ["--tap"], built.qemu, fake, testing.QTEST_TIMEOUT
     )
+    if ran.timed_out or ran.returncode != 0:
+        raise build_mod.BuildError(
+            f"bench: {qtest} failed in the run by hand",
+            " | ".join((ran.stdout + ran.stderr).strip().splitlines()[-3:]),
+        )
     return time.monotonic() - started
 
 
@@ -333,20 +329,11 @@ def _must(dsc: Path | None) -> Path:
 def _check(
     argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> None:
-    proc = subprocess.run(
-        argv,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        timeout=STEP_TIMEOUT,
-    )
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+    ran = run_bounded(argv, env if env is not None else os.environ, STEP_TIMEOUT, cwd)
+    if ran.timed_out or ran.returncode != 0:
+        tail = (ran.stdout + ran.stderr).strip().splitlines()[-3:]
         raise build_mod.BuildError(
-            f"bench: {' '.join(argv[:3])} exited with {proc.returncode}",
+            f"bench: {' '.join(argv[:3])} exited with {ran.returncode}",
             " | ".join(tail),
         )
 
@@ -452,7 +439,7 @@ def edit_a_template(series_file: Path, version: Version, dest: Path) -> Path:
     dest.mkdir(parents=True)
     root = series_file.parent
     shutil.copy(series_file, dest / series_file.name)
-    for name in ("qapi", "hw", "mutations", "tests/qtest", "tests/fakevfio"):
+    for name in SERIES_DATA:
         if (root / name).is_dir():
             shutil.copytree(root / name, dest / name)
     templates = [

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .errors import QSeriesError, ToolError
+from .errors import QSeriesError, ToolError, UsageError
 from .gitutil import Git
+from .proc import stop_group
 from .source import BaseTree, WorkDir, say
 
 CONFIGURE_ARGS = (
@@ -45,6 +46,48 @@ LOG_TAIL = 25
 
 class BuildError(QSeriesError):
     """configure or ninja failed."""
+
+
+class BuildPathError(UsageError):
+    """QEMU cannot be built in the work dir's path."""
+
+
+# What QEMU's build cannot take in the path of its source or build
+# directory: configure refuses blanks and colons ("main directory cannot
+# contain spaces nor colons"); a double quote breaks the assembler on
+# gcc's output, a single quote the launcher that pip writes for meson
+# in the build's pyvenv once the path is long (#!/bin/sh, the path
+# unquoted).  Seen with QEMU 10.2.2 on Debian 12.
+BUILD_REFUSES = re.compile(r"[\s:'\"]")
+# The commands that configure and build QEMU in the work dir (check too:
+# its compile check builds the series' objects).
+COMMANDS_THAT_BUILD = ("build", "test", "reproduce", "matrix", "bench", "check")
+
+
+def check_build_paths(workdir: WorkDir) -> None:
+    """Refuse, before any work, a work dir QEMU cannot be built in: its
+    worktrees and build directories are in it."""
+    where = str(workdir.path)
+    m = BUILD_REFUSES.search(where)
+    if m is None:
+        return
+    if m[0] == ":":
+        what, why = "a colon", "QEMU's configure refuses it"
+    elif m[0] in "'\"":
+        what, why = f"a quote ({m[0]})", "QEMU's build breaks on it"
+    else:
+        what, why = f"a blank ({m[0]!r})", "QEMU's configure refuses it"
+    raise BuildPathError(
+        f"the work dir {where} has {what} in its path: {why}",
+        "pass --workdir (or set QSERIES_WORKDIR to) a path without blanks, "
+        "colons or quotes",
+    )
+
+
+def build_dir(workdir: WorkDir, base: BaseTree) -> Path:
+    """The build directory of base in the work dir."""
+    check_build_paths(workdir)
+    return workdir.path / "build" / base.root.name
 
 
 @dataclass(frozen=True)
@@ -82,12 +125,15 @@ def compose(
     patches: Sequence[Path],
     workdir: WorkDir,
     origin: BaseTree | None = None,
+    loose: bool = False,
 ) -> str:
     """A commit of the base with patches applied, made without a checkout.
 
     On a base other than origin, the one the patches were generated on
     (a backport), a patch whose context differs is applied with a 3-way
-    merge, origin's objects at hand, as `qseries check` does.
+    merge, origin's objects at hand, as `qseries check` does.  loose:
+    the generation base is gone (Debian dropped it), so a patch that
+    does not apply is tried with one line of context, as check does.
     """
     if not patches:
         return base.commit
@@ -111,6 +157,18 @@ def compose(
                 try:
                     g.run("apply", "--cached", "--3way", str(patch), env=merge_env)
                     say(f"{patch.name}: merged 3-way with {origin.describe()}")
+                    continue
+                except ToolError as err:
+                    failure = err
+            if loose:
+                # No generation base to merge with: one line of context, as
+                # `qseries check` does, which lists the patch for review.
+                try:
+                    g.run("apply", "--cached", "-C1", str(patch), env=env)
+                    say(
+                        f"{patch.name}: applied with 1 line of context, without "
+                        "its generation base: review it"
+                    )
                     continue
                 except ToolError as err:
                     failure = err
@@ -142,8 +200,28 @@ def checkout(base: BaseTree, commit: str, workdir: WorkDir) -> Path:
         say(f"checking out {base.describe()} for building")
         g.run("worktree", "add", "--quiet", "--force", "--detach", str(tree), commit)
     else:
+        drop_stale_locks(tree)
         Git(tree).run("checkout", "--quiet", "--force", "--detach", commit)
     return tree
+
+
+# What a git killed while it moved a worktree leaves behind; git then
+# refuses to touch the worktree until they are gone.
+GIT_LOCKS = ("index.lock", "HEAD.lock")
+
+
+def drop_stale_locks(tree: Path) -> list[Path]:
+    """Remove the lock files an interrupted git left in the worktree's
+    git dir.  Only qseries uses its worktrees, and it holds the work
+    dir's lock: a lock file found now is stale."""
+    gitdir = Path(Git(tree).run("rev-parse", "--absolute-git-dir"))
+    dropped = []
+    for name in GIT_LOCKS:
+        lock = gitdir / name
+        if lock.exists():
+            lock.unlink()
+            dropped.append(lock)
+    return dropped
 
 
 class Progress:
@@ -194,20 +272,27 @@ def run_logged(
                 text=True,
                 errors="replace",
                 env={**os.environ, "LC_ALL": "C", "NINJA_STATUS": "[%f/%t] "},
+                # A group of its own, stopped whole if qseries is
+                # interrupted (ninja then stops its compilers).
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise ToolError(
                 f"{argv[0]} is not installed", "run 'make bootstrap'"
             ) from None
         assert proc.stdout is not None
-        for line in proc.stdout:
-            out.write(line)
-            m = NINJA_STEP.match(line)
-            if m:
-                steps = int(m[1])
-                if progress:
-                    progress.update(int(m[1]), int(m[2]))
-        return proc.wait(), steps
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                m = NINJA_STEP.match(line)
+                if m:
+                    steps = int(m[1])
+                    if progress:
+                        progress.update(int(m[1]), int(m[2]))
+            return proc.wait(), steps
+        except BaseException:
+            stop_group(proc)
+            raise
 
 
 def _fail(what: str, log: Path) -> BuildError:
@@ -288,7 +373,10 @@ def configure(
     code, _ = run_logged([str(tree / "configure"), *args], builddir, log, None)
     if code != 0:
         raise _fail("configure", log)
-    stamp.write_text(json.dumps({"tree": str(tree), "args": args}))
+    # Whole or not at all: a half-written stamp must not count as done.
+    partial = stamp.with_suffix(".tmp")
+    partial.write_text(json.dumps({"tree": str(tree), "args": args}))
+    partial.replace(stamp)
     return True
 
 
@@ -328,8 +416,8 @@ def build(
     python: str | None = None,
 ) -> Build:
     """Build targets of base at commit, reusing the base's build dir."""
+    builddir = build_dir(workdir, base)
     tree = checkout(base, commit, workdir)
-    builddir = workdir.path / "build" / base.root.name
     builddir.parent.mkdir(parents=True, exist_ok=True)
     log = workdir.sub("logs") / f"build-{base.root.name}.log"
     log.write_text("")
@@ -468,8 +556,8 @@ def compile_objects(
     with the compiler's (or meson's) messages; a tool that is missing
     raises.
     """
+    builddir = build_dir(workdir, base)
     tree = checkout(base, commit, workdir)
-    builddir = workdir.path / "build" / base.root.name
     builddir.parent.mkdir(parents=True, exist_ok=True)
     log = workdir.sub("logs") / f"compile-{base.root.name}.log"
     log.write_text("")
@@ -525,6 +613,7 @@ def bisect(
     workdir: WorkDir,
     targets_for: Callable[[Path], list[str]],
     origin: BaseTree | None = None,
+    loose: bool = False,
 ) -> list[PrefixBuild]:
     """Build the tree after each proper prefix of the series, as QEMU
     requires of every commit (git bisect must work): an incremental ninja
@@ -532,10 +621,10 @@ def bisect(
     the caller.  targets_for(tree) names what to build in that tree."""
     out = []
     for k in range(1, len(patches)):
-        commit = compose(base, patches[:k], workdir, origin)
+        commit = compose(base, patches[:k], workdir, origin, loose)
         say(f"bisectability: patches 1..{k} of {len(patches)}")
         tree = checkout(base, commit, workdir)
-        builddir = workdir.path / "build" / base.root.name
+        builddir = build_dir(workdir, base)
         log = workdir.sub("logs") / f"build-{base.root.name}.log"
         try:
             built = build(base, commit, workdir, targets_for(tree))

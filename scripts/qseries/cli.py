@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import traceback
@@ -15,7 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import bench as bench_mod
-from . import ci, generators, handoff, pipeline, report
+from . import build as build_mod
+from . import ci, generators, handoff, pipeline, proc, report
 from . import generate as gen
 from . import matrix as matrix_mod
 from . import series as series_mod
@@ -300,13 +302,35 @@ def _chosen_stages(args: argparse.Namespace) -> list[str]:
 
 def _test_stages(args: argparse.Namespace) -> list[str]:
     if args.control:
+        if args.faults or args.fault_cases:
+            raise UsageError(
+                "--faults runs on the series, not on the control",
+                "drop --control or --faults",
+            )
         return [pipeline.CONTROL]
-    return [pipeline.TEST, *_chosen_stages(args)]
+    faults = [pipeline.FAULTS] if args.faults or args.fault_cases else []
+    if args.write_table and not args.faults:
+        raise UsageError(
+            "--write-table writes the table of the whole fault matrix",
+            "add --faults (and no --fault)",
+        )
+    if args.write_table and args.fault_cases:
+        raise UsageError(
+            "--write-table needs the whole fault matrix, not some cases",
+            "drop --fault",
+        )
+    return [pipeline.TEST, *faults, *_chosen_stages(args)]
 
 
 def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
     pipeline.scratch_in_workdir(workdir)
-    request = _request(args, *_test_stages(args), qemu=args.qemu)
+    request = _request(
+        args,
+        *_test_stages(args),
+        qemu=args.qemu,
+        faults=tuple(args.fault_cases),
+        write_table=args.write_table,
+    )
     results = pipeline.run(request, workdir).results
     if args.json:
         _print_json(report.to_json(results))
@@ -345,6 +369,8 @@ def cmd_reproduce(args: argparse.Namespace, workdir: WorkDir) -> int:
 def _reproduce_stages(args: argparse.Namespace) -> list[str]:
     control = [pipeline.CONTROL] if args.control else []
     stages = [pipeline.CHECK, pipeline.TEST, pipeline.TIMELINE, *control]
+    if args.faults:
+        stages.append(pipeline.FAULTS)
     return stages + _chosen_stages(args)
 
 
@@ -555,6 +581,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="test this QEMU binary instead of the one built",
     )
+    p.add_argument(
+        "--faults",
+        action="store_true",
+        help="also run the fault matrix: every device transition failed on "
+        "each side, cancel, two devices, migration-events=off, a failed reset",
+    )
+    p.add_argument(
+        "--fault",
+        dest="fault_cases",
+        action="append",
+        default=[],
+        metavar="CASE",
+        help="run only this case of the fault matrix (SCENARIO or "
+        "SCENARIO/SIDE/FROM>TO; repeatable)",
+    )
+    p.add_argument(
+        "--write-table",
+        action="store_true",
+        help="with --faults: write the matrix's table to the file series.yaml "
+        "names (test.faults.table)",
+    )
     _add_stage_options(p)
 
     p = command(
@@ -577,6 +624,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="control",
         action="store_false",
         help="skip the negative control (the qtest on the base without the change)",
+    )
+    p.add_argument(
+        "--no-faults",
+        dest="faults",
+        action="store_false",
+        help="skip the fault matrix",
     )
 
     p = command(
@@ -610,6 +663,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="control",
         action="store_false",
         help="skip the negative control",
+    )
+    p.add_argument(
+        "--no-faults",
+        dest="faults",
+        action="store_false",
+        help="skip the fault matrix",
     )
 
     p = sub.add_parser("ci", help="CI pipelines that run the matrix")
@@ -695,33 +754,55 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM unwinds as Ctrl-C does.  What our children leave running
+    # stays ours (a subreaper) and is ended when the run does not succeed:
+    # only what this run started, as main may run in-process.
+    proc.on_sigterm_raise()
+    proc.become_subreaper()
+    before = set(proc.descendants())
+    code = EXIT_BUG
     try:
         workdir = WorkDir.default(args.workdir)
         check_directory(workdir.path, "--workdir")
+        if args.command in build_mod.COMMANDS_THAT_BUILD:
+            build_mod.check_build_paths(workdir)
         with WorkDirLock(workdir.path, f"qseries {args.command}") as lock:
             lock.acquire(wait=not args.no_wait, notify=say)
-            code: int = args.func(args, workdir)
+            code = int(args.func(args, workdir))
             sys.stdout.flush()
         return code
     except BrokenPipeError:
         # Whoever read our output (`--json | head`) has what it wanted.
         _quiet_stdout()
-        return EXIT_PIPE
+        code = EXIT_PIPE
+        return code
     except QSeriesError as err:
         if args.debug:
             traceback.print_exc()
         print(f"qseries: error: {err}", file=sys.stderr)
-        return err.exit_code
+        code = err.exit_code
+        return code
     except (OSError, subprocess.SubprocessError, RuntimeError, TimeoutError) as err:
         # Failures of the system rather than of qseries' input: still one
         # line, with what failed.
         if args.debug:
             traceback.print_exc()
         print(f"qseries: error: {_describe(err)}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("qseries: interrupted", file=sys.stderr)
-        return 130
+        code = EXIT_FAILED
+        return code
+    except (KeyboardInterrupt, proc.Terminated) as err:
+        # A second signal must not cut the cleanup short; the line comes
+        # once every child is gone.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        proc.kill_descendants(exclude=before)
+        interrupted = isinstance(err, KeyboardInterrupt)
+        print(
+            f"qseries: {'interrupted' if interrupted else 'terminated'}",
+            file=sys.stderr,
+        )
+        code = 130 if interrupted else 143
+        return code
     except Exception as err:  # a bug: still one line, the traceback on demand
         if args.debug:
             traceback.print_exc()
@@ -731,6 +812,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_BUG
+    finally:
+        if code != 0:
+            proc.kill_descendants(exclude=before)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,19 +90,70 @@ def build_fake(repo: Path, workdir: WorkDir) -> Path:
     return library
 
 
-def _env(qemu: Path, fake: Path | None) -> dict[str, str]:
-    env = {**os.environ, "QTEST_QEMU_BINARY": str(qemu), "LC_ALL": "C"}
+def _env(qemu: str, fake: Path | None, tmpdir: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "QTEST_QEMU_BINARY": qemu,
+        "LC_ALL": "C",
+        "TMPDIR": tmpdir,
+    }
     env.pop("LD_PRELOAD", None)
     if fake is not None:
         env["QTEST_VFIO_FAKE"] = str(fake)
     return env
 
 
+def scratch_dir(prefix: str) -> Path:
+    """A new private directory for one test run, in $TMPDIR (which
+    `qseries test` points into the work dir)."""
+    # $TMPDIR as it is now: tempfile caches the one it saw first.
+    where = os.environ.get("TMPDIR") or None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=where)).absolute()
+
+
 def _run_qtest(
+    binary: Path,
+    args: list[str],
+    qemu: Path,
+    fake: Path | None,
+    timeout: float,
+    scratch: Path,
+) -> Ran:
+    """A qtest binary, pointed at qemu (and at the fake, if given), run
+    in scratch, a private directory that is also its TMPDIR.
+
+    libqtest starts QEMU with `sh -c "exec QEMU ARGS"`, its QMP and
+    qtest sockets ($TMPDIR/qtest-PID.sock) unquoted in ARGS and bound
+    with a sun_path of 108 bytes.  So the qtest runs with TMPDIR=".",
+    its scratch directory being its working directory (and QEMU's): the
+    socket paths are short and need no quoting, whatever the work dir's
+    path.  QEMU is named through a link there for the same reason; it
+    finds its firmware from /proc/self/exe, the real binary.
+    """
+    link = scratch / qemu.name
+    if not link.is_symlink():
+        link.symlink_to(qemu.absolute())
+    env = _env(f"./{qemu.name}", fake, ".")
+    return run_bounded([str(binary.absolute()), *args], env, timeout, cwd=scratch)
+
+
+def run_qtest(
     binary: Path, args: list[str], qemu: Path, fake: Path | None, timeout: float
 ) -> Ran:
-    """A qtest binary, pointed at qemu (and at the fake, if given)."""
-    return run_bounded([str(binary), *args], _env(qemu, fake), timeout)
+    """A qtest binary run as _run_qtest does, in a scratch directory of
+    its own that is removed afterwards (for a run whose outcome is all
+    that counts, such as the benchmark's)."""
+    scratch = scratch_dir("qtest-")
+    try:
+        return _run_qtest(binary, args, qemu, fake, timeout, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _absolute_logs(output: str, scratch: Path) -> str:
+    """The qtest's "... log: ./DIR/FILE" lines, relative to its scratch
+    directory, with the absolute path."""
+    return re.sub(r"(?m)^(# \w+ .*log: )\./", lambda m: f"{m[1]}{scratch}/", output)
 
 
 class ListTimeout(Exception):
@@ -111,7 +164,11 @@ def list_cases(
     binary: Path, qemu: Path, fake: Path | None, timeout: float = LIST_TIMEOUT
 ) -> list[str]:
     """The case paths of a qtest binary; ListTimeout if it hangs."""
-    ran = _run_qtest(binary, ["-l"], qemu, fake, timeout)
+    scratch = scratch_dir("qtest-list-")
+    try:
+        ran = _run_qtest(binary, ["-l"], qemu, fake, timeout, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if ran.timed_out:
         raise ListTimeout(f"{binary.name} -l timed out after {timeout:g} s")
     return [line.strip() for line in ran.stdout.splitlines() if line.startswith("/")]
@@ -128,8 +185,9 @@ def run_case(
     timeout: float = QTEST_TIMEOUT,
 ) -> CaseRun:
     started = time.monotonic()
-    ran = _run_qtest(binary, ["--tap", "-p", path], qemu, fake, timeout)
-    output = ran.stdout + ran.stderr
+    scratch = scratch_dir("qtest-")
+    ran = _run_qtest(binary, ["--tap", "-p", path], qemu, fake, timeout, scratch)
+    output = _absolute_logs(ran.stdout + ran.stderr, scratch)
     if ran.timed_out:
         output = f"timed out after {timeout:g} s\n{output}"
     skipped = re.search(r"^ok \d+ .*# SKIP(.*)$", ran.stdout, re.M)
@@ -149,12 +207,19 @@ def run_case(
         error = errors[0]
     else:
         error = "" if passed else output.strip()[-300:]
+    if passed:
+        # A failed case keeps its scratch files: the evidence.
+        shutil.rmtree(scratch, ignore_errors=True)
     return CaseRun(path, passed, time.monotonic() - started, events, error, output)
+
+
+# v1's qtest says "source device log: PATH", v2's "source fake VFIO log: PATH".
+EVIDENCE = re.compile(r"^# (\w+ (?:device|fake VFIO) log: .*)$", re.M)
 
 
 def evidence(run: CaseRun) -> list[str]:
     """The scratch files a failed case left behind (the fake's logs)."""
-    return [m[1] for m in re.finditer(r"^# (\w+ device log: .*)$", run.output, re.M)]
+    return [m[1] for m in EVIDENCE.finditer(run.output)]
 
 
 def series_qtest(
@@ -246,7 +311,9 @@ def qemu_qtests(
             continue
         say(f"qtest {name}")
         started = time.monotonic()
-        ran = _run_qtest(binary, ["--tap", "-k"], qemu, None, timeout)
+        scratch = scratch_dir(f"{name}-")
+        ran = _run_qtest(binary, ["--tap", "-k"], qemu, None, timeout, scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
         ok = len(re.findall(r"^ok ", ran.stdout, re.M))
         bad = re.findall(r"^not ok .*$", ran.stdout, re.M)
         if ran.timed_out:
@@ -376,21 +443,29 @@ def qemu_runner(
     junit.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("QTEST_")}
     env.pop("LD_PRELOAD", None)
-    ran = run_bounded(
-        [
-            str(meson),
-            "test",
-            "--no-rebuild",
-            "--logbase",
-            logbase,
-            "--suite",
-            QEMU_SUITE,
-            f"{QEMU_SUITE}/{plan.qtest}",
-        ],
-        env,
-        timeout,
-        cwd=builddir,
-    )
+    # meson runs the test in the build dir (QEMU is ./qemu-system-*
+    # there): a TMPDIR relative to it keeps libqtest's socket paths
+    # short and free of characters its shell command would split.
+    scratch = scratch_dir("runner-")
+    env["TMPDIR"] = os.path.relpath(scratch, builddir.absolute())
+    try:
+        ran = run_bounded(
+            [
+                str(meson),
+                "test",
+                "--no-rebuild",
+                "--logbase",
+                logbase,
+                "--suite",
+                QEMU_SUITE,
+                f"{QEMU_SUITE}/{plan.qtest}",
+            ],
+            env,
+            timeout,
+            cwd=builddir,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if ran.timed_out:
         return Result(name, FAIL, f"meson test timed out after {timeout:g} s")
     verdict = junit_verdict(junit, f"{QEMU_SUITE}/{plan.qtest}")
@@ -504,16 +579,19 @@ def run_mutations(
     qemu: Path,
     fake: Path | None,
     log: Path,
+    fault_check: Callable[[Mutation], Result] | None = None,
 ) -> list[Result]:
     """Break the change in each way of the plan's mutations; the qtest
-    must catch each.  The build tree is restored (git checkout, ninja)
-    afterwards."""
+    must catch each (or, for a mutation that names a fault case,
+    fault_check, which runs that case of the fault matrix on the broken
+    QEMU).  The build tree is restored (git checkout, ninja) afterwards."""
     from .gitutil import Git
 
     binary = builddir / "tests" / "qtest" / plan.qtest
     files = sorted({m.file for m in plan.mutations})
     originals = {name: (tree / name).read_text() for name in files}
     results = []
+    restore = ["checkout", "--quiet", "--", *files]
     try:
         for mutation in plan.mutations:
             say(f"mutation {mutation.name}: {mutation.what}")
@@ -529,6 +607,14 @@ def run_mutations(
                     )
                 )
                 continue
+            if mutation.fault is not None:
+                if fault_check is None:
+                    results.append(
+                        skip(f"mutation {mutation.name}", "needs the fault matrix")
+                    )
+                else:
+                    results.append(fault_check(mutation))
+                continue
             try:
                 cases = list_cases(binary, qemu, fake)
             except ListTimeout as err:
@@ -536,9 +622,13 @@ def run_mutations(
                 continue
             runs = [run_case(binary, qemu, fake, case) for case in cases]
             results.append(judge_mutation(mutation, runs))
-    finally:
-        Git(tree).run("checkout", "--quiet", "--", *files)
-        code, _ = run_logged(["ninja", qemu.name], builddir, log, None)
-        if code != 0:
-            raise BuildError("rebuilding after the mutations failed", f"see {log}")
+    except BaseException:
+        # Interrupted or failed: the sources back as they were, fast; the
+        # next build's ninja rebuilds what they changed.
+        Git(tree).run(*restore)
+        raise
+    Git(tree).run(*restore)
+    code, _ = run_logged(["ninja", qemu.name], builddir, log, None)
+    if code != 0:
+        raise BuildError("rebuilding after the mutations failed", f"see {log}")
     return results

@@ -3,6 +3,7 @@ user's repository is only ever read."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import pytest
 from qseries.errors import EXIT_USAGE, SourceError
 from qseries.source import TreeOptionError, WorkDir, tree_base
 
-from ..conftest import REPO, RunCli, git
+from ..conftest import FIXTURES, REPO, RunCli, git
 
 SERIES = ("--series-file", str(REPO / "series.yaml"))
+VERSION_OF_MINI = (FIXTURES / "qemu-mini" / "VERSION").read_text().strip()
 
 
 def _last(stderr: str) -> str:
@@ -110,3 +112,18 @@ def test_corrupt_user_tree_is_not_a_missing_file(
     assert err.value.message.startswith(f"--tree {mini_tree}: git cannot read")
     assert "is corrupt" in err.value.message
     assert err.value.hint == f"run 'git fsck' in {mini_tree}"
+
+
+def test_a_tree_at_an_odd_path_is_taken(
+    run_cli: RunCli, mini_tree: Path, tmp_path: Path
+) -> None:
+    """Commas, quotes, a blank and 100+ characters in --tree's path: the
+    path is passed as an argument, never through a shell or into QEMU's
+    options (the tree is cloned into the work dir)."""
+    odd = tmp_path / ("q" * 60) / 'it\'s a "tree", really,,'
+    odd.parent.mkdir(parents=True)
+    mini_tree.rename(odd)
+    assert len(str(odd)) > 100
+    proc = run_cli(*SERIES, "source", "--tree", str(odd), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["version"] == VERSION_OF_MINI

@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ from qseries.timeline import Timeline
 DELAY_MS = 300
 SLACK_MS = 5.0  # timestamps of two processes, rounded to the microsecond
 CHROMIUM = "chromium"  # Debian's package and command
+# Longer profile paths get a short $TMPDIR (see screenshot()).
+SHORT_PATH = 60
 SHOT_TIMEOUT = 90.0
 SVG = "{http://www.w3.org/2000/svg}"
 Box = tuple[int, int, int, int]  # left, top, right, bottom (inclusive)
@@ -63,6 +66,12 @@ def screenshot(browser: str, page: Path, png: Path, size: tuple[int, int]) -> No
     whatever it started are killed once it is done or out of time."""
     profile = png.parent / "chromium-profile"
     profile.mkdir()
+    # Chromium binds its singleton socket in $TMPDIR and links it from the
+    # profile: under a long work dir that path overflows sun_path (108
+    # bytes) and Chromium aborts.  Then a short private dir in /tmp serves.
+    short = None
+    if len(str(profile)) > SHORT_PATH:
+        short = Path(tempfile.mkdtemp(prefix="qseries-chromium-", dir="/tmp"))
     argv = [
         browser,
         "--headless",
@@ -82,7 +91,7 @@ def screenshot(browser: str, page: Path, png: Path, size: tuple[int, int]) -> No
     ]
     proc = subprocess.Popen(
         argv,
-        env={**os.environ, "HOME": str(profile)},
+        env={**os.environ, "HOME": str(profile), "TMPDIR": str(short or png.parent)},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -98,6 +107,8 @@ def screenshot(browser: str, page: Path, png: Path, size: tuple[int, int]) -> No
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        if short is not None:
+            shutil.rmtree(short, ignore_errors=True)
     if not png.is_file():
         tail = "\n".join(out.splitlines()[-10:])
         pytest.fail(f"{CHROMIUM} wrote no screenshot (exit {proc.returncode}):\n{tail}")

@@ -270,6 +270,18 @@ static void env_set(const char *name, const char *value)
     }
 }
 
+/*
+ * @path as the value of a -device property on the command line, which
+ * libqtest hands to a shell: commas doubled, then quoted for the shell.
+ */
+static char *option_path(const char *path)
+{
+    g_auto(GStrv) parts = g_strsplit(path, ",", -1);
+    g_autofree char *value = g_strjoinv(",,", parts);
+
+    return g_shell_quote(value);
+}
+
 /* Start QEMU with one fake vfio-pci device, the fake only in its env. */
 static TestVM *vm_launch(const char *name, const char *flags,
                          const char *delay, const char *fail,
@@ -277,6 +289,7 @@ static TestVM *vm_launch(const char *name, const char *flags,
 {
     TestVM *vm = g_new0(TestVM, 1);
     g_autofree char *link = NULL;
+    g_autofree char *sysfsdev = NULL;
     g_autofree char *old_preload = g_strdup(g_getenv("LD_PRELOAD"));
     g_autofree char *preload = NULL;
 
@@ -288,6 +301,7 @@ static TestVM *vm_launch(const char *name, const char *flags,
     link = g_build_filename(vm->dir, "iommu_group", NULL);
     g_assert_cmpint(symlink("../../../kernel/iommu_groups/4242", link), ==, 0);
     vm->log = g_build_filename(vm->dir, "fakevfio.log", NULL);
+    sysfsdev = option_path(vm->dir);
     /* Kept when the test fails: vm_quit() is not reached then. */
     g_test_message("%s fake VFIO log: %s", name, vm->log);
 
@@ -301,7 +315,7 @@ static TestVM *vm_launch(const char *name, const char *flags,
     vm->qts = qtest_initf("-machine q35 -nodefaults -m 64M "
                           "-device vfio-pci,id=" DEVICE_ID ",sysfsdev=%s,"
                           "enable-migration=on,migration-events=on %s",
-                          vm->dir, extra_args);
+                          sysfsdev, extra_args);
     env_set("LD_PRELOAD", old_preload);
     g_unsetenv("FAKEVFIO_LOG");
     g_unsetenv("FAKEVFIO_MIGRATION_FLAGS");

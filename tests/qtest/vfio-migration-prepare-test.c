@@ -79,6 +79,18 @@ static bool record_event(QTestState *qts, const char *name, QDict *event,
 }
 
 /*
+ * @path as the value of a -device property on the command line, which
+ * libqtest hands to a shell: commas doubled, then quoted for the shell.
+ */
+static char *option_path(const char *path)
+{
+    g_auto(GStrv) parts = g_strsplit(path, ",", -1);
+    g_autofree char *value = g_strjoinv(",,", parts);
+
+    return g_shell_quote(value);
+}
+
+/*
  * Start QEMU with one fake vfio-pci device.  @env is a NULL-terminated
  * list of NAME, VALUE pairs for the fake.
  */
@@ -87,6 +99,7 @@ static TestVM *vm_start(const char *name, const char *const *env,
 {
     TestVM *vm = g_new0(TestVM, 1);
     g_autofree char *link = NULL;
+    g_autofree char *sysfsdev = NULL;
     GPtrArray *transitions;
     int i;
 
@@ -98,6 +111,7 @@ static TestVM *vm_start(const char *name, const char *const *env,
     link = g_build_filename(vm->dir, "iommu_group", NULL);
     g_assert_cmpint(symlink("../../../kernel/iommu_groups/4242", link), ==, 0);
     vm->log = g_build_filename(vm->dir, "fakevfio.log", NULL);
+    sysfsdev = option_path(vm->dir);
     /* Kept when the test fails: vm_quit() is not reached then. */
     g_test_message("%s device log: %s", name, vm->log);
 
@@ -109,7 +123,7 @@ static TestVM *vm_start(const char *name, const char *const *env,
     vm->qts = qtest_initf("-machine q35 -nodefaults -m 64M "
                           "-device vfio-pci,id=" DEVICE_ID ",sysfsdev=%s,"
                           "enable-migration=on,migration-events=on %s",
-                          vm->dir, extra_args ? extra_args : "");
+                          sysfsdev, extra_args ? extra_args : "");
     g_unsetenv("LD_PRELOAD");
     g_unsetenv("FAKEVFIO_LOG");
     for (i = 0; env && env[i]; i += 2) {
@@ -415,12 +429,16 @@ typedef struct Migration {
 static void migration_start(Migration *m, const char *const *src_env,
                             const char *const *dst_env)
 {
+    g_autofree char *uri = NULL;
+    g_autofree char *quoted = NULL;
     g_autofree char *incoming = NULL;
 
     m->dir = g_dir_make_tmp("vfio-prepare-mig-XXXXXX", NULL);
     g_assert(m->dir);
     m->sock = g_build_filename(m->dir, "mig.sock", NULL);
-    incoming = g_strdup_printf("-incoming unix:%s", m->sock);
+    uri = g_strdup_printf("unix:%s", m->sock);
+    quoted = g_shell_quote(uri);
+    incoming = g_strdup_printf("-incoming %s", quoted);
     m->src = vm_start("source", src_env, NULL);
     m->dst = vm_start("destination", dst_env, incoming);
 }
