@@ -1,6 +1,6 @@
 # qseries: the two jobs of README.md, and what they need.
 #
-#   make reproduce   source -> generate -> reproduce (check, build, test, reports)
+#   make reproduce   source -> check -> reproduce (check, build, test, reports)
 #   make check       lint, type checks and every test
 #
 # Both bootstrap what they need: Debian packages (installed when run as
@@ -38,18 +38,19 @@ $(STAMP): pyproject.toml scripts/bootstrap-debian.sh
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# Every version is generated (patches/ must match what is committed);
-# then the newest is reproduced: checked, bisected, built and tested,
-# negative control and mutations included, with the reports (JUnit,
-# JSON, markdown, the timeline picture) in the directory it prints.
+# Every older version is checked (its `fresh` check: patches/vN equal to
+# a fresh generate on the base its cover letter names, or on what stands
+# in for it once Debian dropped it); then the newest is reproduced:
+# checked, bisected, built and tested, negative control, mutations and
+# fault matrix included, with the reports (JUnit, JSON, markdown, the
+# timeline picture, the fault table) in the directory it prints.
 VERSIONS = v1 v2
 NEWEST = v2
 
 reproduce: bootstrap
 	$(BIN)/qseries source
-	for v in $(VERSIONS); do $(BIN)/qseries generate --series $$v || exit 1; done
-	@test -z "$$(git status --porcelain -- patches/)" || \
-		{ echo "patches/ differs from a fresh generate: commit it" >&2; exit 1; }
+	for v in $(filter-out $(NEWEST),$(VERSIONS)); do \
+		$(BIN)/qseries check --series $$v || exit 1; done
 	$(BIN)/qseries reproduce --series $(NEWEST)
 
 lint: bootstrap

@@ -38,10 +38,12 @@ from .source import (
     BaseTree,
     SourceSpec,
     WorkDir,
-    debian_base,
+    debian_upload,
     get_base,
     say,
+    say_once,
 )
+from .versions import upstream_of_debian
 
 SUBJECT_MAX = 76
 # What qapi-gen.py makes of qapi/vfio.json: the events, and the types.
@@ -286,14 +288,20 @@ def checkout_for_check(base: BaseTree, workdir: WorkDir) -> Path:
 
 
 def check_apply(
-    tree: Path, patches: list[Mail], origin: BaseTree | None = None
+    tree: Path,
+    patches: list[Mail],
+    origin: BaseTree | None = None,
+    origin_gone: str = "",
 ) -> Result:
     """git am, patch by patch.
 
     On a base other than the one the series was generated on (a
     backport), a patch whose context differs is retried with a 3-way
     merge, as a maintainer would: `git am -3`, with the objects of the
-    generation base at hand so that git finds the preimages.
+    generation base at hand so that git finds the preimages.  When that
+    base is gone (origin_gone says so), there are no preimages to merge
+    with: the patch is retried with one line of context, and the result
+    says so, for a human to review.
     """
     g = Git(tree)
     # A base that merged the series already (a newer QEMU): some patches
@@ -329,6 +337,18 @@ def check_apply(
                 continue
             except QSeriesError:
                 g.try_run("am", "--abort")
+        elif origin_gone:
+            try:
+                g.run(
+                    "am", "--quiet", "--no-3way", "-C1", str(mail.path), env=COMMITTER
+                )
+                merged.append(
+                    f"{mail.numbered}: {out}; applied with 1 line of context, "
+                    f"as the generation base {origin_gone}: review it"
+                )
+                continue
+            except QSeriesError:
+                g.try_run("am", "--abort")
         return Result(
             "apply",
             FAIL,
@@ -336,7 +356,9 @@ def check_apply(
             [out]
             + [f"not tried: {m.numbered} '{m.subject}'" for m in patches[i + 1 :]],
         )
-    how = "git am" + (" (-3 for some)" if merged else "")
+    how = "git am" + (
+        (" (-C1 for some)" if origin_gone else " (-3 for some)") if merged else ""
+    )
     return Result("apply", PASS, f"{len(patches)} patch(es) applied with {how}", merged)
 
 
@@ -715,10 +737,9 @@ def check_subjects(patches: list[Mail]) -> Result:
     return Result("subject", PASS, f"'area: Summary', at most {SUBJECT_MAX} characters")
 
 
-def generation_base(
-    cover: Mail | None, check_base: BaseTree, workdir: WorkDir, version: Version
-) -> BaseTree | None:
-    """The base the committed patches say they were generated on."""
+def named_generation_base(cover: Mail | None) -> str | None:
+    """The Debian version of the base a cover letter says the series was
+    generated on ('Based on QEMU 10.2.2, Debian 1:10.2.2+ds-1'), if any."""
     if cover is None:
         return None
     m = re.search(
@@ -726,26 +747,157 @@ def generation_base(
         cover.body,
         re.M,
     )
-    if m:
-        named = m[1] or m[2]
+    return (m[1] or m[2]) if m else None
+
+
+# In the detail of a result made on what stands in for a generation base
+# Debian no longer has (or that did not download this time).
+STAND_IN = "in place of the generation base"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The base the mails were generated on, or what stands in for it when
+    Debian no longer has it (`gone` says why; `named` is the upload)."""
+
+    base: BaseTree | None
+    named: str = ""
+    gone: str = ""
+
+    @property
+    def exact(self) -> bool:
+        return self.base is not None and not self.gone
+
+    def stand_in(self) -> str:
+        """'QEMU 10.0.13 (Debian qemu ...), in place of the generation base
+        Debian qemu 1:10.2.2+ds-1, which is no longer in the archive'."""
+        assert self.base is not None
+        return (
+            f"{self.base.describe()}, {STAND_IN} "
+            f"Debian qemu {self.named}, which {self.gone}"
+        )
+
+    def older_than_named(self) -> bool:
+        """Whether the stand-in is an older QEMU than the generation base
+        (a backport), or the same one: its MAINTAINERS is no newer."""
+        assert self.base is not None
+        try:
+            return self.base.qemu_version <= upstream_of_debian(self.named)
+        except QSeriesError:
+            return False
+
+
+def _relation(check_base: BaseTree, named: str) -> str:
+    """How the base checked stands to the generation base."""
+    try:
+        qemu = upstream_of_debian(named)
+    except QSeriesError:
+        return "another base"
+    if check_base.qemu_version < qemu:
+        return "a backport"
+    if check_base.qemu_version > qemu:
+        return "a newer base"
+    return "another upload of the same QEMU"
+
+
+def find_origin(
+    cover: Mail | None, check_base: BaseTree, workdir: WorkDir, version: Version
+) -> Origin:
+    """The base the committed patches say they were generated on.
+
+    When Debian no longer has it (a +ds-2 upload replaced it; sid moved
+    to the next QEMU), another upload of the same QEMU stands in if there
+    is one, else the base being checked, and a line says so.
+    """
+    named = named_generation_base(cover)
+    if named is not None:
         if check_base.debian_version == named:
-            return check_base
-        return debian_base(workdir, version.base, named, refresh=False)
-    m = re.search(r"^base-commit: ([0-9a-f]{40})$", cover.body, re.M)
+            return Origin(check_base)
+        found = debian_upload(workdir, named)
+        if isinstance(found, BaseTree):
+            say_once(
+                f"{version.name} was generated on {found.describe()}; checking it "
+                f"on {check_base.describe()}, {_relation(check_base, named)}: "
+                "fresh and maintainers are checked on the generation base"
+            )
+            return Origin(found)
+        if found.same_qemu is not None:
+            stand_in = found.same_qemu
+            instead = (
+                f"Debian qemu {stand_in.debian_version}, the same QEMU "
+                f"{stand_in.version}, stands in for it"
+            )
+        else:
+            stand_in = check_base
+            instead = (
+                f"no other upload of QEMU {upstream_of_debian(named)} is listed "
+                f"({', '.join(found.listed) or 'nothing'}): checking on "
+                f"{check_base.describe()} as {_relation(check_base, named)}, "
+                "fresh without the base's context and line numbers"
+            )
+        say_once(
+            f"the generation base of {version.name}, Debian qemu {named}, "
+            f"{found.why}; {instead}"
+        )
+        return Origin(stand_in, named, found.why)
+    m = re.search(r"^base-commit: ([0-9a-f]{40})$", cover.body if cover else "", re.M)
     if m and m[1] == check_base.commit:
-        return check_base
-    return None
+        return Origin(check_base)
+    return Origin(None)
+
+
+def generation_base(
+    cover: Mail | None, check_base: BaseTree, workdir: WorkDir, version: Version
+) -> BaseTree | None:
+    """The base the committed patches were generated on, or the upload of
+    the same QEMU (or the base checked) that stands in for it."""
+    return find_origin(cover, check_base, workdir, version).base
+
+
+# Lines of a mail that depend on the base, not on the series: the base
+# named in the cover letter, the diffstat, and in diffs the index lines,
+# the hunk headers and the context.
+DIFFSTAT = re.compile(r" \S.* \| +(?:\d+|Bin)\b.*| \d+ files? changed\b.*")
+
+
+def without_base(text: str) -> list[str]:
+    """A mail without what depends on its base (see DIFFSTAT) and without
+    To/Cc (get_maintainer.pl on the base: the maintainers check's)."""
+    head, _, body = text.partition("\n\n")
+    kept: list[str] = []
+    skipping = False
+    for line in head.split("\n"):
+        if line[:1] not in (" ", "\t"):
+            skipping = line.lower().startswith(("to:", "cc:"))
+        if not skipping:
+            kept.append(line)
+    in_diff = False
+    for line in body.split("\n"):
+        in_diff = in_diff or line.startswith("diff --git ")
+        if in_diff and line.startswith((" ", "index ", "@@")):
+            continue
+        if not in_diff and (line.startswith(gen.BASE_LINE) or DIFFSTAT.fullmatch(line)):
+            continue
+        kept.append(line)
+    return kept
+
+
+def _without_base_line(data: bytes) -> bytes:
+    return re.sub(rb"(?m)^Based on .*$", b"", data)
 
 
 def check_fresh(
     series: Series,
     version: Version,
     mails: list[Mail],
-    base: BaseTree | None,
+    origin: Origin,
     why: str,
     workdir: WorkDir,
 ) -> Result:
-    """Regenerate on the base the mails name (base) and compare bytes."""
+    """Regenerate on the base the mails name and compare bytes; when that
+    base is gone, on what stands in for it, and compare what the series
+    (not the base) decides: messages, headers but To/Cc, changed lines."""
+    base = origin.base
     if base is None:
         return Result("fresh", SKIP, why)
     _, outdir = gen.generate(series, version, base, workdir)
@@ -754,26 +906,55 @@ def check_fresh(
         committed = {m.path.name: m.path.read_bytes() for m in mails}
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
-    items = [
-        f"{n}: differs from a fresh generate"
-        for n in sorted(fresh)
-        if n in committed and fresh[n] != committed[n]
-    ]
-    items += [f"{n}: missing" for n in sorted(set(fresh) - set(committed))]
+    items = [f"{n}: missing" for n in sorted(set(fresh) - set(committed))]
     items += [
         f"{n}: not generated any more" for n in sorted(set(committed) - set(fresh))
     ]
+    both = sorted(set(fresh) & set(committed))
+    if origin.exact:
+        items[:0] = [
+            f"{n}: differs from a fresh generate"
+            for n in both
+            if fresh[n] != committed[n]
+        ]
+        if items:
+            return Result(
+                "fresh", FAIL, f"{version.name} is stale: run 'qseries generate'", items
+            )
+        return Result("fresh", PASS, f"equal to a fresh generate on {base.describe()}")
+    items[:0] = [
+        f"{n}: its messages or changed lines differ from a fresh generate"
+        for n in both
+        if without_base(fresh[n].decode("utf-8", "replace"))
+        != without_base(committed[n].decode("utf-8", "replace"))
+    ]
     if items:
         return Result(
-            "fresh", FAIL, f"{version.name} is stale: run 'qseries generate'", items
+            "fresh",
+            FAIL,
+            f"{version.name} differs from a fresh generate on {origin.stand_in()}: "
+            f"run 'qseries generate' to move it there",
+            items,
         )
-    return Result("fresh", PASS, f"equal to a fresh generate on {base.describe()}")
+    if all(
+        _without_base_line(fresh[n]) == _without_base_line(committed[n]) for n in both
+    ):
+        how = "byte for byte but the 'Based on' line"
+    else:
+        how = (
+            "in every message, header and changed line (context, line numbers, "
+            "index lines and diffstat come from the base; To/Cc are the "
+            "maintainers check's)"
+        )
+    return Result(
+        "fresh", PASS, f"equal to a fresh generate on {origin.stand_in()}, {how}"
+    )
 
 
-def check_maintainers(
-    tree: Path, patches: list[Mail], headers: bool, workdir: WorkDir
-) -> Result:
-    """get_maintainer.pl's list; with headers, the mails' To/Cc must hold it."""
+def _get_maintainer(
+    tree: Path, patches: list[Mail], workdir: WorkDir
+) -> tuple[list[str], list[str]]:
+    """What get_maintainer.pl in tree names for the patches, and its error."""
     proc = run_perl(
         tree,
         "get_maintainer.pl",
@@ -781,34 +962,67 @@ def check_maintainers(
         workdir,
     )
     wanted = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
-    if proc.returncode != 0 or not wanted:
-        return Result(
-            "maintainers",
-            FAIL,
-            "get_maintainer.pl named nobody",
-            proc.stderr.strip().splitlines()[-1:],
-        )
+    if proc.returncode != 0:
+        return [], proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+    return wanted, proc.stderr.strip().splitlines()[-1:]
+
+
+def check_maintainers(
+    tree: Path,
+    patches: list[Mail],
+    headers: bool,
+    workdir: WorkDir,
+    where: str = "",
+    by_name: bool = False,
+) -> Result:
+    """get_maintainer.pl's list; with headers, the mails' To/Cc must hold it.
+
+    where names the tree when it is not the base checked (the generation
+    base, or what stands in for it).  by_name: a person the mails address
+    at another address counts (a stand-in older than the generation base
+    has an older MAINTAINERS); the difference is listed.
+    """
+    wanted, error = _get_maintainer(tree, patches, workdir)
+    on = f" on {where}" if where else ""
+    if not wanted:
+        return Result("maintainers", FAIL, f"get_maintainer.pl named nobody{on}", error)
     if not headers:
         return Result(
             "maintainers", PASS, "on this base get_maintainer.pl names:", wanted
         )
-    missing = []
+    missing: list[str] = []
+    moved: list[str] = []
     for mail in patches:
-        have = {a for _, a in _addresses([mail.header("To"), mail.header("Cc")])}
-        missing += [
-            f"{mail.numbered}: {w}"
-            for w in wanted
-            if _addresses([w]) and _addresses([w])[0][1] not in have
-        ]
+        have = _addresses([mail.header("To"), mail.header("Cc")])
+        addresses = {a for _, a in have}
+        names = {n.strip().lower(): a for n, a in have if n.strip()}
+        for w in wanted:
+            parsed = _addresses([w])
+            if not parsed or parsed[0][1] in addresses:
+                continue
+            name = parsed[0][0].strip().lower()
+            if by_name and name in names:
+                note = (
+                    f"{parsed[0][0]}: <{parsed[0][1]}> in that MAINTAINERS, "
+                    f"<{names[name]}> in the mails"
+                )
+                if note not in moved:
+                    moved.append(note)
+                continue
+            missing.append(f"{mail.numbered}: {w}")
     if missing:
         return Result(
-            "maintainers", FAIL, "To/Cc lacks what get_maintainer.pl names", missing
+            "maintainers",
+            FAIL,
+            f"To/Cc lacks what get_maintainer.pl names{on}",
+            missing + moved,
         )
     return Result(
         "maintainers",
         PASS,
-        "To/Cc include every address get_maintainer.pl names",
-        wanted,
+        f"To/Cc include every address get_maintainer.pl names{on}"
+        + ("; a person at another address counts" if moved else ""),
+        wanted + moved,
     )
 
 
@@ -868,11 +1082,12 @@ def _run_checks(
     cover = next((m for m in mails if m.is_cover), None)
     why = "the base the patches were generated on is not known here"
     try:
-        origin = generation_base(cover, base, workdir, version)
+        origin = find_origin(cover, base, workdir, version)
     except SourceError as err:
-        origin, why = None, f"{NO_ORIGIN}: {err}"
-    merge_with = origin if origin != base else None
-    applied = check_apply(tree, patches, merge_with)
+        origin, why = Origin(None), f"{NO_ORIGIN}: {err}"
+    merge_with = origin.base if origin.base not in (None, base) else None
+    gone = f"Debian qemu {origin.named} {origin.gone}" if origin.gone else ""
+    applied = check_apply(tree, patches, merge_with, "" if merge_with else gone)
     results.append(applied)
     steps: list[Callable[[], Result]] = []
     if applied.detail == ALREADY:
@@ -893,15 +1108,36 @@ def _run_checks(
     if patches_dir is not None:
         steps.append(lambda: check_fresh(series, version, mails, origin, why, workdir))
     # The To/Cc headers were computed on the base the series was generated
-    # on; another base (a backport) can have other maintainers.  A base
-    # that merged the series needs no mails.
+    # on: they are checked there, whatever base is checked (a backport can
+    # have other maintainers).  When Debian no longer has that base, on
+    # what stands in for it; a person whose address an older MAINTAINERS
+    # gives differently still counts.  A base that merged the series
+    # needs no mails.
     if applied.detail == ALREADY:
         results_after = [
             Result("maintainers", SKIP, "the series is already in this base")
         ]
     else:
         results_after = []
-        steps.append(lambda: check_maintainers(tree, patches, origin == base, workdir))
+        steps.append(lambda: _maintainers(tree, patches, base, origin, workdir))
     for step in steps:
         results.append(step())
     return results + results_after
+
+
+def _maintainers(
+    tree: Path, patches: list[Mail], base: BaseTree, origin: Origin, workdir: WorkDir
+) -> Result:
+    if origin.base is None:
+        return check_maintainers(tree, patches, False, workdir)
+    where = "" if origin.base == base else origin.base.describe()
+    if origin.gone:
+        where = origin.stand_in()
+    return check_maintainers(
+        tree if origin.base == base else origin.base.root,
+        patches,
+        True,
+        workdir,
+        where,
+        by_name=bool(origin.gone) and origin.older_than_named(),
+    )

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import EXIT_USAGE, SourceError, ToolError, UsageError
+from .errors import EXIT_USAGE, QSeriesError, SourceError, ToolError, UsageError
 from .gitutil import CorruptRepoError, Git
 from .proc import run_bounded
 from .versions import (
@@ -67,6 +67,17 @@ BASE_EMAIL = "qemu@packages.debian.org"
 def say(message: str) -> None:
     """Progress for people, on stderr."""
     print(f"qseries: {message}", file=sys.stderr, flush=True)
+
+
+_said: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """A line that several steps of one run reach (the base is asked for
+    by check and by the build): said the first time only."""
+    if message not in _said:
+        _said.add(message)
+        say(message)
 
 
 class Unavailable(SourceError):
@@ -321,8 +332,37 @@ def system_mirror(etc: Path = APT_SOURCES) -> str:
     )
 
 
+def local_archive(mirror: str) -> Path | None:
+    """The directory of a local archive (a file: or copy: URI), else None."""
+    url = urllib.parse.urlparse(mirror)
+    if url.scheme not in ("file", "copy"):
+        return None
+    if url.netloc or not url.path.startswith("/"):
+        raise UsageError(
+            f"QSERIES_DEBIAN_MIRROR={mirror}: a local archive needs an absolute path",
+            "write it as file:///path/to/archive",
+        )
+    return Path(urllib.parse.unquote(url.path))
+
+
+def _signed(archive: Path) -> bool:
+    """Whether a local archive has signed Release files for our suites."""
+    return all(
+        (archive / "dists" / suite / "InRelease").is_file()
+        or (archive / "dists" / suite / "Release.gpg").is_file()
+        for suite in DEBIAN_SUITES
+    )
+
+
 class Apt:
-    """apt-get and apt-cache with a private configuration in the work dir."""
+    """apt-get and apt-cache with a private configuration in the work dir.
+
+    The archive is QSERIES_DEBIAN_MIRROR, else the Debian mirror the
+    system's apt uses.  A local archive (file:///DIR) is read with apt's
+    copy: method, so that the downloads are copies in the work dir, not
+    links into DIR; if its Release files are unsigned, it is marked
+    [trusted=yes] (the sha256 of its Sources still check every file).
+    """
 
     def __init__(self, workdir: WorkDir, mirror: str | None = None):
         self.workdir = workdir.path
@@ -330,6 +370,15 @@ class Apt:
         self.mirror = (
             mirror or os.environ.get("QSERIES_DEBIAN_MIRROR") or system_mirror()
         )
+        self.local = local_archive(self.mirror)
+        if self.local is not None and not (self.local / "dists").is_dir():
+            raise SourceError(
+                f"{self.mirror} is not a Debian archive (no {self.local}/dists)",
+                "set QSERIES_DEBIAN_MIRROR to a directory with dists/ and pool/",
+            )
+        uri = self.mirror
+        if self.local is not None:
+            uri = "copy://" + urllib.parse.quote(str(self.local))
         self.sources = self.root / "sources.list"
         self.stamp = self.root / UPDATED_STAMP
         self._index: dict[str, dict[str, SourceFiles]] = {}
@@ -340,7 +389,7 @@ class Apt:
         )
         options = self.source_options()
         text = "".join(
-            f"deb-src{options} {self.mirror} {suite} main\n" for suite in DEBIAN_SUITES
+            f"deb-src{options} {uri} {suite} main\n" for suite in DEBIAN_SUITES
         )
         if not self.sources.exists() or self.sources.read_text() != text:
             self.stamp.unlink(missing_ok=True)
@@ -349,7 +398,10 @@ class Apt:
                 old.unlink()
 
     def source_options(self) -> str:
-        """The [options] of our deb-src lines: the Debian keyring signs."""
+        """The [options] of our deb-src lines: the Debian keyring signs,
+        but an unsigned local archive is one the user made and named."""
+        if self.local is not None and not _signed(self.local):
+            return " [trusted=yes]"
         if Path(DEBIAN_KEYRING).exists():
             return f" [signed-by={DEBIAN_KEYRING}]"
         return ""
@@ -642,6 +694,48 @@ def clean_leftovers(workdir: WorkDir) -> None:
                 _remove(dest)
 
 
+def _safe(version: str) -> str:
+    """A Debian version as a file name: 1_10.2.2+ds-1."""
+    return re.sub(r"[^\w.+-]", "_", version)
+
+
+def _tree_path(workdir: WorkDir, version: str) -> Path:
+    return workdir.path / "trees" / f"debian-{_safe(version)}"
+
+
+def _fetch_first(workdir: WorkDir, apt: Apt, candidates: list[str]) -> BaseTree | None:
+    """The first of candidates that is cached or downloads, unpacked."""
+    for i, version in enumerate(candidates):
+        root = _tree_path(workdir, version)
+        cached = _read_marker(root)
+        if cached is not None:
+            return cached
+        dsc = apt.download("qemu", version, workdir.sub("debian", _safe(version)))
+        if dsc is None:
+            if i + 1 < len(candidates):
+                say(f"falling back to qemu {candidates[i + 1]}")
+            continue
+        return _unpack(dsc, root, version, workdir)
+    return None
+
+
+def _prepared_apt(workdir: WorkDir, refresh: bool, apt: Apt | None) -> Apt:
+    clean_leftovers(workdir)
+    apt = apt or Apt(workdir)
+    apt.clean_partial()
+    apt.update(refresh)
+    return apt
+
+
+def above_range(available: list[str], base_range: VersionRange) -> list[str]:
+    """The listed versions too new for the range (a QEMU the series is not
+    written for: it may have merged it, or moved the code it changes)."""
+    upper = base_range.upper
+    return [
+        v for v in available if upper is not None and upstream_of_debian(v) >= upper
+    ]
+
+
 def debian_base(
     workdir: WorkDir,
     base_range: VersionRange,
@@ -649,30 +743,63 @@ def debian_base(
     refresh: bool,
     apt: Apt | None = None,
 ) -> BaseTree:
-    clean_leftovers(workdir)
-    apt = apt or Apt(workdir)
-    apt.clean_partial()
-    apt.update(refresh)
+    apt = _prepared_apt(workdir, refresh, apt)
     available = apt.source_versions("qemu")
     if not available:
         raise SourceError("the Debian index lists no qemu source package")
     candidates = select_versions(available, base_range, exact)
-    for i, version in enumerate(candidates):
-        safe = re.sub(r"[^\w.+-]", "_", version)
-        root = workdir.path / "trees" / f"debian-{safe}"
-        cached = _read_marker(root)
-        if cached is not None:
-            return cached
-        dsc = apt.download("qemu", version, workdir.sub("debian", safe))
-        if dsc is None:
-            if i + 1 < len(candidates):
-                say(f"falling back to qemu {candidates[i + 1]}")
-            continue
-        return _unpack(dsc, root, version, workdir)
-    raise Unavailable(
-        "no qemu source package could be downloaded: tried " + ", ".join(candidates),
-        "check the network, or pass --tree PATH",
-    )
+    if exact is None:
+        above = above_range(available, base_range)
+        if above:
+            say_once(
+                f"qemu {', '.join(above)} {'is' if len(above) == 1 else 'are'} "
+                f"listed, above the base range '{base_range}': not used "
+                "(--base-version picks one)"
+            )
+    base = _fetch_first(workdir, apt, candidates)
+    if base is None:
+        raise Unavailable(
+            "no qemu source package could be downloaded: tried "
+            + ", ".join(candidates),
+            "check the network, or pass --tree PATH",
+        )
+    return base
+
+
+@dataclass(frozen=True)
+class GoneBase:
+    """A Debian upload that cannot be had any more, and what stands in."""
+
+    named: str  # the Debian version asked for: 1:10.2.2+ds-1
+    why: str  # "is no longer in the archive", "is listed but did not download"
+    same_qemu: BaseTree | None  # another upload of the same QEMU version
+    listed: tuple[str, ...]  # what the archive lists now
+
+
+def debian_upload(
+    workdir: WorkDir, named: str, apt: Apt | None = None
+) -> BaseTree | GoneBase:
+    """The Debian upload `named` (a generation base), from the work dir or
+    the archive; when it cannot be had, another upload of the same QEMU
+    version (a +ds-2 of the same 10.2.2) stands in for it, if one does."""
+    cached = _read_marker(_tree_path(workdir, named))
+    if cached is not None:
+        return cached
+    apt = _prepared_apt(workdir, False, apt)
+    available = apt.source_versions("qemu")
+    if named in available:
+        found = _fetch_first(workdir, apt, [named])
+        if found is not None:
+            return found
+        why = "is listed but did not download"
+    else:
+        why = "is no longer in the archive"
+    try:
+        qemu = upstream_of_debian(named)
+        same = [v for v in available if v != named and upstream_of_debian(v) == qemu]
+    except QSeriesError:
+        same = []
+    return GoneBase(named, why, _fetch_first(workdir, apt, same), tuple(available))
 
 
 def _unpack(dsc: Path, root: Path, version: str, workdir: WorkDir) -> BaseTree:

@@ -62,3 +62,33 @@ def test_compose_merges_3_way_with_the_generation_base(tmp_path: Path) -> None:
     merged = git(old_root, "show", f"{commit}:MAINTAINERS")
     assert "F: hw/vfio/*.c\n" in merged
     assert "F: qapi/vfio.json\nF: x.c\n" in merged
+
+
+def test_compose_without_its_generation_base_uses_one_line_of_context(
+    tmp_path: Path,
+) -> None:
+    """When Debian dropped the generation base (loose), a patch whose
+    context differs beyond its nearest line still applies; not otherwise."""
+    old_root = tmp_path / "old"
+    shutil.copytree(FIXTURES / "qemu-mini", old_root)
+    committed(old_root)
+    maint = old_root / "MAINTAINERS"
+    text = maint.read_text()
+    maint.write_text(text.replace("F: qapi/vfio.json\n", "F: qapi/vfio.json\nF: x.c\n"))
+    patch = tmp_path / "0001.patch"
+    patch.write_text(git(old_root, "diff"))
+    git(old_root, "checkout", "-q", "--", "MAINTAINERS")
+    # The base's context differs two lines above the change.
+    lines = text.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line == "F: qapi/vfio.json\n")
+    lines[at - 2] = lines[at - 2].rstrip("\n") + " (moved)\n"
+    maint.write_text("".join(lines))
+    git(old_root, "commit", "-q", "-am", "context")
+    work = WorkDir(tmp_path / "work")
+    old = base_tree(old_root, "old")
+    with pytest.raises(build.BuildError, match=r"0001\.patch does not apply to"):
+        build.compose(old, [patch], work)
+    commit = build.compose(old, [patch], work, None, loose=True)
+    assert "F: qapi/vfio.json\nF: x.c\n" in git(
+        old_root, "show", f"{commit}:MAINTAINERS"
+    )
