@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from qseries.series import SERIES_DATA
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -107,7 +109,6 @@ def mini_tree(tmp_path: Path) -> Path:
 
 # What series.yaml reads beside itself: templates, the files patches
 # carry (qtests, the fake), the mutations.
-SERIES_DATA = ("qapi", "hw", "mutations", "tests/qtest", "tests/fakevfio")
 
 
 def copy_series(dest: Path) -> Path:

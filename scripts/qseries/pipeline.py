@@ -26,6 +26,7 @@ from pathlib import Path
 
 from . import build as build_mod
 from . import check, generators, report, testing
+from . import faults as faults_mod
 from . import mbox as mbox_mod
 from . import series as series_mod
 from .errors import QSeriesError, SourceError, UsageError
@@ -39,7 +40,8 @@ CONTROL = "control"
 TEST = "test"
 MUTATIONS = "mutations"
 TIMELINE = "timeline"
-STAGES = (CHECK, BISECT, CONTROL, TEST, MUTATIONS, TIMELINE)
+FAULTS = "faults"
+STAGES = (CHECK, BISECT, CONTROL, TEST, MUTATIONS, TIMELINE, FAULTS)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Request:
     reuse: bool = False  # take check results of the same inputs from the cache
     report_dir: Path | None = None  # where; default WORKDIR/reports/vN-BASE
     delay_ms: int = 300  # injected into the quiesce arc for the timeline
+    faults: tuple[str, ...] = ()  # only these cases of the fault matrix
+    write_table: bool = False  # write the fault table into the repository
 
     def __post_init__(self) -> None:
         unknown = self.stages - set(STAGES)
@@ -74,6 +78,7 @@ class Outcome:
     phases: list[Phase] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)
     pictures: list[str] = field(default_factory=list)
+    tables: dict[str, str] = field(default_factory=dict)  # file name -> text
     report_dir: Path | None = None
     build: build_mod.Build | None = None
     # The base has the series, or it does not apply: nothing to build or test.
@@ -207,15 +212,16 @@ class Pipeline:
                 self._mails = (cover, [m.path for m in mails if not m.is_cover])
         return self._mails
 
-    def origin(self) -> BaseTree | None:
+    def origin(self) -> check.Origin:
         """The base the mails were generated on, so that a backport applies
-        with its objects at hand; None when it cannot be had."""
+        with its objects at hand, or what stands in for it (its `gone`
+        says why); no base when it cannot be had."""
         cover, _ = self.mails()
         try:
-            return check.generation_base(cover, self.base(), self.workdir, self.version)
+            return check.find_origin(cover, self.base(), self.workdir, self.version)
         except SourceError as err:
             say(f"applying without the generation base: {err}")
-            return None
+            return check.Origin(None)
 
     # -- check -------------------------------------------------------------
 
@@ -324,8 +330,10 @@ class Pipeline:
                 raise UsageError(f"{self.version.name} has no patch adding a qtest")
         label = "" if what == "series" else f" ({what})"
         with self.phase(f"apply{label}"):
-            origin = self.origin() if what != "base" else None
-            commit = build_mod.compose(base, patches, self.workdir, origin)
+            origin = self.origin() if what != "base" else check.Origin(None)
+            commit = build_mod.compose(
+                base, patches, self.workdir, origin.base, bool(origin.gone)
+            )
             tree = build_mod.checkout(base, commit, self.workdir)
         targets = self.targets(tree, what)
         if not qemu:
@@ -359,7 +367,12 @@ class Pipeline:
         def run() -> list[Result]:
             results = []
             for step in build_mod.bisect(
-                base, patches, self.workdir, self.targets, origin
+                base,
+                patches,
+                self.workdir,
+                self.targets,
+                origin.base,
+                bool(origin.gone),
             ):
                 mail = check.read_mail(step.patch)
                 name = f"bisect {step.k}/{step.total}"
@@ -451,9 +464,17 @@ class Pipeline:
                 self.group(
                     "mutations",
                     lambda: testing.run_mutations(
-                        plan, built.tree, built.builddir, qemu, qtest_fake, built.log
+                        plan,
+                        built.tree,
+                        built.builddir,
+                        qemu,
+                        qtest_fake,
+                        built.log,
+                        self._fault_check(qemu, fake),
                     ),
                 )
+            if FAULTS in request.stages:
+                self.group("faults", lambda: self.faults(qemu, fake))
             self.group(
                 "QEMU's qtests", lambda: testing.qemu_qtests(built.builddir, qemu)
             )
@@ -476,6 +497,58 @@ class Pipeline:
                 )
             ],
         )
+
+    def _fault_check(
+        self, qemu: Path, fake: Path
+    ) -> Callable[[series_mod.Mutation], Result] | None:
+        """How a mutation meant for the fault matrix is judged."""
+        plan = self.version.test.faults
+        if plan is None:
+            return None
+        tmp = self.workdir.sub("tmp")
+        wire = self.version.wire
+        return lambda m: faults_mod.catch_mutation(m, plan, wire, qemu, fake, tmp)
+
+    def faults(self, qemu: Path, fake: Path) -> list[Result]:
+        """The fault matrix of the version, and its table."""
+        plan = self.version.test.faults
+        if plan is None:
+            return [
+                Result(
+                    "faults",
+                    FAIL,
+                    f"{self.version.name} has no fault plan: add test.faults to "
+                    "series.yaml",
+                )
+            ]
+        matrix = faults_mod.run_matrix(
+            plan,
+            self.version.wire,
+            qemu,
+            fake,
+            self.workdir.sub("tmp"),
+            say,
+            self.request.faults,
+        )
+        results = matrix.results()
+        if self.request.faults:
+            return results  # a part of the matrix has no table
+        based_on = self.base().based_on()
+        text = faults_mod.table(matrix, self.version.name, based_on)
+        self.outcome.tables[f"faults-{self.version.name}.md"] = text
+        committed = self.repo / plan.table
+        if self.request.write_table:
+            committed.parent.mkdir(parents=True, exist_ok=True)
+            committed.write_text(text, encoding="utf-8")
+            say(f"wrote {committed}")
+        results.append(faults_mod.table_result(text, committed, based_on))
+        flagged = [r for r in matrix.runs if r.flags]
+        if flagged:
+            self.outcome.facts.append(
+                f"fault matrix: {len(flagged)} cases flagged, e.g. "
+                f"{flagged[0].case.id}: {flagged[0].flags[0]}"
+            )
+        return results
 
     def timeline(self, directory: Path) -> None:
         """One live migration of the series' QEMU, drawn."""
@@ -574,6 +647,8 @@ class Pipeline:
             encoding="utf-8",
         )
         (directory / "summary.md").write_text(report.markdown(run), encoding="utf-8")
+        for name, text in self.outcome.tables.items():
+            (directory / name).write_text(text, encoding="utf-8")
         self.outcome.report_dir = directory
 
 
@@ -584,10 +659,13 @@ def _describe(err: BaseException) -> str:
 
 def _keepable(results: list[Result]) -> bool:
     """Check results worth keeping for the same inputs: none failed, and
-    none skipped for a reason of the moment (a generation base that did
-    not download)."""
+    none made without the generation base for a reason of the moment (it
+    did not download, or another base stood in for it: once it is back,
+    the check must be made on it)."""
     return not any(
-        r.status == FAIL or (r.status == SKIP and r.detail.startswith(check.NO_ORIGIN))
+        r.status == FAIL
+        or (r.status == SKIP and r.detail.startswith(check.NO_ORIGIN))
+        or check.STAND_IN in r.detail
         for r in results
     )
 

@@ -27,8 +27,13 @@ T = TypeVar("T")
 # A generator's required and optional 'with:' keys, by generator name.
 GeneratorSpecs = Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
 PRELOADS = ("env", "beside")
+# The folders beside series.yaml that a series reads (templates, the
+# mutations and fault plans, the qtests and the fake device they carry):
+# what a copy of a series must take along.
+SERIES_DATA = ("qapi", "hw", "mutations", "faults", "tests/qtest", "tests/fakevfio")
 
 _STR = "tag:yaml.org,2002:str"
+_BOOL = "tag:yaml.org,2002:bool"
 
 # A version number: v1 ... v9999 (enough for any series, and short
 # enough that int() never meets a number too long to convert).
@@ -101,6 +106,42 @@ class Mutation:
     edits: tuple[tuple[str, str], ...]  # (old, new) text
     case: str
     reason: str
+    # Caught by this case of the fault matrix ('SCENARIO/SIDE/FROM>TO')
+    # rather than by the qtest: its failure must match `reason`.
+    fault: str | None = None
+
+
+# Runs of the fault matrix (faults/scenarios.yaml).
+SCENARIO_RUNS = ("stop-cont", "migrate", "cancel")
+SIDES = ("source", "destination")
+# What a version's events are held to under faults; see faults.py.
+INVARIANTS = ("exact", "paired")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scenario of the fault matrix."""
+
+    name: str
+    what: str
+    run: str  # one of SCENARIO_RUNS
+    flags: str  # FAKEVFIO_MIGRATION_FLAGS
+    devices: int = 1
+    events: bool = True
+    each_arc: bool = True
+    fail: tuple[tuple[str, str], ...] = ()  # (side, FAKEVFIO_FAIL rules)
+    reset_fails: tuple[tuple[str, str], ...] = ()  # (side, errno)
+    exits: tuple[tuple[str, str], ...] = ()  # (side, why QEMU ends)
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """The fault matrix of a version: scenarios, the invariants its events
+    must keep, and the table of a real run kept in the repository."""
+
+    scenarios: tuple[Scenario, ...]
+    invariants: tuple[str, ...]
+    table: str  # path beside series.yaml
 
 
 @dataclass(frozen=True)
@@ -120,6 +161,7 @@ class TestPlan:
     # ..."), so that the control can tell "no notice" from other failures.
     notice_pattern: str
     mutations: tuple[Mutation, ...]
+    faults: FaultPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -418,8 +460,10 @@ def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
     for i, item in enumerate(root.value):
         at = f"[{i}]"
         keys = mr.mapping(
-            item, at, ["name", "what", "file", "edits", "case", "reason"], []
+            item, at, ["name", "what", "file", "edits", "reason"], ["case", "fault"]
         )
+        if ("case" in keys) == ("fault" in keys):
+            raise mr.fail(item, at, "give either 'case' (a qtest case) or 'fault'")
         edits_node = keys["edits"]
         if not isinstance(edits_node, yaml.SequenceNode) or not edits_node.value:
             raise mr.fail(edits_node, f"{at}.edits", "expected a non-empty list")
@@ -439,8 +483,11 @@ def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
                 what=mr.string(keys["what"], f"{at}.what"),
                 file=mr.string(keys["file"], f"{at}.file"),
                 edits=tuple(edits),
-                case=mr.string(keys["case"], f"{at}.case"),
+                case=mr.string(keys["case"], f"{at}.case") if "case" in keys else "",
                 reason=reason,
+                fault=(
+                    mr.string(keys["fault"], f"{at}.fault") if "fault" in keys else None
+                ),
             )
         )
     names = [m.name for m in out]
@@ -450,12 +497,128 @@ def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
     return tuple(out)
 
 
+def _compose_beside(r: _Reader, node: yaml.Node, where: str) -> tuple[Path, yaml.Node]:
+    """The YAML file named by a key of series.yaml, beside it."""
+    name = r.string(node, where)
+    path = r.path.parent / name
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except OSError as err:
+        raise r.fail(node, where, f"cannot read {name}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise r.fail(node, where, f"{name} is not UTF-8") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        raise SeriesFileError(
+            path, mark.line + 1 if mark else None, f"invalid YAML: {err.problem}"
+        ) from None
+    if root is None:
+        raise SeriesFileError(path, 1, "the file is empty")
+    return path, root
+
+
+def _sides(r: _Reader, node: yaml.Node, where: str) -> tuple[tuple[str, str], ...]:
+    keys = r.mapping(node, where, [], SIDES)
+    return tuple((side, r.string(keys[side], f"{where}.{side}")) for side in keys)
+
+
+def _flag(r: _Reader, node: yaml.Node, where: str) -> bool:
+    if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
+        raise r.fail(node, where, "expected true or false")
+    return str(node.value).lower() in ("true", "yes", "on")
+
+
+def _scenario(r: _Reader, node: yaml.Node, where: str) -> Scenario:
+    keys = r.mapping(
+        node,
+        where,
+        ["name", "what", "run", "flags"],
+        ["devices", "events", "each-arc", "fail", "reset-fails", "exits"],
+    )
+    run = r.string(keys["run"], f"{where}.run")
+    if run not in SCENARIO_RUNS:
+        raise r.fail(
+            keys["run"],
+            f"{where}.run",
+            f"'{run}' is not one of: " + ", ".join(SCENARIO_RUNS),
+        )
+    devices = 1
+    if "devices" in keys:
+        node_ = keys["devices"]
+        text = str(node_.value) if isinstance(node_, yaml.ScalarNode) else ""
+        if not text.isdigit() or not 1 <= int(text) <= 4:
+            raise r.fail(keys["devices"], f"{where}.devices", "expected 1 to 4")
+        devices = int(text)
+    name = r.string(keys["name"], f"{where}.name")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise r.fail(keys["name"], f"{where}.name", "use lower case, digits and '-'")
+    each_arc = (
+        _flag(r, keys["each-arc"], f"{where}.each-arc") if "each-arc" in keys else True
+    )
+    fail = _sides(r, keys["fail"], f"{where}.fail") if "fail" in keys else ()
+    if each_arc and fail:
+        raise r.fail(node, where, "'fail' goes with 'each-arc: false'")
+    return Scenario(
+        name=name,
+        what=r.string(keys["what"], f"{where}.what"),
+        run=run,
+        flags=r.string(keys["flags"], f"{where}.flags"),
+        devices=devices,
+        events=_flag(r, keys["events"], f"{where}.events")
+        if "events" in keys
+        else True,
+        each_arc=each_arc,
+        fail=fail,
+        reset_fails=(
+            _sides(r, keys["reset-fails"], f"{where}.reset-fails")
+            if "reset-fails" in keys
+            else ()
+        ),
+        exits=_sides(r, keys["exits"], f"{where}.exits") if "exits" in keys else (),
+    )
+
+
+def _faults(r: _Reader, node: yaml.Node, where: str) -> FaultPlan:
+    keys = r.mapping(node, where, ["scenarios", "invariants", "table"], [])
+    path, root = _compose_beside(r, keys["scenarios"], f"{where}.scenarios")
+    fr = _Reader(path)
+    top = fr.mapping(root, "", ["scenarios"], [])
+    items = top["scenarios"]
+    if not isinstance(items, yaml.SequenceNode) or not items.value:
+        raise fr.fail(items, "scenarios", "expected a non-empty list")
+    scenarios = tuple(
+        _scenario(fr, item, f"scenarios[{i}]") for i, item in enumerate(items.value)
+    )
+    names = [s.name for s in scenarios]
+    for i, scenario in enumerate(scenarios):
+        if names.index(scenario.name) != i:
+            raise fr.fail(
+                items.value[i], f"scenarios[{i}].name", f"duplicate '{scenario.name}'"
+            )
+    invariants = r.strings(keys["invariants"], f"{where}.invariants")
+    for i, name in enumerate(invariants):
+        if name not in INVARIANTS:
+            raise r.fail(
+                keys["invariants"].value[i],
+                f"{where}.invariants[{i}]",
+                f"unknown invariant '{name}'; known: " + ", ".join(INVARIANTS),
+            )
+    if not invariants:
+        raise r.fail(keys["invariants"], f"{where}.invariants", "name at least one")
+    return FaultPlan(
+        scenarios=scenarios,
+        invariants=invariants,
+        table=r.string(keys["table"], f"{where}.table"),
+    )
+
+
 def _test_plan(r: _Reader, node: yaml.Node, where: str) -> TestPlan:
     keys = r.mapping(
         node,
         where,
         ["qtest", "preload", "notice-pattern", "mutations"],
-        ["targets", "base-passes"],
+        ["targets", "base-passes", "faults"],
     )
     pattern = r.pattern(keys["notice-pattern"], f"{where}.notice-pattern")
     preload = r.string(keys["preload"], f"{where}.preload")
@@ -478,6 +641,9 @@ def _test_plan(r: _Reader, node: yaml.Node, where: str) -> TestPlan:
         ),
         notice_pattern=pattern,
         mutations=_mutations(r, keys["mutations"], f"{where}.mutations"),
+        faults=_faults(r, keys["faults"], f"{where}.faults")
+        if "faults" in keys
+        else None,
     )
 
 

@@ -71,6 +71,8 @@ def quoted(value: str) -> str:
 
 
 DEVICE_ID = "vfio0"
+# The IOMMU group of the first device; the next ones count up.
+FIRST_GROUP = 4242
 START_TIMEOUT = 30.0
 NOTICE = "notice"
 DONE = "done"
@@ -87,6 +89,7 @@ class Event:
     # state announced), DONE (`subject` reached), or None.
     kind: str | None = None
     subject: str | None = None
+    device: str | None = None  # device-id of VFIO events
 
     def label(self) -> str:
         return f"{self.kind} {self.subject}"
@@ -101,6 +104,47 @@ class Transition:
     begin_us: int
     end_us: int
     result: str
+    group: int = FIRST_GROUP
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One record of the fake's log that tells what a device did: a
+    MIG_DEVICE_STATE request ('transition', with its result) or a reset
+    ('reset', result 'ok' or the errno of a failed reset)."""
+
+    kind: str
+    group: int
+    source: str | None
+    target: str | None
+    begin_us: int
+    end_us: int
+    result: str
+
+
+def read_log(path: Path) -> list[LogRecord]:
+    """The transitions and resets of the fake's log, in order."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    out: list[LogRecord] = []
+    for line in lines:
+        f = line.split()
+        try:
+            if len(f) == 7 and f[0] == "transition":
+                out.append(
+                    LogRecord(f[0], int(f[1]), f[2], f[3], int(f[4]), int(f[5]), f[6])
+                )
+            elif len(f) == 3 and f[0] == "reset":
+                t = int(f[2])
+                out.append(LogRecord("reset", int(f[1]), None, None, t, t, "ok"))
+            elif len(f) == 4 and f[0] == "reset-failed":
+                t = int(f[2])
+                out.append(LogRecord("reset", int(f[1]), None, None, t, t, f[3]))
+        except ValueError:
+            continue  # a record cut short by a killed QEMU
+    return out
 
 
 def kernel_state(qapi_state: str) -> str:
@@ -123,8 +167,12 @@ class FakeVfioVM:
         fake_env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
         wire: Wire | None = None,
+        devices: int = 1,
+        migration_events: bool = True,
     ):
         self.qemu = qemu
+        self.devices = [DEVICE_ID if i == 0 else f"vfio{i}" for i in range(devices)]
+        self.migration_events = migration_events
         self.wire = wire
         self.fake = fake
         self.name = name
@@ -142,11 +190,22 @@ class FakeVfioVM:
         self.proc: asyncio.subprocess.Process | None = None
         self._pump: asyncio.Task[None] | None = None
 
+    def device_dir(self, index: int) -> Path:
+        return self.dir / ("device" if index == 0 else f"device{index}")
+
+    def group_of(self, device: str) -> int:
+        """The IOMMU group (the fake's name for it) of a device id."""
+        return FIRST_GROUP + self.devices.index(device)
+
     def command_line(self) -> list[str]:
-        device = (
-            f"vfio-pci,id={DEVICE_ID},sysfsdev={quoted(str(self.dir / 'device'))},"
-            "enable-migration=on,migration-events=on"
-        )
+        events = "on" if self.migration_events else "off"
+        devices: list[str] = []
+        for i, name in enumerate(self.devices):
+            devices += [
+                "-device",
+                f"vfio-pci,id={name},sysfsdev={quoted(str(self.device_dir(i)))},"
+                f"enable-migration=on,migration-events={events}",
+            ]
         return [
             str(self.qemu),
             "-machine",
@@ -158,18 +217,20 @@ class FakeVfioVM:
             "none",
             "-m",
             "64M",
-            "-device",
-            device,
+            *devices,
             "-qmp",
             f"unix:{quoted(socket_path(self.qmp_path))},server=on,wait=off",
             *self.args,
         ]
 
     async def start(self) -> None:
-        device = self.dir / "device"
-        device.mkdir()
-        # Only the group number counts: the link may dangle.
-        (device / "iommu_group").symlink_to("../../../kernel/iommu_groups/4242")
+        for i in range(len(self.devices)):
+            device = self.device_dir(i)
+            device.mkdir()
+            # Only the group number counts: the link may dangle.
+            (device / "iommu_group").symlink_to(
+                f"../../../kernel/iommu_groups/{FIRST_GROUP + i}"
+            )
         env = {
             **os.environ,
             **self.fake_env,
@@ -231,6 +292,7 @@ class FakeVfioVM:
                     + int(stamp.get("microseconds", 0)),
                     received_us=received_us,
                     received_mono=mono,
+                    device=data.get("device-id"),
                 )
             )
 
@@ -262,7 +324,9 @@ class FakeVfioVM:
         for line in lines:
             f = line.split()
             if len(f) >= 7 and f[0] == "transition":
-                out.append(Transition(f[2], f[3], int(f[4]), int(f[5]), f[6]))
+                out.append(
+                    Transition(f[2], f[3], int(f[4]), int(f[5]), f[6], int(f[1]))
+                )
         return out
 
     def stderr(self) -> str:

@@ -71,6 +71,10 @@
  *                             name), state unchanged; after the delay if
  *                             one matches too; ":once" fails only the first
  *                             match
+ *   FAKEVFIO_RESET_FAIL       ERRNO: VFIO_DEVICE_RESET fails with ERRNO
+ *                             while the device is not RUNNING (the reset
+ *                             after a failed migration transition); the
+ *                             reset of a running device still works
  *   FAKEVFIO_LOG              log file (O_APPEND, one write per record,
  *                             fields split by one space, times in
  *                             CLOCK_REALTIME microseconds):
@@ -80,6 +84,7 @@
  *     transition <group> <from> <to> <begin_us> <end_us> <result>
  *     step <group> <from> <to>
  *     reset <group> <time_us>
+ *     reset-failed <group> <time_us> <errno>
  *     release <group> <time_us>
  *     save <group> <bytes> <checksum>
  *     load <group> <bytes> <checksum> ok|bad
@@ -275,6 +280,7 @@ typedef struct FvConfig {
     int log_fd;
     unsigned ndelays;
     unsigned nfails;
+    unsigned reset_errno;   /* FAKEVFIO_RESET_FAIL, 0 if unset */
     FvRule delays[FV_MAX_RULES];
     FvRule fails[FV_MAX_RULES];
 } FvConfig;
@@ -772,7 +778,7 @@ static void fv_parse_flags(void)
 
 static void fv_load_config(void)
 {
-    const char *log;
+    const char *log, *reset;
     char flags[64];
 
     if (fv_cfg.loaded) {
@@ -782,6 +788,10 @@ static void fv_load_config(void)
     fv_parse_flags();
     fv_parse_rules("FAKEVFIO_DELAY", false, fv_cfg.delays, &fv_cfg.ndelays);
     fv_parse_rules("FAKEVFIO_FAIL", true, fv_cfg.fails, &fv_cfg.nfails);
+    reset = getenv("FAKEVFIO_RESET_FAIL");
+    if (reset && *reset && !fv_parse_errno(reset, &fv_cfg.reset_errno)) {
+        fv_bad_env("FAKEVFIO_RESET_FAIL", "not an errno", reset);
+    }
 
     log = getenv("FAKEVFIO_LOG");
     if (log && *log) {
@@ -1464,6 +1474,14 @@ static int fv_device_ioctl(FakeFile *f, uint32_t cmd, void *arg)
     case VFIO_DEVICE_SET_IRQS:
         return arg ? fv_set_irqs(arg) : -EFAULT;
     case VFIO_DEVICE_RESET:
+        if (fv_cfg.reset_errno && d->state != FV_RUNNING) {
+            char name[24];
+
+            fv_log("reset-failed %u %" PRId64 " %s", d->group->number,
+                   fv_now_us(),
+                   fv_errno_name(fv_cfg.reset_errno, name, sizeof(name)));
+            return -(int)fv_cfg.reset_errno;
+        }
         fv_device_hw_reset(d);
         fv_log("reset %u %" PRId64, d->group->number, fv_now_us());
         return 0;

@@ -95,6 +95,7 @@ def test_repository_series_loads() -> None:
         "prepare-every-transition",
         "prepare-as-completion",
         "no-completion-on-recovery",
+        "no-completion-on-reset",
     ]
 
 
