@@ -188,6 +188,44 @@ def _(tmp: Path) -> list[str]:
     return [*generate(tmp), "--series", "v7"]
 
 
+@case("faults-unknown-invariant", "a fault plan names an invariant qseries lacks")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, replace("invariants: [exact]", "invariants: [exactly]"))
+
+
+@case("faults-bad-run", "a fault scenario whose run qseries does not know")
+def _(tmp: Path) -> list[str]:
+    argv = generate(tmp)
+    scenarios = tmp / "s" / "faults" / "scenarios.yaml"
+    text = scenarios.read_text()
+    scenarios.write_text(text.replace("run: cancel", "run: unplug", 1))
+    return argv
+
+
+@case("faults-table-of-some-cases", "--write-table with only some fault cases")
+def _(tmp: Path) -> list[str]:
+    return [
+        "--series-file",
+        series(tmp),
+        "test",
+        "--faults",
+        "--fault",
+        "cancel",
+        "--write-table",
+    ]
+
+
+@case("mutation-case-and-fault", "a mutation names a qtest case and a fault case")
+def _(tmp: Path) -> list[str]:
+    argv = generate(tmp)
+    mutations = tmp / "s" / "mutations" / "v1.yaml"
+    text = mutations.read_text()
+    mutations.write_text(
+        text.replace("  case: /failure\n", "  case: /failure\n  fault: stop-cont\n", 1)
+    )
+    return argv
+
+
 # -- mail headers ------------------------------------------------------------
 
 
@@ -296,6 +334,16 @@ def _(tmp: Path) -> list[str]:
 def _(tmp: Path) -> list[str]:
     (tmp / "wd").write_text("")
     return ["--workdir", "wd", *generate(tmp)]
+
+
+@case("workdir-blank", "a work dir with a blank in its path, for a build")
+def _(tmp: Path) -> list[str]:
+    return ["--workdir", "my work", "--series-file", series(tmp), "build"]
+
+
+@case("workdir-colon", "a work dir with a colon in its path, for a test")
+def _(tmp: Path) -> list[str]:
+    return ["--workdir", "w:1", "--series-file", series(tmp), "test"]
 
 
 @case("base-version-malformed", "--base-version that is no version")
