@@ -439,8 +439,8 @@ def _wire(r: _Reader, node: yaml.Node, where: str) -> Wire:
     )
 
 
-def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
-    """The mutations file named by 'mutations:', beside series.yaml."""
+def _compose_beside(r: _Reader, node: yaml.Node, where: str) -> tuple[Path, yaml.Node]:
+    """The YAML file named by a key of series.yaml, beside it."""
     name = r.string(node, where)
     path = r.path.parent / name
     try:
@@ -448,11 +448,21 @@ def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except OSError as err:
         raise r.fail(node, where, f"cannot read {name}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise r.fail(node, where, f"{name} is not UTF-8") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         raise SeriesFileError(
             path, mark.line + 1 if mark else None, f"invalid YAML: {err.problem}"
         ) from None
+    if root is None:
+        raise SeriesFileError(path, 1, "the file is empty")
+    return path, root
+
+
+def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
+    """The mutations file named by 'mutations:', beside series.yaml."""
+    path, root = _compose_beside(r, node, where)
     mr = _Reader(path)
     if not isinstance(root, yaml.SequenceNode) or not root.value:
         raise SeriesFileError(path, 1, "expected a non-empty list of mutations")
@@ -495,27 +505,6 @@ def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
         if names.index(m.name) != i:
             raise mr.fail(root.value[i], f"[{i}].name", f"duplicate '{m.name}'")
     return tuple(out)
-
-
-def _compose_beside(r: _Reader, node: yaml.Node, where: str) -> tuple[Path, yaml.Node]:
-    """The YAML file named by a key of series.yaml, beside it."""
-    name = r.string(node, where)
-    path = r.path.parent / name
-    try:
-        text = path.read_text(encoding="utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except OSError as err:
-        raise r.fail(node, where, f"cannot read {name}: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise r.fail(node, where, f"{name} is not UTF-8") from None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        raise SeriesFileError(
-            path, mark.line + 1 if mark else None, f"invalid YAML: {err.problem}"
-        ) from None
-    if root is None:
-        raise SeriesFileError(path, 1, "the file is empty")
-    return path, root
 
 
 def _sides(r: _Reader, node: yaml.Node, where: str) -> tuple[tuple[str, str], ...]:
