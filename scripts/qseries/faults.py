@@ -611,7 +611,8 @@ def run_matrix(
     time on each side.  `only`: case ids (or scenario names) to run."""
     with contextlib.suppress(ValueError, OSError):
         # QEMU is expected to abort in some cases: no core files.
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
     runs: list[CaseRun] = []
 
     def wanted(case: Case) -> bool:
