@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +17,16 @@ import pytest
 from qseries.series import SERIES_DATA
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def sigint_as_from_a_terminal() -> None:
+    """For a child the tests send SIGINT: the default disposition, which
+    Python turns into KeyboardInterrupt.  A shell runs its background
+    jobs (`make check &`, a CI runner's) with SIGINT ignored, and a
+    process keeps what it inherits (preexec_fn of subprocess.Popen)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 GIT_ENV = {

@@ -28,7 +28,7 @@ import pytest
 
 from qseries import proc
 
-from ..conftest import REPO
+from ..conftest import REPO, sigint_as_from_a_terminal
 
 pytestmark = pytest.mark.qemu
 
@@ -94,6 +94,7 @@ def start(
         stdin=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
+        preexec_fn=sigint_as_from_a_terminal,
     )
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from qseries import build, proc
 
-from ..conftest import REPO
+from ..conftest import REPO, sigint_as_from_a_terminal
 
 
 def alive(pid: int) -> bool:
@@ -196,6 +196,7 @@ def start_harness(tmp_path: Path, how: str) -> tuple[subprocess.Popen[str], Path
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO / "scripts")},
         start_new_session=True,
+        preexec_fn=sigint_as_from_a_terminal,
     )
     return child, pids
 
