@@ -194,15 +194,6 @@ async def _until_terminal(vm: FakeVfioVM, timeout: float = STATUS_TIMEOUT) -> No
         await asyncio.sleep(0.02)
 
 
-async def _until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return False
-
-
 def _ended(vm: FakeVfioVM) -> str | None:
     if vm.proc is None or vm.proc.returncode is None:
         return None
@@ -283,18 +274,7 @@ async def _run_migration(
             started = time.time_ns() // 1000
             await src.cmd("migrate", uri=uri)
             if case.scenario.run == "cancel":
-                group = src.group_of(src.devices[0])
-                await _until(
-                    lambda: any(
-                        r.kind == "transition"
-                        and r.group == group
-                        and r.target == "PRE_COPY"
-                        for r in read_log(src.log)
-                    ),
-                    STATUS_TIMEOUT,
-                )
-                if await _status(src) == "active":
-                    await _ask(src, "migrate_cancel")
+                await _cancel_in_pre_copy(src, dst)
             await _until_terminal(src)
             await _until_terminal(dst)
             await _settle([src, dst])
@@ -308,6 +288,35 @@ async def _run_migration(
     finally:
         forget_socket_dir(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _reached(vm: FakeVfioVM, state: str) -> bool:
+    """Has the first device of vm been moved to state?"""
+    group = vm.group_of(vm.devices[0])
+    return any(
+        r.kind == "transition"
+        and r.group == group
+        and r.target == state
+        and r.result == "ok"
+        for r in read_log(vm.log)
+    )
+
+
+async def _cancel_in_pre_copy(src: FakeVfioVM, dst: FakeVfioVM) -> None:
+    """migrate_cancel once both sides are in the migration (the source's
+    device in PRE_COPY, the destination's in RESUMING), unless it ended
+    before: a destination that fails its setup fails the migration, and
+    cancelling then would race with the source noticing it."""
+    deadline = time.monotonic() + STATUS_TIMEOUT
+    while time.monotonic() < deadline:
+        if _reached(src, "PRE_COPY") and _reached(dst, "RESUMING"):
+            if await _status(src) == "active":
+                await _ask(src, "migrate_cancel")
+            return
+        status = await _status(src)
+        if status is None or status in TERMINAL:
+            return
+        await asyncio.sleep(0.02)
 
 
 async def _run(case: Case, qemu: Path, fake: Path, tmp: Path, wire: Wire) -> CaseRun:
