@@ -507,6 +507,14 @@ def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
     return tuple(out)
 
 
+def _choice(r: _Reader, node: yaml.Node, where: str, choices: tuple[str, ...]) -> str:
+    """A string that must be one of choices."""
+    value = r.string(node, where)
+    if value not in choices:
+        raise r.fail(node, where, f"'{value}' is not one of: " + ", ".join(choices))
+    return value
+
+
 def _sides(r: _Reader, node: yaml.Node, where: str) -> tuple[tuple[str, str], ...]:
     keys = r.mapping(node, where, [], SIDES)
     return tuple((side, r.string(keys[side], f"{where}.{side}")) for side in keys)
@@ -525,13 +533,7 @@ def _scenario(r: _Reader, node: yaml.Node, where: str) -> Scenario:
         ["name", "what", "run", "flags"],
         ["devices", "events", "each-arc", "fail", "reset-fails", "exits"],
     )
-    run = r.string(keys["run"], f"{where}.run")
-    if run not in SCENARIO_RUNS:
-        raise r.fail(
-            keys["run"],
-            f"{where}.run",
-            f"'{run}' is not one of: " + ", ".join(SCENARIO_RUNS),
-        )
+    run = _choice(r, keys["run"], f"{where}.run", SCENARIO_RUNS)
     devices = 1
     if "devices" in keys:
         node_ = keys["devices"]
@@ -610,13 +612,7 @@ def _test_plan(r: _Reader, node: yaml.Node, where: str) -> TestPlan:
         ["targets", "base-passes", "faults"],
     )
     pattern = r.pattern(keys["notice-pattern"], f"{where}.notice-pattern")
-    preload = r.string(keys["preload"], f"{where}.preload")
-    if preload not in PRELOADS:
-        raise r.fail(
-            keys["preload"],
-            f"{where}.preload",
-            f"'{preload}' is not one of: " + ", ".join(PRELOADS),
-        )
+    preload = _choice(r, keys["preload"], f"{where}.preload", PRELOADS)
     return TestPlan(
         qtest=r.string(keys["qtest"], f"{where}.qtest"),
         preload=preload,
