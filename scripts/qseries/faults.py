@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import resource
 import shutil
 import tempfile
@@ -537,17 +538,16 @@ def judge(run: CaseRun, plan: FaultPlan, wire: Wire) -> None:
     for name in plan.invariants:
         run.problems += INVARIANT_CHECKS[name](run, wire)
     statuses = [s.migration for s in run.sides.values()]
-    failures = [r for s in run.sides.values() for r in s.failed_in_migration()]
-    if len(statuses) == 2 and statuses == ["completed", "completed"] and failures:
-        where = sorted(
-            {
-                f"{s.side} {r.source}>{r.target}"
-                if r.kind == "transition"
-                else f"{s.side} reset"
-                for s in run.sides.values()
-                for r in s.failed_in_migration()
-            }
-        )
+    where = sorted(
+        {
+            f"{s.side} {r.source}>{r.target}"
+            if r.kind == "transition"
+            else f"{s.side} reset"
+            for s in run.sides.values()
+            for r in s.failed_in_migration()
+        }
+    )
+    if statuses == ["completed", "completed"] and where:
         run.flags.append(
             "both sides report 'completed' although " + ", ".join(where) + " failed"
         )
@@ -763,8 +763,6 @@ def catch_mutation(
 ) -> Result:
     """A mutation meant for the fault matrix: its case must fail, on a
     problem matching the mutation's reason."""
-    import re
-
     name = f"mutation {mutation.name}"
     matrix = run_matrix(
         plan, wire, qemu, fake, tmp, lambda _: None, [mutation.fault or ""]

@@ -181,7 +181,7 @@ class Pipeline:
             self.outcome.base = base
             # Whether this run found the base's build directory ready: a
             # build later in the run reuses it only if so.
-            builddir = self.workdir.path / "build" / base.root.name
+            builddir = build_mod.build_dir(self.workdir, base)
             self._build_ready = (builddir / "build.ninja").exists()
         return self.outcome.base
 

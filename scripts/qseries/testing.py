@@ -141,8 +141,8 @@ def run_qtest(
     binary: Path, args: list[str], qemu: Path, fake: Path | None, timeout: float
 ) -> Ran:
     """A qtest binary run as _run_qtest does, in a scratch directory of
-    its own that is removed afterwards (for a run whose outcome is all
-    that counts, such as the benchmark's)."""
+    its own that is removed afterwards (for a run whose output is all
+    that counts: a listing, QEMU's own qtests, the benchmark's run)."""
     scratch = scratch_dir("qtest-")
     try:
         return _run_qtest(binary, args, qemu, fake, timeout, scratch)
@@ -164,11 +164,7 @@ def list_cases(
     binary: Path, qemu: Path, fake: Path | None, timeout: float = LIST_TIMEOUT
 ) -> list[str]:
     """The case paths of a qtest binary; ListTimeout if it hangs."""
-    scratch = scratch_dir("qtest-list-")
-    try:
-        ran = _run_qtest(binary, ["-l"], qemu, fake, timeout, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    ran = run_qtest(binary, ["-l"], qemu, fake, timeout)
     if ran.timed_out:
         raise ListTimeout(f"{binary.name} -l timed out after {timeout:g} s")
     return [line.strip() for line in ran.stdout.splitlines() if line.startswith("/")]
@@ -311,9 +307,7 @@ def qemu_qtests(
             continue
         say(f"qtest {name}")
         started = time.monotonic()
-        scratch = scratch_dir(f"{name}-")
-        ran = _run_qtest(binary, ["--tap", "-k"], qemu, None, timeout, scratch)
-        shutil.rmtree(scratch, ignore_errors=True)
+        ran = run_qtest(binary, ["--tap", "-k"], qemu, None, timeout)
         ok = len(re.findall(r"^ok ", ran.stdout, re.M))
         bad = re.findall(r"^not ok .*$", ran.stdout, re.M)
         if ran.timed_out:

@@ -316,18 +316,13 @@ class FakeVfioVM:
         return [e.label() for e in self.events if e.kind]
 
     def transitions(self) -> list[Transition]:
-        out: list[Transition] = []
-        try:
-            lines = self.log.read_text().splitlines()
-        except FileNotFoundError:
-            return out
-        for line in lines:
-            f = line.split()
-            if len(f) >= 7 and f[0] == "transition":
-                out.append(
-                    Transition(f[2], f[3], int(f[4]), int(f[5]), f[6], int(f[1]))
-                )
-        return out
+        return [
+            Transition(
+                str(r.source), str(r.target), r.begin_us, r.end_us, r.result, r.group
+            )
+            for r in read_log(self.log)
+            if r.kind == "transition"
+        ]
 
     def stderr(self) -> str:
         try:
