@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .report import FAIL, PASS, SKIP, Result
 from .series import SIDES, FaultPlan, Mutation, Scenario, Wire
 from .vm import (
@@ -605,6 +606,41 @@ def events_text(side: SideRun, wire: Wire) -> str:
             else f"{device}: {events or 'none'}"
         )
     return "; ".join(per_device)
+
+
+KERNEL_STATES = (
+    "STOP",
+    "RUNNING",
+    "STOP_COPY",
+    "RESUMING",
+    "RUNNING_P2P",
+    "PRE_COPY",
+    "PRE_COPY_P2P",
+)
+
+
+def check_case_ids(plan: FaultPlan, ids: Sequence[str]) -> None:
+    """Refuse a case id that names no case: a scenario, or
+    SCENARIO/SIDE/FROM>TO with a known scenario, side and states."""
+    names = [s.name for s in plan.scenarios]
+    for given in ids:
+        parts = given.split("/")
+        arc = parts[2].split(">") if len(parts) == 3 else []
+        if parts[0] in names and (
+            len(parts) == 1
+            or (
+                len(parts) == 3
+                and parts[1] in SIDES
+                and len(arc) == 2
+                and all(a in KERNEL_STATES for a in arc)
+            )
+        ):
+            continue
+        raise UsageError(
+            f"--fault {given!r} names no case of the fault matrix",
+            "give a scenario (" + ", ".join(names) + ") or SCENARIO/SIDE/FROM>TO "
+            "(quote it: '>' is the shell's)",
+        )
 
 
 def run_matrix(

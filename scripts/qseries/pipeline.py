@@ -127,6 +127,9 @@ class Pipeline:
                 self.close()
                 raise
         self.outcome = Outcome(version)
+        if request.faults and version.test.faults is not None:
+            # Before any work: a case id that names nothing runs nothing.
+            faults_mod.check_case_ids(version.test.faults, request.faults)
 
     # -- plumbing ----------------------------------------------------------
 

@@ -215,6 +215,17 @@ def _(tmp: Path) -> list[str]:
     ]
 
 
+@case("faults-unknown-case", "--fault names no case (a '>' the shell took)")
+def _(tmp: Path) -> list[str]:
+    return [
+        "--series-file",
+        series(tmp),
+        "test",
+        "--fault",
+        "migrate-precopy/source/RUNNING",
+    ]
+
+
 @case("mutation-case-and-fault", "a mutation names a qtest case and a fault case")
 def _(tmp: Path) -> list[str]:
     argv = generate(tmp)

@@ -347,3 +347,17 @@ def test_bad_scenarios_are_refused_with_their_line(
         series.load(tmp_path / "series.yaml", generators.specs())
     assert message in str(err.value)
     assert str(err.value).startswith(f"{bad}:")
+
+
+def test_case_ids_must_name_a_case() -> None:
+    from qseries.errors import UsageError
+
+    faults.check_case_ids(PLAN, ["migrate-p2p", "migrate-p2p/source/PRE_COPY>STOP"])
+    for bad in (
+        "migrate-p2p/source/RUNNING",  # the shell took '>PRE_COPY'
+        "migrate-p2p/left/RUNNING>STOP",
+        "migrate-p2p/source/RUNNING>FLYING",
+        "unplug",
+    ):
+        with pytest.raises(UsageError, match="names no case of the fault matrix"):
+            faults.check_case_ids(PLAN, [bad])
