@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from typing import TextIO
 
 from .errors import QSeriesError, ToolError, UsageError
 from .gitutil import Git
-from .proc import stop_group
+from .proc import run_streaming
 from .source import BaseTree, WorkDir, say
 
 CONFIGURE_ARGS = (
@@ -42,6 +41,11 @@ PLAIN_PATH = re.compile(r"[\w./+,:@%=-]+")
 QEMU_TARGET = "qemu-system-x86_64"
 SEABIOS_DIR = Path("/usr/share/seabios")
 LOG_TAIL = 25
+# Time limits: configure (meson's checks), and a ninja run (a cold build
+# of the q35 target takes 10-20 minutes on two cores; a hung compiler
+# or test must still end).
+CONFIGURE_TIMEOUT = 900.0
+BUILD_TIMEOUT = 5400.0
 
 
 class BuildError(QSeriesError):
@@ -255,44 +259,33 @@ NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
 
 
 def run_logged(
-    argv: Sequence[str], cwd: Path, log: Path, progress: Progress | None
+    argv: Sequence[str],
+    cwd: Path,
+    log: Path,
+    progress: Progress | None,
+    timeout: float = BUILD_TIMEOUT,
 ) -> tuple[int, int]:
-    """Run argv, appending its output to log; return (exit code, steps)."""
+    """Run argv, appending its output to log; return (exit code, steps).
+
+    In a group of its own, stopped whole if qseries is interrupted
+    (ninja then stops its compilers) or timeout seconds pass.
+    """
     steps = 0
-    with log.open("a", encoding="utf-8") as out:
-        out.write(f"$ {' '.join(argv)}\n")
-        out.flush()
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                cwd=cwd,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                errors="replace",
-                env={**os.environ, "LC_ALL": "C", "NINJA_STATUS": "[%f/%t] "},
-                # A group of its own, stopped whole if qseries is
-                # interrupted (ninja then stops its compilers).
-                start_new_session=True,
-            )
-        except FileNotFoundError:
-            raise ToolError(
-                f"{argv[0]} is not installed", "run 'make bootstrap'"
-            ) from None
-        assert proc.stdout is not None
-        try:
-            for line in proc.stdout:
-                out.write(line)
-                m = NINJA_STEP.match(line)
-                if m:
-                    steps = int(m[1])
-                    if progress:
-                        progress.update(int(m[1]), int(m[2]))
-            return proc.wait(), steps
-        except BaseException:
-            stop_group(proc)
-            raise
+
+    def line(text: str) -> None:
+        nonlocal steps
+        m = NINJA_STEP.match(text)
+        if m:
+            steps = int(m[1])
+            if progress:
+                progress.update(int(m[1]), int(m[2]))
+
+    env = {**os.environ, "LC_ALL": "C", "NINJA_STATUS": "[%f/%t] "}
+    try:
+        code = run_streaming(argv, env, timeout, cwd, log, line)
+    except FileNotFoundError:
+        raise ToolError(f"{argv[0]} is not installed", "run 'make bootstrap'") from None
+    return code, steps
 
 
 def _fail(what: str, log: Path) -> BuildError:
@@ -370,7 +363,9 @@ def configure(
     shutil.rmtree(builddir, ignore_errors=True)
     builddir.mkdir(parents=True)
     say(f"configuring {tree.name} in {builddir}")
-    code, _ = run_logged([str(tree / "configure"), *args], builddir, log, None)
+    code, _ = run_logged(
+        [str(tree / "configure"), *args], builddir, log, None, CONFIGURE_TIMEOUT
+    )
     if code != 0:
         raise _fail("configure", log)
     # Whole or not at all: a half-written stamp must not count as done.

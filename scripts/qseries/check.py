@@ -12,10 +12,10 @@ import binascii
 import email
 import email.policy
 import json
+import os
 import quopri
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -32,6 +32,7 @@ from . import mbox as mbox_mod
 from . import qapi_probe
 from .errors import QSeriesError, SourceError, ToolError, UsageError
 from .gitutil import Git, git_env
+from .proc import CommandTimeout, Ran, run_bounded
 from .report import FAIL, PASS, SKIP, Result
 from .series import Series, Version
 from .source import (
@@ -46,6 +47,10 @@ from .source import (
 from .versions import upstream_of_debian
 
 SUBJECT_MAX = 76
+# Time limits: a git command on one mail, and QEMU's scripts (checkpatch
+# and get_maintainer on a whole series, qapi-gen on the whole schema).
+GIT_STEP_TIMEOUT = 120.0
+SCRIPT_TIMEOUT = 600.0
 # What qapi-gen.py makes of qapi/vfio.json: the events, and the types.
 QAPI_HEADERS = ("qapi-events-vfio.h", "qapi-types-vfio.h")
 COMMITTER = {
@@ -249,14 +254,8 @@ def _damage(mail: Mail) -> str | None:
 def diff_errors(path: Path) -> list[str] | None:
     """What git apply --stat says is wrong with the diff of a mail
     (its error lines, without 'error: '), or None if it reads it."""
-    proc = subprocess.run(
-        ["git", "apply", "--stat", str(path)],
-        cwd="/",
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        env=git_env(),
+    proc = _bounded(
+        ["git", "apply", "--stat", str(path)], git_env(), GIT_STEP_TIMEOUT, Path("/")
     )
     if proc.returncode == 0:
         return None
@@ -368,15 +367,31 @@ ALREADY = "already in this base: every patch applies in reverse"
 NO_ORIGIN = "cannot get the generation base"
 
 
-def _apply_check(g: Git, mail: Mail, *how: str) -> subprocess.CompletedProcess[str]:
+def _bounded(
+    argv: list[str],
+    env: dict[str, str],
+    timeout: float,
+    cwd: Path | None = None,
+    keep: tuple[str, ...] = (),
+) -> Ran:
+    """argv through the runner; a time limit that runs out, or a program
+    that is not there, is an error."""
+    try:
+        ran = run_bounded(argv, env, timeout, cwd, keep=keep)
+    except FileNotFoundError:
+        raise ToolError(f"{argv[0]} is not installed", "run 'make bootstrap'") from None
+    if ran.timed_out:
+        raise CommandTimeout(argv, timeout)
+    return ran
+
+
+def _apply_check(g: Git, mail: Mail, *how: str) -> Ran:
     """git apply --check of one mail in g's worktree, changing nothing."""
-    return subprocess.run(
+    return _bounded(
         ["git", "apply", "--check", *how, str(mail.path)],
-        cwd=g.path,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=git_env(),
+        git_env(),
+        GIT_STEP_TIMEOUT,
+        g.path,
     )
 
 
@@ -389,18 +404,10 @@ def already_applied(g: Git, patches: list[Mail]) -> bool:
         env = {**git_env(), "GIT_INDEX_FILE": str(Path(scratch) / "index")}
 
         def git(*args: str) -> bool:
-            return (
-                subprocess.run(
-                    ["git", *args],
-                    cwd=g.path,
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                    stdin=subprocess.DEVNULL,
-                    env=env,
-                ).returncode
-                == 0
+            ran = _bounded(
+                ["git", *args], env, GIT_STEP_TIMEOUT, g.path, ("GIT_INDEX_FILE",)
             )
+            return ran.returncode == 0
 
         if not git("read-tree", "HEAD"):
             return False
@@ -427,12 +434,10 @@ def _am_failure(g: Git, mail: Mail) -> str:
 
 def _probe(tree: Path, names: list[str]) -> dict[str, Any]:
     """QEMU's own QAPI code, run on the tree's schema (see qapi_probe)."""
-    probe = subprocess.run(
+    probe = _bounded(
         [sys.executable, qapi_probe.__file__, str(tree), *names],
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
+        dict(os.environ),
+        SCRIPT_TIMEOUT,
     )
     if probe.returncode != 0:
         tail = probe.stderr.strip().splitlines()[-1:] or ["no output"]
@@ -557,7 +562,7 @@ def _qapi_gen(tree: Path, workdir: WorkDir, symbol: str) -> str | None:
     """Run the tree's qapi-gen.py on the whole schema, as the build does,
     and look for the notice's C symbol in what it generates."""
     with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as out:
-        proc = subprocess.run(
+        proc = _bounded(
             [
                 sys.executable,
                 str(tree / "scripts" / "qapi-gen.py"),
@@ -566,10 +571,8 @@ def _qapi_gen(tree: Path, workdir: WorkDir, symbol: str) -> str | None:
                 "-b",
                 str(tree / "qapi" / "qapi-schema.json"),
             ],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
+            dict(os.environ),
+            SCRIPT_TIMEOUT,
         )
         if proc.returncode != 0:
             return (
@@ -584,22 +587,14 @@ def _qapi_gen(tree: Path, workdir: WorkDir, symbol: str) -> str | None:
     return None
 
 
-def run_perl(
-    tree: Path, script: str, args: list[str], workdir: WorkDir
-) -> subprocess.CompletedProcess[str]:
+def run_perl(tree: Path, script: str, args: list[str], workdir: WorkDir) -> Ran:
     """One of the tree's perl scripts, run from the tree's top."""
-    try:
-        return subprocess.run(
-            ["perl", str(tree / "scripts" / script), *args],
-            cwd=tree,
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            env=gen.perl_env(workdir),
-        )
-    except FileNotFoundError:
-        raise ToolError("perl is not installed", "run 'make bootstrap'") from None
+    return _bounded(
+        ["perl", str(tree / "scripts" / script), *args],
+        gen.perl_env(workdir),
+        SCRIPT_TIMEOUT,
+        tree,
+    )
 
 
 def check_checkpatch(tree: Path, patches: list[Mail], workdir: WorkDir) -> Result:

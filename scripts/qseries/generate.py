@@ -12,7 +12,6 @@ import dataclasses
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import textwrap
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from . import generators
 from .errors import AnchorError, ToolError, UsageError
 from .gitutil import Git
+from .proc import CommandTimeout, run_bounded
 from .series import Series, Version
 from .source import BaseTree, WorkDir
 from .templates import Templates
@@ -112,6 +112,10 @@ def build_commits(
     return parent
 
 
+# get_maintainer.pl reads MAINTAINERS once per run: seconds, not minutes.
+MAINTAINERS_TIMEOUT = 300.0
+
+
 def perl_env(workdir: WorkDir) -> dict[str, str]:
     """The environment for QEMU's perl scripts: no personal configuration.
 
@@ -137,25 +141,22 @@ def get_maintainers(
         return [], []
 
     def run(*roles: str) -> list[str]:
+        argv = [
+            "perl",
+            str(script),
+            "--no-git-fallback",
+            "--no-rolestats",
+            *roles,
+            *[str(p) for p in patches],
+        ]
         try:
-            proc = subprocess.run(
-                [
-                    "perl",
-                    str(script),
-                    "--no-git-fallback",
-                    "--no-rolestats",
-                    *roles,
-                    *[str(p) for p in patches],
-                ],
-                cwd=base.root,
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
-                check=False,
-                env=perl_env(workdir),
+            proc = run_bounded(
+                argv, perl_env(workdir), MAINTAINERS_TIMEOUT, cwd=base.root
             )
         except FileNotFoundError:
             raise ToolError("perl is not installed", "install perl") from None
+        if proc.timed_out:
+            raise CommandTimeout(argv, MAINTAINERS_TIMEOUT)
         if proc.returncode != 0:
             raise ToolError(
                 f"get_maintainer.pl failed: {proc.stderr.strip().splitlines()[-1:]}"

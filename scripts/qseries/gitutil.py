@@ -1,20 +1,18 @@
-"""git, run through GitPython with a fixed, private configuration.
+"""git, run through proc's runner with a fixed, private configuration.
 
 Output must not depend on who runs qseries: the user's and the system's
 git configuration are ignored, and so are the locale and the time zone.
+Every git command has a time limit.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from io import BytesIO
 from pathlib import Path
 
-import git
-from gitdb import IStream  # type: ignore[import-untyped]
-
 from .errors import ToolError
+from .proc import GUARDED_VARIABLES, run_bounded
 
 CLEAN_ENV = {
     "GIT_CONFIG_GLOBAL": os.devnull,
@@ -32,17 +30,12 @@ CLEAN_ENV = {
 
 
 # Inherited from a caller (git exports GIT_DIR to hooks, for one), these
-# would point our git commands at another repository: the user's.
-FOREIGN_GIT_VARIABLES = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-)
+# would point our git commands at another repository: the user's.  The
+# runner drops them from every child's environment too.
+FOREIGN_GIT_VARIABLES = tuple(v for v in GUARDED_VARIABLES if v.startswith("GIT_"))
+# A git command's time limit unless its caller gives one: generous for
+# a worktree of QEMU's 35,000 files on a slow disk, yet finite.
+GIT_TIMEOUT = 900.0
 
 
 def scrub_environment() -> None:
@@ -98,56 +91,59 @@ class Git:
     def __init__(self, path: Path):
         scrub_environment()
         self.path = path
-        self.cmd = git.Git(str(path))
 
     def run(
         self,
         *args: str,
         env: dict[str, str] | None = None,
         strip: bool = True,
-        timeout: float | None = None,
+        timeout: float = GIT_TIMEOUT,
+        input: str | None = None,
     ) -> str:
-        """Run git ARGS; raise ToolError with git's own message on failure.
+        """Run git ARGS (input on its stdin); raise ToolError with git's
+        own message on failure.
 
-        With a timeout (seconds), git and its children are killed once it
-        has passed, and GitTimeout says so.
+        git and its children are killed once timeout seconds have
+        passed, and GitTimeout says so.  The variables of env are the
+        caller's choice: a GIT_INDEX_FILE there is kept.
         """
-        full_env = dict(CLEAN_ENV)
-        if env:
-            full_env.update(env)
+        full_env = {**os.environ, **CLEAN_ENV, **(env or {})}
         try:
-            out = self.cmd.execute(
+            ran = run_bounded(
                 ["git", *args],
-                env=full_env,
-                strip_newline_in_stdout=strip,
-                stdout_as_string=True,
-                kill_after_timeout=timeout,
+                full_env,
+                timeout,
+                cwd=self.path,
+                input=input,
+                keep=tuple(env or ()),
             )
-        except git.GitCommandError as err:
-            stderr = err.stderr if isinstance(err.stderr, str) else str(err.stderr)
-            stdout = err.stdout if isinstance(err.stdout, str) else ""
-            if timeout is not None and "Timeout: the command" in stderr:
-                raise GitTimeout(
-                    f"git {_subcommand(args)} did not finish within its time limit of "
-                    f"{timeout:g} s (in {self.path})",
-                    "check the network and the disk, then run qseries again",
+        except FileNotFoundError:
+            if not self.path.is_dir():
+                raise ToolError(
+                    f"git {_subcommand(args)}: no directory {self.path}"
                 ) from None
-            if NO_SPACE in stderr:
+            raise ToolError("git is not installed", "install git") from None
+        if ran.timed_out:
+            raise GitTimeout(
+                f"git {_subcommand(args)} did not finish within its time limit of "
+                f"{timeout:g} s (in {self.path})",
+                "check the network and the disk, then run qseries again",
+            )
+        if ran.returncode != 0:
+            if NO_SPACE in ran.stderr:
                 raise ToolError(
                     f"git {args[0]} failed: no space left on device in {self.path}",
                     "free some space there, or pass --workdir on a disk with room",
-                ) from None
-            if CORRUPT_PATTERN.search(stderr):
+                )
+            if CORRUPT_PATTERN.search(ran.stderr):
                 raise CorruptRepoError(
-                    f"git {args[0]} failed in {self.path}: {_first_line(stderr)}"
-                ) from None
+                    f"git {args[0]} failed in {self.path}: {_first_line(ran.stderr)}"
+                )
             raise ToolError(
                 f"git {args[0]} failed in {self.path}: "
-                f"{_first_line(stderr + chr(10) + stdout)}"
-            ) from None
-        except git.GitCommandNotFound:
-            raise ToolError("git is not installed", "install git") from None
-        return str(out)
+                f"{_first_line(ran.stderr + chr(10) + ran.stdout)}"
+            )
+        return ran.stdout.removesuffix("\n") if strip else ran.stdout
 
     def try_run(self, *args: str) -> str | None:
         try:
@@ -163,7 +159,4 @@ class Git:
 
     def hash_blob(self, data: str) -> str:
         """Store a blob; return its id."""
-        repo = git.Repo(str(self.path))
-        raw = data.encode("utf-8")
-        stream = repo.odb.store(IStream("blob", len(raw), BytesIO(raw)))
-        return str(stream.hexsha.decode("ascii"))
+        return self.run("hash-object", "-w", "--stdin", input=data)

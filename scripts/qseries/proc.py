@@ -1,5 +1,14 @@
 """External commands with a time limit, killed whole when it runs out.
 
+This is the one module of qseries that starts processes: a command run
+to its end (run_bounded), a long one whose output streams to a log
+(run_streaming: ninja, meson) and a QEMU started from asyncio
+(start_async).  Each has a time limit, gets the environment its caller
+gives minus what would change what it runs on (LD_PRELOAD, git's
+repository-selecting variables) unless the caller names them, carries
+the run marker (set_run_marker) and gets SIGTERM if qseries dies
+(PR_SET_PDEATHSIG).
+
 Each command runs in a session of its own, so that on a time limit (or
 an interrupt of qseries) its whole process group goes with it: apt's
 download methods, dpkg-source's tar, the QEMUs a qtest started.  What it
@@ -16,21 +25,64 @@ descendant there still is (kill_descendants).
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import contextlib
 import ctypes
 import ctypes.util
 import os
+import selectors
+import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import IO, Any
+
+from .errors import ToolError
 
 # How long a process group has to stop on SIGTERM before SIGKILL.
 GRACE = 5.0
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+# What a child gets when qseries dies.  SIGTERM, not SIGKILL: the child
+# leads a group of its own and passes the stop on (ninja stops its
+# compilers and removes their half-written outputs, QEMU shuts down,
+# a test harness ends its QEMUs), which SIGKILL would not let it do; a
+# child that ignores SIGTERM is found by the next run (RUN_VARIABLE).
+DEATH_SIGNAL = signal.SIGTERM
+
+# Every child's environment says which run of qseries started it, once
+# set_run_marker() named the run: the next run finds what a killed one
+# left by it (in /proc/PID/environ).
+RUN_VARIABLE = "QSERIES_RUN"
+_run_marker: str | None = None
+
+# A child gets these only when its caller names them (keep=): the first
+# loads a library into every program the child runs, the others point
+# git at another repository than the one it is run in (git exports
+# GIT_DIR to its hooks, so a qseries run from a hook inherits it).
+GUARDED_VARIABLES = (
+    "LD_PRELOAD",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+)
+
+# What starting a child raises when it fails between fork and exec (and
+# is no OSError): the command line reports it as a failure of the system.
+SubprocessError = subprocess.SubprocessError
+
+# Loaded once here, not in a child between fork and exec.
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 class Terminated(BaseException):
@@ -51,6 +103,79 @@ class Ran:
     stderr: str
     timed_out: bool
     timeout: float
+
+
+class CommandTimeout(ToolError):
+    """A command ran longer than its time limit and was stopped."""
+
+    def __init__(self, argv: Sequence[str], timeout: float, log: Path | None = None):
+        where = f"; what it printed is in {log}" if log is not None else ""
+        super().__init__(
+            f"{shown(argv)} did not finish within its time limit of "
+            f"{timeout:g} s{where}",
+            "look at what it was waiting for, then run qseries again",
+        )
+        self.argv = tuple(argv)
+        self.timeout = timeout
+        self.log = log
+
+
+def shown(argv: Sequence[str], limit: int = 160) -> str:
+    """argv as one line for a message: the program's name, then its
+    arguments, cut at limit characters."""
+    text = shlex.join([Path(argv[0]).name, *argv[1:]]) if argv else "(nothing)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def set_run_marker(value: str | None) -> None:
+    """Name the run every child started from now on belongs to (None:
+    the environment's own QSERIES_RUN, if any, is passed on as is)."""
+    global _run_marker
+    _run_marker = value
+
+
+def run_marker() -> str | None:
+    return _run_marker
+
+
+def child_env(env: Mapping[str, str], keep: Collection[str] = ()) -> dict[str, str]:
+    """The environment of a child: env, but for the GUARDED_VARIABLES
+    not in keep, with the run marker."""
+    out = {k: v for k, v in env.items() if k not in GUARDED_VARIABLES or k in keep}
+    if _run_marker is not None:
+        out[RUN_VARIABLE] = _run_marker
+    return out
+
+
+def _in_child(parent: int) -> Callable[[], None]:
+    """What a child runs between fork and exec: the death signal, and
+    no exec at all if the parent is already gone (it may have died
+    before the prctl, which then never fires)."""
+
+    def setup() -> None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, int(DEATH_SIGNAL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return setup
+
+
+def _popen_args(
+    env: Mapping[str, str], keep: Collection[str], pass_fds: Sequence[int]
+) -> dict[str, Any]:
+    """What every entry point gives Popen (or asyncio, which passes it
+    on): a session of its own, the child's environment, the death
+    signal.  The death signal fires when the *thread* that started the
+    child ends: run_bounded and run_streaming wait for their child in
+    that thread, and a child of start_async belongs to the event loop
+    of its thread, which stops it before it ends (qseries starts no
+    other threads)."""
+    return {
+        "env": child_env(env, keep),
+        "start_new_session": True,
+        "pass_fds": tuple(pass_fds),
+        "preexec_fn": _in_child(os.getpid()),
+    }
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -99,25 +224,27 @@ def run_bounded(
     timeout: float,
     cwd: Path | None = None,
     pass_fds: Sequence[int] = (),
+    *,
+    input: str | None = None,
+    keep: Collection[str] = (),
 ) -> Ran:
-    """Run argv in a session of its own, for at most timeout seconds.
+    """Run argv in a session of its own, for at most timeout seconds,
+    with input (if any) on its stdin.
 
     FileNotFoundError (no such program) is the caller's to report.
     """
     proc = subprocess.Popen(
         list(argv),
         cwd=cwd,
-        env=dict(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
+        stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+        encoding="utf-8",
         errors="replace",
-        start_new_session=True,
-        pass_fds=tuple(pass_fds),
+        **_popen_args(env, keep, pass_fds),
     )
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(input, timeout=timeout)
         return Ran(tuple(argv), proc.returncode, out, err, False, timeout)
     except subprocess.TimeoutExpired:
         stop_group(proc)
@@ -133,13 +260,170 @@ def run_bounded(
         raise
 
 
+def run_streaming(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float,
+    cwd: Path,
+    log: Path,
+    on_line: Callable[[str], None] | None = None,
+    *,
+    keep: Collection[str] = (),
+) -> int:
+    """Run argv in a session of its own, its output (stdout and stderr)
+    appended to log and each line given to on_line as it comes; return
+    its exit code.
+
+    Past timeout seconds the group is stopped and CommandTimeout names
+    the command and the log.  FileNotFoundError is the caller's.
+    """
+    deadline = time.monotonic() + timeout
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"$ {shlex.join(argv)}\n")
+        out.flush()
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            **_popen_args(env, keep, ()),
+        )
+        try:
+            assert proc.stdout is not None
+            _pump(proc.stdout, deadline, out, on_line)
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    return proc.wait(timeout=remaining)
+            stop_group(proc)
+            out.write(f"qseries: stopped after its time limit of {timeout:g} s\n")
+            raise CommandTimeout(argv, timeout, log)
+        except BaseException:
+            if proc.returncode is None:
+                stop_group(proc)
+            raise
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _pump(
+    stream: IO[bytes],
+    deadline: float,
+    out: IO[str],
+    on_line: Callable[[str], None] | None,
+) -> None:
+    """Copy stream to out line by line until its end or the deadline."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                return
+            chunk = os.read(stream.fileno(), 65536)
+            pending += decoder.decode(chunk, final=not chunk)
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                out.write(line + "\n")
+                if on_line is not None:
+                    on_line(line + "\n")
+            if not chunk:
+                if pending:
+                    out.write(pending)
+                    if on_line is not None:
+                        on_line(pending)
+                return
+
+
+class Started:
+    """A child started from asyncio (start_async), in a session of its
+    own, stopped whole once its time limit has passed."""
+
+    def __init__(self, process: asyncio.subprocess.Process, argv: Sequence[str]):
+        self.process = process
+        self.argv = tuple(argv)
+        self.timed_out = False
+        self._timers: list[asyncio.TimerHandle] = []
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def _expire(self) -> None:
+        """The time limit: SIGTERM to the group now, SIGKILL after GRACE."""
+        if self.process.returncode is None:
+            self.timed_out = True
+            _signal_group(self.pid, signal.SIGTERM)
+            loop = asyncio.get_running_loop()
+            self._timers.append(loop.call_later(GRACE, self._kill))
+
+    def _kill(self) -> None:
+        if self.process.returncode is None:
+            _signal_group(self.pid, signal.SIGKILL)
+
+    async def wait(self) -> int:
+        code = await self.process.wait()
+        for timer in self._timers:
+            timer.cancel()
+        return code
+
+    async def stop(self, grace: float | None = None) -> int:
+        """End its group: SIGTERM, up to grace seconds, then SIGKILL."""
+        if self.process.returncode is None:
+            _signal_group(self.pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.shield(self.process.wait()),
+                    GRACE if grace is None else grace,
+                )
+        if self.process.returncode is None:
+            _signal_group(self.pid, signal.SIGKILL)
+        return await self.wait()
+
+
+async def start_async(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    time_limit: float,
+    *,
+    cwd: Path | None = None,
+    stdout: int | IO[Any] = subprocess.DEVNULL,
+    stderr: int | IO[Any] = subprocess.DEVNULL,
+    pass_fds: Sequence[int] = (),
+    keep: Collection[str] = (),
+) -> Started:
+    """Start argv from the running event loop, in a session of its own;
+    past time_limit seconds its group is stopped (Started.timed_out).
+
+    FileNotFoundError is the caller's.
+    """
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        **_popen_args(env, keep, pass_fds),
+    )
+    started = Started(process, argv)
+    loop = asyncio.get_running_loop()
+    started._timers.append(loop.call_later(time_limit, started._expire))
+    return started
+
+
 def become_subreaper() -> bool:
     """Make this process the reaper of its orphaned descendants (Linux),
     so that they stay its descendants for kill_descendants()."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
+        return bool(_LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except AttributeError:
         return False
 
 

@@ -16,7 +16,6 @@ import json
 import mailbox
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -27,7 +26,8 @@ from pathlib import Path
 import yaml
 
 from .errors import ToolError, UsageError
-from .proc import Ran, run_bounded
+from .gitutil import git_env
+from .proc import CommandTimeout, Ran, run_bounded
 from .series import Series, Version
 from .source import WorkDir
 
@@ -35,6 +35,7 @@ TAGS = ("Reviewed-by", "Acked-by", "Tested-by")
 TAG_LINE = re.compile(rf"^({'|'.join(TAGS)}): (\S.*)$", re.M)
 SUBJECT = re.compile(r"\[[^\]]*?(?:\bv(\d+))?\s*(\d+)/(\d+)\]\s*(.*)", re.I)
 B4_TIMEOUT = 120
+PATCH_ID_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -111,13 +112,13 @@ def _body(message: Message) -> str:
 
 
 def patch_id(text: str) -> str:
-    proc = subprocess.run(
-        ["git", "patch-id", "--stable"],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    argv = ["git", "patch-id", "--stable"]
+    try:
+        proc = run_bounded(argv, git_env(), PATCH_ID_TIMEOUT, input=text)
+    except FileNotFoundError:
+        raise ToolError("git is not installed", "install git") from None
+    if proc.timed_out:
+        raise CommandTimeout(argv, PATCH_ID_TIMEOUT)
     return proc.stdout.split(" ", 1)[0]
 
 

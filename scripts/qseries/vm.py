@@ -1,6 +1,6 @@
 """A QEMU process with one fake vfio-pci device, driven with qemu.qmp.
 
-Used by the QMP tests (tests/integration) and by the benchmark: QEMU is
+Used by the qmp checks, the fault matrix and the benchmark: QEMU is
 started with the fake VFIO library preloaded, a temporary sysfs device
 directory, and a QMP socket; every event is recorded with QEMU's own
 timestamp and the time the client received it.
@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from qemu.qmp import ConnectError, EventListener, QMPClient
 
+from .proc import Started, start_async
 from .series import Wire
 
 # sun_path holds 108 bytes, the terminating NUL among them.
@@ -74,6 +75,9 @@ DEVICE_ID = "vfio0"
 # The IOMMU group of the first device; the next ones count up.
 FIRST_GROUP = 4242
 START_TIMEOUT = 30.0
+# How long a QEMU may live: a test's lives seconds, a benchmark's minutes;
+# one nobody stops (a hung client) is stopped then.
+LIFETIME = 3600.0
 NOTICE = "notice"
 DONE = "done"
 
@@ -187,7 +191,7 @@ class FakeVfioVM:
         self.events: list[Event] = []
         self.client = QMPClient(name)
         self.listener = EventListener()
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: Started | None = None
         self._pump: asyncio.Task[None] | None = None
 
     def device_dir(self, index: int) -> Path:
@@ -238,14 +242,13 @@ class FakeVfioVM:
             "FAKEVFIO_LOG": str(self.log),
         }
         with self.stderr_path.open("wb") as err:
-            argv = self.command_line()
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
+            self.proc = await start_async(
+                self.command_line(),
+                env,
+                LIFETIME,
                 stderr=err,
                 pass_fds=socket_fds(),
+                keep=("LD_PRELOAD",),
             )
         deadline = time.monotonic() + START_TIMEOUT
         while not self.qmp_path.exists():
@@ -351,11 +354,9 @@ class FakeVfioVM:
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.cmd("quit"), 5)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.proc.wait(), 10)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+            await self.proc.stop()
         with contextlib.suppress(Exception):
             await self.client.disconnect()
         if self._pump is not None:
