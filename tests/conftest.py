@@ -144,3 +144,21 @@ def tree_snapshot(tree: Path) -> dict[str, bytes]:
         for p in sorted(tree.rglob("*"))
         if p.is_file() and not p.is_symlink()
     }
+
+
+def loosen_objects(repo: Path) -> None:
+    """Unpack a repository's packs into loose objects, as a tree of an
+    older qseries has them (qseries packs the trees it makes)."""
+    pack_dir = repo / ".git" / "objects" / "pack"
+    for pack in sorted(pack_dir.glob("*.pack")):
+        data = pack.read_bytes()
+        for made in pack_dir.glob(pack.stem + ".*"):
+            made.unlink()
+        subprocess.run(
+            ["git", "unpack-objects", "-q"],
+            cwd=repo,
+            input=data,
+            env={**os.environ, **GIT_ENV},
+            check=True,
+            capture_output=True,
+        )

@@ -40,6 +40,12 @@ class Generator:
     apply: Callable[[Reader, Context], dict[str, str]]
     params: tuple[str, ...] = ()  # required keys of 'with:'
     optional: tuple[str, ...] = ()  # optional keys of 'with:'
+    # The files beside series.yaml a patch of this generator reads, from
+    # its 'with:': (templates it renders, files it takes verbatim).  What
+    # its results depend on, besides the base.
+    reads: Callable[[Mapping[str, str]], tuple[tuple[str, ...], tuple[str, ...]]] = (
+        lambda params: ((), ())
+    )
 
 
 QAPI_FILE = "qapi/vfio.json"
@@ -297,6 +303,23 @@ def _absent(read: Reader, path: str, ctx: Context) -> None:
     )
 
 
+def _qtest_file(name: str) -> str:
+    """Where a qtest's source is, in QEMU's tree and beside series.yaml."""
+    return f"tests/qtest/{name}.c"
+
+
+def _template(params: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (params["template"],), ()
+
+
+def _qtest_reads(
+    params: Mapping[str, str],
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    templates = (params["meson-template"],) if "meson-template" in params else ()
+    helper = (params["helper"],) if "helper" in params else ()
+    return templates, (_qtest_file(params["qtest"]), *helper)
+
+
 def _qtest(read: Reader, ctx: Context) -> dict[str, str]:
     """Add a qtest to the tree, its meson entry and its MAINTAINERS lines.
 
@@ -308,7 +331,7 @@ def _qtest(read: Reader, ctx: Context) -> dict[str, str]:
     """
     name = ctx.param("qtest")
     condition = ctx.param("condition")
-    qtest_file = f"tests/qtest/{name}.c"
+    qtest_file = _qtest_file(name)
     added = {qtest_file: ctx.templates.read(qtest_file)}
     _absent(read, qtest_file, ctx)
     meson = read(QTEST_MESON)
@@ -375,12 +398,14 @@ GENERATORS: dict[str, Generator] = {
             f"append an event shaped like another one to {QAPI_FILE}",
             _qapi_event,
             ("event", "like", "template"),
+            reads=_template,
         ),
         Generator(
             "qapi-enum-value",
             f"add a documented value to an enum of {QAPI_FILE}",
             _qapi_enum_value,
             ("enum", "value", "template"),
+            reads=_template,
         ),
         Generator(
             "vfio-migration-notice",
@@ -388,6 +413,7 @@ GENERATORS: dict[str, Generator] = {
             _vfio_migration_notice,
             ("template",),
             ("case", "qapi-case"),
+            reads=_template,
         ),
         Generator(
             "qtest",
@@ -395,6 +421,7 @@ GENERATORS: dict[str, Generator] = {
             _qtest,
             ("qtest", "condition"),
             ("helper", "helper-file", "helper-module", "meson-template"),
+            reads=_qtest_reads,
         ),
     )
 }

@@ -142,6 +142,7 @@ class FaultPlan:
     scenarios: tuple[Scenario, ...]
     invariants: tuple[str, ...]
     table: str  # path beside series.yaml
+    scenarios_file: str = ""  # where the scenarios are, beside series.yaml
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ class TestPlan:
     notice_pattern: str
     mutations: tuple[Mutation, ...]
     faults: FaultPlan | None = None
+    mutations_file: str = ""  # where the mutations are, beside series.yaml
 
 
 @dataclass(frozen=True)
@@ -601,6 +603,7 @@ def _faults(r: _Reader, node: yaml.Node, where: str) -> FaultPlan:
         scenarios=scenarios,
         invariants=invariants,
         table=r.string(keys["table"], f"{where}.table"),
+        scenarios_file=r.string(keys["scenarios"], f"{where}.scenarios"),
     )
 
 
@@ -629,6 +632,7 @@ def _test_plan(r: _Reader, node: yaml.Node, where: str) -> TestPlan:
         faults=_faults(r, keys["faults"], f"{where}.faults")
         if "faults" in keys
         else None,
+        mutations_file=r.string(keys["mutations"], f"{where}.mutations"),
     )
 
 

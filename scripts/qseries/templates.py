@@ -9,11 +9,14 @@ it can include only templates of its own folder.
 
 from __future__ import annotations
 
+import os
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 import jinja2.sandbox
 
 from .errors import TemplateError
@@ -86,6 +89,30 @@ class Templates:
                 self.root / name, None, f"cannot read: {err.strerror}"
             ) from None
 
+    def closure(self, names: Iterable[str]) -> list[Path]:
+        """The files of these templates and of every template they include,
+        import or extend, transitively: what rendering them can read.  A
+        reference computed at render time could name any file: then every
+        file of the referring template's folder counts."""
+        found: set[Path] = set()
+        todo = list(names)
+        while todo:
+            path = self.root / todo.pop()
+            if path in found or not path.is_file():
+                continue  # rendering says what is missing
+            found.add(path)
+            try:
+                parsed = self.env.parse(path.read_text(encoding="utf-8"))
+                refs = list(jinja2.meta.find_referenced_templates(parsed))
+            except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
+                continue  # the file itself counts; rendering says the rest
+            for ref in refs:
+                if ref is None:
+                    found.update(_files_under(path.parent))
+                else:
+                    todo.append(ref)
+        return sorted(found)
+
     def render(self, name: str, **context: Any) -> str:
         """Render a whole template."""
         template = self._load(name)
@@ -118,3 +145,15 @@ class Templates:
             raise
         except Exception as err:  # any error of the template
             raise self._fail(name, err) from None
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """Every file below folder, not entering dot directories (git's, a work
+    dir's, a virtualenv's) or caches."""
+    found = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and d != "__pycache__"
+        )
+        found += [Path(top) / f for f in files]
+    return found

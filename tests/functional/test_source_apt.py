@@ -26,7 +26,7 @@ from qseries.source import (
 )
 from qseries.versions import VersionRange
 
-from ..conftest import git
+from ..conftest import git, loosen_objects
 
 VERSION = "1:10.2.2+ds"
 SAFE = "1_10.2.2+ds"
@@ -182,6 +182,7 @@ def test_corrupt_cached_base_is_made_again(
 ) -> None:
     workdir = WorkDir(tmp_path / "work")
     base = debian_base(workdir, RANGE, None, False, _apt(workdir, repo))
+    loosen_objects(base.root)
     blob = git(base.root, "rev-parse", f"{base.commit}:VERSION").strip()
     loose = base.root / ".git" / "objects" / blob[:2] / blob[2:]
     os.chmod(loose, 0o644)

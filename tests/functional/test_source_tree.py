@@ -12,7 +12,7 @@ import pytest
 from qseries.errors import EXIT_USAGE, SourceError
 from qseries.source import TreeOptionError, WorkDir, tree_base
 
-from ..conftest import FIXTURES, REPO, RunCli, git
+from ..conftest import FIXTURES, REPO, RunCli, git, loosen_objects
 
 SERIES = ("--series-file", str(REPO / "series.yaml"))
 VERSION_OF_MINI = (FIXTURES / "qemu-mini" / "VERSION").read_text().strip()
@@ -94,6 +94,7 @@ def test_corrupt_cached_clone_is_cloned_again(
 ) -> None:
     workdir = WorkDir(tmp_path / "work")
     base = tree_base(workdir, mini_tree)
+    loosen_objects(base.root)
     _corrupt_version_blob(base.root)
     capsys.readouterr()
     again = tree_base(workdir, mini_tree)
