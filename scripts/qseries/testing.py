@@ -1,4 +1,4 @@
-"""test: run the version's qtest, QEMU's own qtests and our QMP tests.
+"""test: run the version's qtest and QEMU's own qtests and runner.
 
 The qtest is the one the version adds to QEMU, named in its test plan
 (series.yaml); it needs the fake VFIO device, either the one qseries
@@ -26,7 +26,7 @@ from .build import BuildError, Progress, run_logged
 from .errors import ToolError
 from .proc import Ran, run_bounded
 from .report import FAIL, PASS, SKIP, Result
-from .series import Mutation, TestPlan, Version
+from .series import Mutation, TestPlan
 from .source import WorkDir, say
 
 QEMU_QTESTS = ("qmp-test", "qmp-cmd-test", "device-introspect-test")
@@ -34,7 +34,6 @@ FAKE_LIBRARY = "libfakevfio.so"
 QTEST_TIMEOUT = 300
 LIST_TIMEOUT = 60
 SUITE_TIMEOUT = 900
-PYTEST_DIR = "tests/integration"
 
 
 @dataclass(frozen=True)
@@ -326,96 +325,6 @@ def qemu_qtests(
         else:
             results.append(Result(name, FAIL, f"exit {ran.returncode}", bad[:10]))
     return results
-
-
-# What our QMP tests say when QEMU sent no prepare notice: on the
-# control, every failure must say it.
-NO_NOTICE = "no prepare notice"
-
-
-# pytest's -rA lines: "FAILED tests/x.py::test - why", "ERROR tests/x.py";
-# not a library's log line that pytest shows ("ERROR    qemu.qmp...").
-PYTEST_OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR) \S+\.py\b")
-
-
-def pytest_failures(lines: Sequence[str]) -> list[str]:
-    """The tests pytest says failed or erred, from its -rA summary."""
-    return [
-        line
-        for line in lines
-        if PYTEST_OUTCOME.match(line) and not line.startswith("P")
-    ]
-
-
-def qmp_tests(
-    repo: Path,
-    series_file: Path,
-    version: Version,
-    qemu: Path,
-    fake: Path,
-    control: bool,
-    scratch: Path,
-    timeout: float = SUITE_TIMEOUT,
-) -> Result:
-    """Our pytest tests with the qemu.qmp client (timing of the events,
-    the example consumer), for the version's wire."""
-    env = {
-        **os.environ,
-        "QSERIES_QEMU": str(qemu),
-        "QSERIES_FAKEVFIO": str(fake),
-        "QSERIES_SERIES_FILE": str(series_file),
-        "QSERIES_VERSION": version.name,
-        "QSERIES_REQUIRE_QEMU": "1",
-        # pytest cuts the reasons in its summary to the terminal's width.
-        "COLUMNS": "1000",
-    }
-    env.pop("LD_PRELOAD", None)
-    ran = run_bounded(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-rA",
-            f"--basetemp={scratch / 'qmp-tests'}",
-            str(repo / PYTEST_DIR),
-        ],
-        env,
-        timeout,
-        cwd=repo,
-    )
-    lines = [line for line in ran.stdout.splitlines() if line.strip()]
-    summary = lines[-1] if lines else "no output"
-    figures = [line for line in lines if PYTEST_OUTCOME.match(line)]
-    figures += [line.strip() for line in lines if "lead" in line and "ms" in line][:5]
-    figures += [line.strip() for line in lines if line.startswith("kept ")]
-    name = "qmp timing (qemu.qmp)"
-    if ran.timed_out:
-        return Result(
-            f"control {name}" if control else name,
-            FAIL,
-            f"timed out after {timeout:g} s",
-            figures + lines[-15:],
-        )
-    if control:
-        failed = pytest_failures(lines)
-        others = [line for line in failed if NO_NOTICE not in line]
-        if ran.returncode != 0 and failed and not others:
-            return Result(
-                f"control {name}", PASS, "fails as it must: " + summary, figures
-            )
-        why = "failed for another reason" if others else "did not fail for lack of"
-        return Result(
-            f"control {name}",
-            FAIL,
-            f"{why} a notice: {summary}" if not others else f"{why}: {others[0]}",
-            figures,
-        )
-    if ran.returncode == 0 and "skipped" not in summary:
-        return Result(name, PASS, summary, figures)
-    return Result(name, FAIL, summary, figures + lines[-15:])
 
 
 QEMU_SUITE = "qtest-x86_64"

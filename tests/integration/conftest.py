@@ -1,14 +1,16 @@
 """The QMP tests need a built QEMU, the fake VFIO library and the wire
 of the version under test.
 
-`qseries test` builds both and runs these tests with QSERIES_QEMU,
-QSERIES_FAKEVFIO, QSERIES_SERIES_FILE and QSERIES_VERSION set (and
-QSERIES_REQUIRE_QEMU=1, so that they fail rather than skip when
-something is missing).  A plain `pytest` run skips them.
+`make integration-tests` builds both for each version with `qseries
+build --series vN --json`, whose output (the QEMU binary, the fake, the
+version and its series.yaml) it names in QSERIES_BUILD_JSON, and sets
+QSERIES_REQUIRE_QEMU=1, so that these tests fail rather than skip when
+something is missing.  A plain `pytest` run skips them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,30 +18,45 @@ import pytest
 
 from qseries import generators, series
 
+BUILD_JSON = "QSERIES_BUILD_JSON"
 
-def _required(name: str) -> Path:
-    value = os.environ.get(name)
-    if value and Path(value).exists():
-        return Path(value)
-    why = f"{name} is not set to an existing file; run 'qseries test'"
+
+def _missing(why: str) -> None:
     if os.environ.get("QSERIES_REQUIRE_QEMU") == "1":
         pytest.fail(why)
     pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
-def qemu() -> Path:
-    return _required("QSERIES_QEMU")
+def built() -> dict[str, str]:
+    """What `qseries build --json` said, read from QSERIES_BUILD_JSON."""
+    name = os.environ.get(BUILD_JSON)
+    if not name or not Path(name).is_file():
+        _missing(f"{BUILD_JSON} names no file; run 'make integration-tests'")
+    assert name is not None
+    data: dict[str, str] = json.loads(Path(name).read_text())
+    return data
+
+
+def _existing(built: dict[str, str], key: str) -> Path:
+    path = Path(built.get(key, ""))
+    if not path.is_file():
+        _missing(f"{os.environ[BUILD_JSON]}: {key} {str(path)!r} is not a file")
+    return path
 
 
 @pytest.fixture(scope="session")
-def fake() -> Path:
-    return _required("QSERIES_FAKEVFIO")
+def qemu(built: dict[str, str]) -> Path:
+    return _existing(built, "qemu")
 
 
 @pytest.fixture(scope="session")
-def wire() -> series.Wire:
+def fake(built: dict[str, str]) -> Path:
+    return _existing(built, "fake")
+
+
+@pytest.fixture(scope="session")
+def wire(built: dict[str, str]) -> series.Wire:
     """What the version under test sends on QMP (series.yaml)."""
-    path = _required("QSERIES_SERIES_FILE")
-    name = os.environ.get("QSERIES_VERSION")
-    return series.load(path, generators.specs()).version(name).wire
+    path = _existing(built, "series_file")
+    return series.load(path, generators.specs()).version(built["version"]).wire

@@ -3,7 +3,8 @@
 examples/rdma_guard.py watches a migrating source QEMU whose fake device
 takes 300 ms to enter PRE_COPY_P2P, and simulates an RDMA link with a
 50 ms timeout that the device stops answering from the start of that
-transition (scripts/qseries/demo.py runs the scenario).  Masking on the
+transition (scripts/qseries/demo.py runs the scenario, as the product's
+qmp check, qseries.qmpcheck, does; its judges must agree).  Masking on the
 prepare notice keeps the link; masking on the completion, all a
 consumer could do without the series, drops it; a failed transition is
 reported as such.  The margins (300 ms against 50 ms) leave a noisy
@@ -18,32 +19,27 @@ from typing import Any
 
 import pytest
 
-from qseries.demo import QUIESCE_STATE, DemoResult, MaskOn, guard_module, run_demo
-
-DELAY_MS = 300
-TIMEOUT_MS = 50.0
+from qseries import qmpcheck
+from qseries.demo import QUIESCE_STATE, DemoResult, MaskOn, guard_module
+from qseries.qmpcheck import Finding
 
 
 def demo(
     qemu: Path, fake: Path, tmp_path: Path, mask_on: MaskOn, fail: str | None = None
 ) -> DemoResult:
-    return asyncio.run(
-        run_demo(
-            qemu,
-            fake,
-            tmp_path,
-            mask_on=mask_on,
-            delay_ms=DELAY_MS,
-            timeout_ms=TIMEOUT_MS,
-            fail=fail,
-        )
-    )
+    """The scenario as the product's qmp check runs it."""
+    return asyncio.run(qmpcheck.consumer(qemu, fake, tmp_path, mask_on, fail))
 
 
 def heard_notice(result: DemoResult) -> None:
     assert result.notice_us is not None, (
         f"no prepare notice for {QUIESCE_STATE} reached the guard:\n{result.explain()}"
     )
+
+
+def judged_passed(finding: Finding) -> None:
+    """The product's judge agrees with the assertions above it."""
+    assert finding.passed, "\n".join([finding.detail, *finding.items])
 
 
 def test_masking_on_the_notice_keeps_the_link(
@@ -58,6 +54,7 @@ def test_masking_on_the_notice_keeps_the_link(
     assert not result.link_dropped, result.explain()
     assert result.masked_us and result.unmasked_us, result.explain()
     assert not result.failures and not result.problems, result.explain()
+    judged_passed(qmpcheck.judge_keeps(result))
 
 
 def test_masking_on_the_completion_drops_the_link(
@@ -71,18 +68,15 @@ def test_masking_on_the_completion_drops_the_link(
     assert result.dropped_at_us is not None and result.masked_us
     # The link went down before the consumer could mask.
     assert result.dropped_at_us < result.masked_us[0], result.explain()
+    judged_passed(qmpcheck.judge_drops(result))
+    # And masking on the notice's judge sees a dropped link.
+    assert not qmpcheck.judge_keeps(result).passed
 
 
 def test_a_failed_quiesce_is_reported_and_unmasked(
     qemu: Path, fake: Path, tmp_path: Path
 ) -> None:
-    result = demo(
-        qemu,
-        fake,
-        tmp_path,
-        mask_on="notice",
-        fail="PRE_COPY>PRE_COPY_P2P=EIO:once",
-    )
+    result = demo(qemu, fake, tmp_path, "notice", qmpcheck.FAIL_QUIESCE)
     print(result.explain())
     heard_notice(result)
     assert result.completion_state is not None, result.explain()
@@ -95,6 +89,7 @@ def test_a_failed_quiesce_is_reported_and_unmasked(
     ), result.explain()
     assert not result.link_dropped, result.explain()
     assert result.migration == "failed", result.explain()
+    judged_passed(qmpcheck.judge_reports(result))
 
 
 # The guard's reading of the events, without QEMU.

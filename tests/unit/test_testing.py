@@ -236,46 +236,6 @@ def test_timeout_kills_what_the_test_started(tmp_path: Path) -> None:
         raise AssertionError(f"process {pid} outlived the timeout")
 
 
-def pytest_repo(tmp_path: Path, test: str) -> Path:
-    repo = tmp_path / "repo"
-    (repo / testing.PYTEST_DIR).mkdir(parents=True)
-    (repo / testing.PYTEST_DIR / "test_x.py").write_text(test)
-    return repo
-
-
-def test_qmp_tests_that_hang_fail_with_the_timeout(tmp_path: Path) -> None:
-    repo = pytest_repo(tmp_path, "import time\n\ndef test_x():\n    time.sleep(60)\n")
-    result = testing.qmp_tests(
-        repo,
-        SERIES.path,
-        V1,
-        Path("/bin/true"),
-        Path("/bin/true"),
-        False,
-        tmp_path,
-        timeout=5,
-    )
-    assert result.status == report.FAIL
-    assert result.detail == "timed out after 5 s"
-
-
-def test_qmp_control_wants_every_failure_for_lack_of_prepare(tmp_path: Path) -> None:
-    missing = "def test_a():\n    assert 0, 'no prepare notice for stop'\n"
-    repo = pytest_repo(tmp_path, missing)
-    result = testing.qmp_tests(
-        repo, SERIES.path, V1, Path("/bin/true"), Path("/bin/true"), True, tmp_path
-    )
-    assert result.status == report.PASS, result
-    crash = "\ndef test_b():\n    raise RuntimeError('QEMU exited')\n"
-    repo = pytest_repo(tmp_path / "2", missing + crash)
-    result = testing.qmp_tests(
-        repo, SERIES.path, V1, Path("/bin/true"), Path("/bin/true"), True, tmp_path
-    )
-    assert result.status == report.FAIL
-    assert result.detail.startswith("failed for another reason: FAILED ")
-    assert "QEMU exited" in result.detail
-
-
 # The fake is built per checkout of qseries.
 
 
@@ -396,15 +356,3 @@ def test_junit_verdict_of_a_tap_test(tmp_path: Path, case: str, verdict: str) ->
     )
     assert testing.junit_verdict(path, "qtest-x86_64/other") is None
     assert testing.junit_verdict(tmp_path / "missing.xml", EVENTS) is None
-
-
-def test_only_pytest_outcomes_count_as_failures_not_log_lines() -> None:
-    """A library's ERROR log line in the captured output is no failure
-    (seen: qemu.qmp logging a greeting it retried)."""
-    lines = [
-        "ERROR    qemu.qmp.protocol.source:qmp_client.py:331 Did not understand",
-        "PASSED tests/integration/test_consumer.py::test_a",
-        "FAILED tests/integration/test_consumer.py::test_b - AssertionError: x",
-        "ERROR tests/integration/test_timeline.py::test_c - TimeoutError",
-    ]
-    assert testing.pytest_failures(lines) == lines[2:]
