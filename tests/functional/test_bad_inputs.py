@@ -154,7 +154,7 @@ def _(tmp: Path) -> list[str]:
 
 @case("series-bad-range", "a base range that is not a range")
 def _(tmp: Path) -> list[str]:
-    return generate(tmp, replace('base: ">=10.2, <11"', 'base: "10.2 to 11"'))
+    return generate(tmp, replace('base: ">=10.0, <11"', 'base: "10.0 to 11"'))
 
 
 @case("series-unknown-generator", "a patch names a generator that does not exist")

@@ -13,6 +13,7 @@ qseries says on stderr.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ GEN = "1:10.2.2+ds-1"  # the generation base
 REUPLOAD = "1:10.2.2+ds-2"  # the same QEMU, uploaded again
 TRIXIE = "1:10.0.13+ds-0+deb13u1"
 NEWER = "1:10.2.3+ds-1"
-NEXT = "1:11.0.0+ds-1"  # above v2's range '>=10.0, <11'
+NEXT = "1:11.0.0+ds-1"  # above the range '>=10.0, <11' of v1 and v2
+LATER = "1:11.1.3+ds-1"  # listed in sid, its files not (yet, or any more) there
+OLD = "1:9.2.0+ds-1"  # below both ranges
 
 
 def older_tree(tree: Path) -> None:
@@ -85,23 +88,23 @@ class Run:
         )
         return proc.returncode, proc.stdout, proc.stderr
 
-    def generate(self) -> None:
+    def generate(self, version: str = "v2") -> None:
         code, _, err = self(
-            "generate", "--series", "v2", "--output", str(self.out), workdir="gen"
+            "generate", "--series", version, "--output", str(self.out), workdir="gen"
         )
         assert code == 0, err
-        cover = next((self.out / "v2").glob("*-0000-cover-letter.patch"))
+        cover = next((self.out / version).glob("*-0000-cover-letter.patch"))
         assert f"Based on QEMU 10.2.2, Debian {GEN}" in cover.read_text()
 
     def check(
-        self, workdir: str = "fresh", *options: str
+        self, workdir: str = "fresh", *options: str, version: str = "v2"
     ) -> tuple[dict[str, dict[str, Any]], str]:
         """The results by name, and stderr (a fresh work dir by default)."""
         code, out, err = self(
             "check",
             *options,
             "--series",
-            "v2",
+            version,
             "--output",
             str(self.out),
             "--json",
@@ -293,12 +296,98 @@ def test_a_work_dir_that_has_the_generation_base_keeps_it(run: Run) -> None:
 
 def test_no_base_in_range_is_one_line(run: Run) -> None:
     run.archive.add(NEXT)
-    run.archive.publish({"sid": [NEXT], "trixie": [TRIXIE]})
+    run.archive.add(OLD)
+    run.archive.publish({"sid": [NEXT], "trixie": [OLD]})
     code, out, err = run("source", "--series", "v1", workdir="fresh")
     assert code != 0
     assert out == ""
     errors = [line for line in err.splitlines() if "error" in line]
     assert errors == [
-        "qseries: error: no qemu source package in the base range '>=10.2, <11'; "
-        f"listed: {NEXT}, {TRIXIE}; pass --base-version"
+        "qseries: error: no qemu source package in the base range '>=10.0, <11'; "
+        f"listed: {NEXT}, {OLD}; pass --base-version"
     ], err
+
+
+def gone(archive: Archive, version: str) -> None:
+    """Still listed, but its .dsc answers 'not found' (a 404 on a mirror)."""
+    name = f"qemu_{version.split(':', 1)[-1]}.dsc"
+    (archive.pool / name).unlink()
+
+
+def test_sid_drops_10_2_and_every_version_keeps_a_base(run: Run) -> None:
+    """Sid lists only 11.1 (its files not there), trixie its 10.0.x: each
+    version gets trixie's 10.0.x, a backport, and passes what the tiny
+    tree can check."""
+    run.generate("v1")
+    run.archive.add(LATER)
+    run.archive.publish({"sid": [LATER], "trixie": [TRIXIE]})
+    gone(run.archive, LATER)
+    for version in ("v1", "v2"):
+        results, err = run.check(version=version)
+        assert said(err, "above the base range") == [
+            f"qseries: qemu {LATER} is listed, above the base range '>=10.0, <11': "
+            "not used (--base-version picks one)"
+        ]
+        assert said(err, "did not download") == []
+        assert results["base"]["detail"] == f"QEMU 10.0.13 (Debian qemu {TRIXIE})"
+        for name in ("mails", "apply", "fresh", "maintainers", "signoff"):
+            assert results[name]["status"] == "pass", (version, results[name])
+        assert results["fresh"]["detail"].startswith(
+            f"equal to a fresh generate on QEMU 10.0.13 (Debian qemu {TRIXIE}), "
+            f"in place of the generation base Debian qemu {GEN}, which is no "
+            "longer in the archive"
+        )
+
+
+def test_a_listed_base_that_does_not_download_is_passed_over_in_one_line(
+    run: Run,
+) -> None:
+    run.archive.add(NEWER, newer_tree)
+    run.archive.publish({"sid": [NEWER, GEN], "trixie": [TRIXIE]})
+    gone(run.archive, NEWER)
+    code, out, err = run("source", "--series", "v2", "--json", workdir="fresh")
+    assert code == 0, err
+    assert json.loads(out)["debian_version"] == GEN
+    (line,) = said(err, NEWER)
+    assert line.startswith(f"qseries: qemu {NEWER} is listed but did not download (")
+    assert line.endswith(f"): trying qemu {GEN}")
+    # Every one gone: one line each, then the error naming them all.
+    gone(run.archive, GEN)
+    gone(run.archive, TRIXIE)
+    code, out, err = run("source", "--series", "v2", workdir="fresh2")
+    assert code == 1 and out == ""
+    lines = err.strip().splitlines()
+    assert [line for line in lines if "did not download" in line] == lines[-4:-1]
+    assert lines[-1] == (
+        "qseries: error: no qemu source package could be downloaded: tried "
+        f"{NEWER}, {GEN}, {TRIXIE}; check the network, or pass --tree PATH"
+    )
+
+
+def test_the_matrix_shows_v2_already_in_a_qemu_that_merged_it(run: Run) -> None:
+    """Once 11.x downloads, its row says the series is in it: a SKIP of a
+    base above the range, not a conflict."""
+    patches = sorted((run.out / "v2").glob("v2-000[1-9]-*.patch"))
+
+    def merged(tree: Path) -> None:
+        for patch in patches:
+            subprocess.run(
+                ["git", "apply", str(patch)], cwd=tree, check=True, capture_output=True
+            )
+
+    run.archive.add(NEXT, merged)
+    run.archive.publish({"sid": [NEXT, GEN], "trixie": [TRIXIE]})
+    code, out, err = run(
+        "matrix", "--json", "--series", "v2", "--output", str(run.out),
+        "--no-bisect", "--no-mutations", "--no-control", "--no-faults",
+        workdir="fresh",
+    )  # fmt: skip
+    assert code in (0, 1) and out, err
+    rows = {r["base"]: r for r in json.loads(out)["bases"]}
+    # The tiny trees cannot be built: the bases in range fail after check.
+    assert list(rows) == [f"Debian {v}" for v in (NEXT, GEN, TRIXIE)]
+    row = rows[f"Debian {NEXT}"]
+    assert (row["verdict"], row["required"]) == ("already in this base", False)
+    assert row["detail"] == "already in this base: every patch applies in reverse"
+    assert Path(row["report_dir"], "junit.xml").is_file()
+    assert rows[f"Debian {GEN}"]["verdict"] == "FAIL"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import pytest
+
 from qseries import generators, matrix, series
+from qseries.versions import VersionRange, upstream_of_debian
 
 REPO = Path(__file__).resolve().parents[2]
+STABLE = "1:10.0.13+ds-0+deb13u1"  # trixie, Debian stable
 LISTED = [
     "1:10.0.13+ds-0+deb13u1",
     "1:10.2.2+ds-1",
@@ -32,11 +37,20 @@ def test_newest_of_each_line_in_the_range_and_above_it() -> None:
 
 
 def test_lines_below_the_range_are_left_out() -> None:
-    # v1 is for >=10.2, <11.
-    assert matrix.debian_bases(LISTED, version("v1")) == [
+    narrow = dataclasses.replace(version("v2"), base=VersionRange.parse(">=10.2, <11"))
+    assert matrix.debian_bases(LISTED, narrow) == [
         "1:11.0.1+ds-1",
         "1:10.2.2+ds-1",
     ]
+
+
+@pytest.mark.parametrize("name", ["v1", "v2"])
+def test_every_version_keeps_a_base_in_debian_stable(name: str) -> None:
+    """Sid moves on (it drops 10.2 once 11.x downloads); trixie's 10.0.x
+    stays, and every version's range reaches down to it."""
+    bases = matrix.debian_bases(LISTED, version(name))
+    assert STABLE in bases
+    assert upstream_of_debian(STABLE) in version(name).base
 
 
 def test_a_failed_base_fails_the_matrix_but_not_one_already_merged() -> None:
