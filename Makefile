@@ -11,28 +11,24 @@ VENV ?= .venv
 QSERIES_WORKDIR ?= $(CURDIR)/.work
 export QSERIES_WORKDIR
 
-# Debian packages: git and perl for QEMU's checkers, git-email for
-# qseries send, dpkg-dev for dpkg-source, the archive keyring for the
-# private apt configuration;
-# a C toolchain, QEMU's build dependencies and seabios (firmware for the
-# PC machines the tests start) for building QEMU and the fake device;
-# ccache, which the builds use (its cache is in the work dir).
-DEBIAN_PACKAGES = git git-email perl dpkg-dev xz-utils apt debian-archive-keyring \
-	ca-certificates python3 python3-venv \
-	gcc libc6-dev make ninja-build pkg-config libglib2.0-dev libfdt-dev \
-	libpixman-1-dev seabios ccache
+# Debian packages: the sections of scripts/debian-packages, the one list
+# (with why each package is there), read by scripts/bootstrap-debian.sh:
+# [bootstrap] for everything qseries runs, [test] for what only the
+# tests need.
+PACKAGES = scripts/debian-packages
 
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.qseries-installed
 
-.PHONY: all bootstrap reproduce check lint typecheck test qemu-tests clean
+.PHONY: all bootstrap reproduce check lint typecheck test qemu-tests \
+	integration-tests clean
 
 all: check
 
 bootstrap: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/bootstrap-debian.sh
-	@scripts/bootstrap-debian.sh $(DEBIAN_PACKAGES)
+$(STAMP): pyproject.toml scripts/bootstrap-debian.sh $(PACKAGES)
+	@scripts/bootstrap-debian.sh bootstrap
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -60,26 +56,45 @@ lint: bootstrap
 typecheck: bootstrap
 	$(BIN)/mypy scripts/qseries tests
 
-# What only the tests need: Chromium, to look at the timeline picture;
-# rsync and gitlab-ci-local from npm (its re2 is built with node-gyp:
-# g++) for the GitLab CI job run; Debian's npm only where no npm is
-# installed (nodesource's nodejs ships its own).  Not in bootstrap:
-# every CI job bootstraps, and needs none of these.
-TEST_PACKAGES = chromium rsync g++ $(if $(shell command -v npm 2>/dev/null),,nodejs npm)
-
+# What only the tests need ([test] of $(PACKAGES)): Chromium, rsync,
+# gitlab-ci-local's toolchain, debootstrap.  Not in bootstrap: every CI
+# job bootstraps, and needs none of these.
 test: bootstrap
-	@scripts/bootstrap-debian.sh $(TEST_PACKAGES)
+	@scripts/bootstrap-debian.sh test
 	$(BIN)/pytest -q
 
 # Each version reproduced on its default base (the negative control
 # first, then the series with its mutations), then the newest on every
 # base of its range (the matrix: Debian's 10.2.x and trixie's 10.0.x),
-# where the default base is only rebuilt incrementally.
+# where the default base is only rebuilt incrementally, and every older
+# one on trixie's line too, STABLE, which every range includes so that
+# a base remains when sid moves on (the build there is incremental too).
+STABLE = 10.0
+
 qemu-tests: bootstrap
 	for v in $(VERSIONS); do $(BIN)/qseries reproduce --series $$v || exit 1; done
 	$(BIN)/qseries matrix --series $(NEWEST) --no-bisect --no-mutations
+	for v in $(filter-out $(NEWEST),$(VERSIONS)); do \
+		$(BIN)/qseries reproduce --series $$v --base-version $(STABLE) \
+			--no-bisect --no-mutations || exit 1; done
 
-check: lint typecheck test qemu-tests
+# The repository's QMP tests (tests/integration: the qmp checks, the
+# files a failure keeps, the timeline picture in Chromium) on each
+# version's QEMU and fake, as `qseries build --json` names them (after
+# qemu-tests, only what the series toggles is rebuilt).  QEMU missing
+# is a failure here, not a skip.
+BUILD_JSON = $(QSERIES_WORKDIR)/integration-build.json
+
+integration-tests: bootstrap
+	@scripts/bootstrap-debian.sh test
+	mkdir -p "$(QSERIES_WORKDIR)"
+	for v in $(VERSIONS); do \
+		$(BIN)/qseries build --series $$v --json > "$(BUILD_JSON)" || exit 1; \
+		QSERIES_BUILD_JSON="$(BUILD_JSON)" QSERIES_REQUIRE_QEMU=1 \
+			$(BIN)/pytest -q tests/integration || exit 1; \
+	done
+
+check: lint typecheck test qemu-tests integration-tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

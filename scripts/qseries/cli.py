@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -17,7 +16,8 @@ from pathlib import Path
 
 from . import bench as bench_mod
 from . import build as build_mod
-from . import ci, generators, handoff, pipeline, proc, report
+from . import ci, generators, handoff, pipeline, proc, report, runs
+from . import clean as clean_mod
 from . import generate as gen
 from . import matrix as matrix_mod
 from . import series as series_mod
@@ -284,11 +284,22 @@ def cmd_trailers(args: argparse.Namespace, workdir: WorkDir) -> int:
 
 
 def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
-    built = pipeline.Pipeline(_request(args), workdir).build(args.what)
+    run = pipeline.Pipeline(_request(args), workdir)
+    built = run.build(args.what)
+    # The fake device too: with QEMU, what the QMP tests run on.
+    fake = run.fake()
     if args.json:
-        _print_json(built.to_json())
+        _print_json(
+            {
+                **built.to_json(),
+                "fake": str(fake),
+                "version": run.version.name,
+                "series_file": str(run.request.series_file.absolute()),
+            }
+        )
     else:
         print(f"qemu:  {built.qemu}")
+        print(f"fake:  {fake}")
         print(f"steps: {built.steps} ninja steps in {built.seconds:.1f} s")
         print(f"log:   {built.log}")
     return 0
@@ -363,7 +374,46 @@ def cmd_reproduce(args: argparse.Namespace, workdir: WorkDir) -> int:
         print(fact)
     verdict = "passed" if outcome.passed else "FAILED"
     print(f"{outcome.to_report().title}: {verdict}; reports in {directory}")
+    _bound_workdir(args, workdir)
     return 0 if outcome.passed else 1
+
+
+def _bound_workdir(args: argparse.Namespace, workdir: WorkDir) -> None:
+    """After a reproduce: older bases go, and the last line is the work
+    dir's size (on stderr with --json, whose stdout is the report)."""
+    sys.stdout.flush()
+    clean_mod.bound(workdir, args.keep_bases)
+    line = clean_mod.size_line(workdir)
+    if args.json:
+        say(line)
+    else:
+        print(line)
+
+
+def cmd_clean(args: argparse.Namespace, workdir: WorkDir) -> int:
+    series = _load(args) if args.series_file.exists() else None
+    if series is None and not args.all:
+        say(f"no {args.series_file}: bases are kept by last use only")
+    removals = clean_mod.plan(workdir, args.keep_bases, series, everything=args.all)
+    if not args.dry_run:
+        clean_mod.remove(removals)
+    total = sum(r.bytes for r in removals)
+    if args.json:
+        _print_json(
+            {
+                "dry_run": args.dry_run,
+                "removed": [r.to_json() for r in removals],
+                "bytes": total,
+                "workdir_bytes": clean_mod.disk_usage(workdir.path),
+            }
+        )
+        return 0
+    done = "would remove" if args.dry_run else "removed"
+    for r in removals:
+        print(f"{done} {r.path} ({clean_mod.human(r.bytes)}): {r.why}")
+    print(f"{done} {len(removals)} paths, {clean_mod.human(total)}")
+    print(clean_mod.size_line(workdir).replace(" (qseries clean removes more)", ""))
+    return 0
 
 
 def _reproduce_stages(args: argparse.Namespace) -> list[str]:
@@ -450,6 +500,13 @@ def _add_stage_options(p: argparse.ArgumentParser) -> None:
         help="skip the version's mutations (the change broken on purpose, to "
         "see the qtest fail)",
     )
+
+
+def _count(text: str) -> int:
+    """A number of things, 0 or more (argparse refuses others, exit 2)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number 0 or more")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -631,6 +688,37 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip the fault matrix",
     )
+    p.add_argument(
+        "--keep-bases",
+        type=_count,
+        default=clean_mod.KEEP_BASES,
+        metavar="N",
+        help="keep the trees and builds of the N bases used last (default "
+        f"{clean_mod.KEEP_BASES}); older ones are removed at the end",
+    )
+
+    p = command(
+        "clean",
+        "remove what the work dir keeps of bases no longer used",
+        cmd_clean,
+        output=None,
+        base=False,
+    )
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--all", action="store_true", help="remove everything but the lock"
+    )
+    how.add_argument(
+        "--keep-bases",
+        type=_count,
+        default=clean_mod.KEEP_BASES,
+        metavar="N",
+        help="keep the N bases used last, if in a version's range (default "
+        f"{clean_mod.KEEP_BASES})",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would go; remove nothing"
+    )
 
     p = command(
         "matrix",
@@ -726,10 +814,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _describe(err: BaseException) -> str:
     if isinstance(err, OSError) and err.filename is not None:
         return f"{err.filename}: {err.strerror or err}"
-    if isinstance(err, subprocess.TimeoutExpired):
-        return f"{' '.join(map(str, err.cmd))[:200]} timed out after {err.timeout} s"
-    if isinstance(err, subprocess.CalledProcessError):
-        return f"{' '.join(map(str, err.cmd))[:200]} exited with {err.returncode}"
     return str(err) or type(err).__name__
 
 
@@ -768,8 +852,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_mod.check_build_paths(workdir)
         with WorkDirLock(workdir.path, f"qseries {args.command}") as lock:
             lock.acquire(wait=not args.no_wait, notify=say)
-            code = int(args.func(args, workdir))
-            sys.stdout.flush()
+            # What a killed run left is ended first; this run is recorded
+            # for the next one, should it be killed.
+            with runs.recorded(workdir.path, f"qseries {args.command}", say):
+                code = int(args.func(args, workdir))
+                sys.stdout.flush()
         return code
     except BrokenPipeError:
         # Whoever read our output (`--json | head`) has what it wanted.
@@ -782,7 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"qseries: error: {err}", file=sys.stderr)
         code = err.exit_code
         return code
-    except (OSError, subprocess.SubprocessError, RuntimeError, TimeoutError) as err:
+    except (OSError, proc.SubprocessError, RuntimeError, TimeoutError) as err:
         # Failures of the system rather than of qseries' input: still one
         # line, with what failed.
         if args.debug:

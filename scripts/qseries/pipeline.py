@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import build as build_mod
-from . import check, generators, report, testing
+from . import check, generators, inputs, qmpcheck, report, testing
 from . import faults as faults_mod
 from . import mbox as mbox_mod
 from . import series as series_mod
@@ -282,9 +282,9 @@ class Pipeline:
 
     def _check_key(self) -> str:
         """What the checks' results depend on: the base, the mails as
-        given (names and bytes; an mbox as it is, headers and all),
-        everything beside series.yaml that generate and the builds read
-        (templates, the devices file), and qseries itself."""
+        given (names and bytes; an mbox as it is, headers and all), the
+        files series.yaml names and its templates include, the devices
+        file, and qseries itself (see inputs.py)."""
         digest = hashlib.sha256()
 
         def add(label: str, data: bytes) -> None:
@@ -299,11 +299,11 @@ class Pipeline:
             cover, patches = self.mails()
             for path in [*([cover.path] if cover else []), *patches]:
                 add(path.name, path.read_bytes())
-        for path in _inputs(self.repo):
-            add(str(path.relative_to(self.repo)), path.read_bytes())
+        for name, path in inputs.series_files(self.series):
+            add(name, path.read_bytes())
         add(build_mod.DEVICES.name, build_mod.DEVICES.read_bytes())
-        for source in sorted(Path(__file__).parent.glob("*.py")):
-            add(source.name, source.read_bytes())
+        for name, data in inputs.package_files():
+            add(f"{inputs.PACKAGE}/{name}", data)
         return digest.hexdigest()[:32]
 
     # -- build -------------------------------------------------------------
@@ -434,7 +434,7 @@ class Pipeline:
 
     def test(self, control: bool) -> None:
         """The version's qtest, then (not on the control) the mutations,
-        QEMU's own qtests and QEMU's runner; then our QMP tests."""
+        QEMU's own qtests and QEMU's runner; then the QMP checks."""
         request = self.request
         plan = self.version.test
         what = "control" if control else "series"
@@ -488,17 +488,13 @@ class Pipeline:
                 )
         self.group(
             "control qmp" if control else "qmp",
-            lambda: [
-                testing.qmp_tests(
-                    self.repo,
-                    request.series_file.absolute(),
-                    self.version,
-                    qemu,
-                    fake,
-                    control,
-                    self.workdir.sub("tmp"),
-                )
-            ],
+            lambda: qmpcheck.qmp(
+                qemu,
+                fake,
+                self.version.wire,
+                testing.scratch_dir("qmp-"),
+                control,
+            ),
         )
 
     def _fault_check(
@@ -673,22 +669,6 @@ def _keepable(results: list[Result]) -> bool:
     )
 
 
-def _inputs(repo: Path) -> list[Path]:
-    """The files of the series' checkout that generating and building
-    read: all of it but the generated mails, dot directories (git, the
-    work dir, caches) and build output."""
-    found = []
-    for path in sorted(repo.rglob("*")):
-        parts = path.relative_to(repo).parts
-        if (
-            path.is_file()
-            and not any(p.startswith(".") or p == "__pycache__" for p in parts)
-            and parts[0] not in ("patches", "build", "docs")
-        ):
-            found.append(path)
-    return found
-
-
 def patch_mails(directory: Path) -> list[check.Mail]:
     """The mails of patches/vN; at least one must be a patch."""
     mails = [check.read_mail(p.absolute()) for p in sorted(directory.glob("*.patch"))]
@@ -721,7 +701,7 @@ def run(request: Request, workdir: WorkDir) -> Outcome:
 
 
 def scratch_in_workdir(workdir: WorkDir) -> None:
-    """Make the tests we start (qtests, pytest) keep their files and
+    """Make the tests we start (qtests, QEMUs) keep their files and
     sockets in the work dir rather than in the system's /tmp.
 
     WORKDIR/tmp/tests is emptied first: a test case that fails aborts

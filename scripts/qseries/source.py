@@ -7,6 +7,7 @@ clones it and never writes to it, its index or its refs.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import errno
 import hashlib
@@ -14,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .errors import EXIT_USAGE, QSeriesError, SourceError, ToolError, UsageError
 from .gitutil import CorruptRepoError, Git
-from .proc import run_bounded
+from .proc import Ran, run_bounded
 from .versions import (
     QemuVersion,
     VersionRange,
@@ -267,7 +267,7 @@ def _run(
     *,
     timeout: float,
     workdir: Path,
-) -> subprocess.CompletedProcess[str]:
+) -> Ran:
     """Run a command with a time limit; its children go when it goes.
 
     A full disk (ENOSPC in the command's output) is reported as such,
@@ -288,9 +288,7 @@ def _run(
         )
     if os.strerror(errno.ENOSPC) in ran.stderr + ran.stdout:
         raise no_space(workdir, f"{name} failed")
-    return subprocess.CompletedProcess(
-        list(argv), ran.returncode, ran.stdout, ran.stderr
-    )
+    return ran
 
 
 def _apt_entries(etc: Path) -> list[tuple[str, list[str]]]:
@@ -491,12 +489,15 @@ class Apt:
     def source_versions(self, package: str) -> list[str]:
         return versions_newest_first(list(self.index(package)))
 
-    def download(self, package: str, version: str, dest: Path) -> Path | None:
-        """Download a source package into dest; None if it is not fetchable.
+    def download(self, package: str, version: str, dest: Path) -> Path:
+        """Download a source package into dest; its .dsc.
 
-        Every file is checked against the sha256 of the index (which apt
-        verified against the archive's signed InRelease), also when the
-        download is reused; a file that differs is fetched once more.
+        Unavailable when the index lists it but its files cannot be had
+        (404: the archive moved on since the index was read, or the
+        mirror has not caught up).  Every file is checked against the
+        sha256 of the index (which apt verified against the archive's
+        signed InRelease), also when the download is reused; a file that
+        differs is fetched once more.
         """
         files = self.index(package).get(version, {})
         dscs = [name for name in files if name.endswith(".dsc")]
@@ -537,11 +538,10 @@ class Apt:
                 bad = [name for name in sorted(files) if name in output] or ["a file"]
             elif proc.returncode != 0 or not dsc.exists():
                 _remove(dest)
-                say(
+                raise Unavailable(
                     f"{package} {version} is listed but did not download "
                     f"({_last_line(proc.stderr)})"
                 )
-                return None
             else:
                 bad = mismatched_files(dest, files)
             if not bad:
@@ -620,9 +620,35 @@ def _changelog_date(tree: Path) -> str:
     raise SourceError(f"{changelog}: no dated entry")
 
 
+# A repository qseries makes runs no git maintenance of its own: git's
+# background `gc --auto` (which a commit of QEMU's 38,000 loose objects
+# starts) deletes object directories while qseries reads the tree.
+QUIET_GIT = (("gc.auto", "0"), ("maintenance.auto", "false"))
+# Packing a tree's objects once: no deltas, which would cost a minute of
+# CPU and save little on one snapshot.
+PACK = ("repack", "-d", "-q", "--window=0")
+
+
+def quiet_git(root: Path, fresh: bool = False) -> None:
+    """No background gc in root's repository (and its worktrees, which
+    share its config).  fresh: it was just made, so its loose objects
+    are packed once.  A repository an older qseries made only gets the
+    setting: a gc that qseries started may still be running there, and
+    a repack beside it could lose objects."""
+    g = Git(root)
+    if not fresh and g.try_run("config", "--local", "--get", "gc.auto") == "0":
+        return
+    for key, value in QUIET_GIT:
+        g.run("config", "--local", key, value)
+    if fresh and re.search(r"^count: [1-9]", g.run("count-objects", "-v"), re.M):
+        g.run(*PACK)
+
+
 def _commit_all(root: Path, message: str, date: str) -> str:
     g = Git(root)
     g.run("init", "--quiet", "--initial-branch=qseries-base")
+    for key, value in QUIET_GIT:
+        g.run("config", "--local", key, value)
     g.run("add", "--all", "--force", ".")
     env = {
         "GIT_AUTHOR_NAME": BASE_NAME,
@@ -633,6 +659,7 @@ def _commit_all(root: Path, message: str, date: str) -> str:
         "GIT_COMMITTER_DATE": date,
     }
     g.run("commit", "--quiet", "--no-verify", "-m", message, env=env)
+    quiet_git(root, fresh=True)
     return g.rev("HEAD")
 
 
@@ -656,6 +683,11 @@ def _read_marker(root: Path) -> BaseTree | None:
         return None
     except ToolError:
         return None
+    quiet_git(root)
+    # The marker's time is the base's last use: `qseries clean` and
+    # reproduce keep the bases used last.
+    with contextlib.suppress(OSError):
+        os.utime(marker)
     return base
 
 
@@ -704,16 +736,21 @@ def _tree_path(workdir: WorkDir, version: str) -> Path:
 
 
 def _fetch_first(workdir: WorkDir, apt: Apt, candidates: list[str]) -> BaseTree | None:
-    """The first of candidates that is cached or downloads, unpacked."""
+    """The first of candidates that is cached or downloads, unpacked.
+
+    Each one that does not download is passed over with one line: the
+    index may list an upload whose files are gone, or not there yet.
+    """
     for i, version in enumerate(candidates):
         root = _tree_path(workdir, version)
         cached = _read_marker(root)
         if cached is not None:
             return cached
-        dsc = apt.download("qemu", version, workdir.sub("debian", _safe(version)))
-        if dsc is None:
-            if i + 1 < len(candidates):
-                say(f"falling back to qemu {candidates[i + 1]}")
+        try:
+            dsc = apt.download("qemu", version, workdir.sub("debian", _safe(version)))
+        except Unavailable as err:
+            nxt = candidates[i + 1] if i + 1 < len(candidates) else None
+            say(f"{err.message}: trying qemu {nxt}" if nxt else err.message)
             continue
         return _unpack(dsc, root, version, workdir)
     return None
@@ -947,6 +984,8 @@ def _clone_at(
         tmp.rename(root)
     g = Git(root)
     try:
+        # Before a fetch, which may start git's gc too.
+        quiet_git(root, fresh)
         if (
             commit is None
             or g.try_run("cat-file", "-e", f"{commit}^{{commit}}") is None
