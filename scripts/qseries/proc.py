@@ -427,13 +427,22 @@ def become_subreaper() -> bool:
         return False
 
 
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, parent pid, process group) of pid, None if it is gone."""
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat from the state on (field 3 first),
+    None if pid is gone.  The command name before them may hold blanks
+    and parentheses: the fields start after its last ')'."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text.rsplit(")", 1)[1].split()
+    return text.rsplit(")", 1)[1].split()
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, process group) of pid, None if it is gone."""
+    fields = stat_fields(pid)
+    if fields is None:
+        return None
     return fields[0], int(fields[1]), int(fields[2])
 
 

@@ -47,13 +47,9 @@ GRACE = 5.0
 
 def start_time(pid: int) -> int | None:
     """When pid started (clock ticks since boot), None if it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[1].split()
+    fields = proc.stat_fields(pid)
     # fields[0] is field 3 of stat (the state); field 22 is the start.
-    return int(fields[19])
+    return None if fields is None else int(fields[19])
 
 
 def marker_of(workdir: Path, pid: int, start: int) -> str:
