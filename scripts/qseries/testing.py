@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .build import BuildError, Progress, run_logged
 from .errors import ToolError
-from .proc import Ran, run_bounded
+from .proc import CommandTimeout, Ran, run_bounded, run_streaming
 from .report import FAIL, PASS, SKIP, Result
 from .series import Mutation, TestPlan
 from .source import WorkDir, say
@@ -129,11 +129,17 @@ def _run_qtest(
     path.  QEMU is named through a link there for the same reason; it
     finds its firmware from /proc/self/exe, the real binary.
     """
+    env = _scratch_env(scratch, qemu, fake)
+    return run_bounded([str(binary.absolute()), *args], env, timeout, cwd=scratch)
+
+
+def _scratch_env(scratch: Path, qemu: Path, fake: Path | None) -> dict[str, str]:
+    """The environment of a qtest run in scratch (see _run_qtest), with
+    the link to qemu made there."""
     link = scratch / qemu.name
     if not link.is_symlink():
         link.symlink_to(qemu.absolute())
-    env = _env(f"./{qemu.name}", fake, ".")
-    return run_bounded([str(binary.absolute()), *args], env, timeout, cwd=scratch)
+    return _env(f"./{qemu.name}", fake, ".")
 
 
 def run_qtest(
@@ -192,7 +198,7 @@ def run_case(
         and re.search(r"^ok \d+ ", ran.stdout, re.M) is not None
         and skipped is None
     )
-    events = tuple(m[1] for m in re.finditer(r"^# (\w+ events: .*)$", output, re.M))
+    events = _events(output)
     errors = [m[1] for m in ERROR_LINE.finditer(output)]
     if ran.timed_out:
         error = output.splitlines()[0]
@@ -220,7 +226,7 @@ def evidence(run: CaseRun) -> list[str]:
 def series_qtest(
     binary: Path, qemu: Path, fake: Path | None, list_timeout: float = LIST_TIMEOUT
 ) -> list[CaseRun]:
-    """Every case of the series' qtest, one process each.
+    """Every case of the series' qtest (run_cases says how).
 
     A hang while listing the cases becomes one failed run, so that the
     rest of the report is still made.
@@ -231,11 +237,98 @@ def series_qtest(
         return [CaseRun(f"{binary.name} -l", False, list_timeout, (), str(err), "")]
     if not cases:
         raise ToolError(f"{binary.name} lists no test cases", "is the fake found?")
+    return run_cases(binary, qemu, fake, cases)
+
+
+# A case's result line in GLib's TAP output: "ok 3 /x86_64/a/b # SKIP why".
+TAP_RESULT = re.compile(r"^(?P<ok>ok|not ok) \d+ (?P<path>/\S*)(?P<rest>.*)$")
+
+
+@dataclass(frozen=True)
+class TapCase:
+    """One case as the run of all cases reported it."""
+
+    path: str
+    passed: bool  # "ok", not skipped
+    seconds: float  # from the previous result line (or the start) to its own
+    output: str  # its lines: from after the previous result line to its own
+
+
+def read_tap(lines: Sequence[tuple[float, str]], started: float) -> list[TapCase]:
+    """The cases of a TAP run, from its output lines and the time each
+    arrived; the lines before a result line are that case's."""
+    found = []
+    since, chunk = started, []
+    for at, line in lines:
+        chunk.append(line)
+        m = TAP_RESULT.match(line.rstrip("\n"))
+        if m is None:
+            continue
+        passed = m["ok"] == "ok" and "# SKIP" not in m["rest"]
+        found.append(TapCase(m["path"], passed, at - since, "".join(chunk)))
+        since, chunk = at, []
+    return found
+
+
+def run_cases(
+    binary: Path,
+    qemu: Path,
+    fake: Path | None,
+    cases: Sequence[str],
+    timeout: float = QTEST_TIMEOUT,
+) -> list[CaseRun]:
+    """The cases the binary lists, all in one run of it with --tap (as
+    QEMU's runner and a person run it: one start of the binary, not one
+    per case; `-p` would match a case's path as a prefix and run its
+    sub-cases again), each read from its TAP line.
+
+    A case that did not pass there (it failed or was skipped, or the run
+    ended before it) runs again alone, as run_case does, so that its
+    error and the files it leaves (the evidence) are those of a run of
+    its own, as they were when every case ran alone.  If the run exited
+    non-zero although every case passed, they all run alone: the failure
+    is not any one case's.
+    """
+    say(f"qtest {binary.name}: {len(cases)} cases in one run")
+    scratch = scratch_dir("qtest-")
+    lines: list[tuple[float, str]] = []
+    started = time.monotonic()
+    try:
+        env = _scratch_env(scratch, qemu, fake)
+        try:
+            code = run_streaming(
+                [str(binary.absolute()), "--tap"],
+                env,
+                timeout,
+                scratch,
+                scratch / "tap.log",
+                lambda line: lines.append((time.monotonic(), line)),
+            )
+        except CommandTimeout:
+            code = None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    tap = read_tap(lines, started)
+    reported = {c.path: c for c in tap if c.passed}
+    passed = set(reported) - {c.path for c in tap if not c.passed}
+    if code != 0 and passed >= set(cases):
+        passed = set()
     runs = []
     for case in cases:
-        say(f"qtest {case}")
-        runs.append(run_case(binary, qemu, fake, case))
+        if case in passed:
+            ok = reported[case]
+            runs.append(
+                CaseRun(case, True, ok.seconds, _events(ok.output), "", ok.output)
+            )
+        else:
+            say(f"qtest {case}: again, alone")
+            runs.append(run_case(binary, qemu, fake, case))
     return runs
+
+
+def _events(output: str) -> tuple[str, ...]:
+    """The "source events: ..." lines a qtest printed."""
+    return tuple(m[1] for m in re.finditer(r"^# (\w+ events: .*)$", output, re.M))
 
 
 def expect_pass(runs: Sequence[CaseRun]) -> list[Result]:
@@ -523,8 +616,9 @@ def run_mutations(
             except ListTimeout as err:
                 results.append(Result(f"mutation {mutation.name}", FAIL, str(err)))
                 continue
-            runs = [run_case(binary, qemu, fake, case) for case in cases]
-            results.append(judge_mutation(mutation, runs))
+            results.append(
+                judge_mutation(mutation, run_cases(binary, qemu, fake, cases))
+            )
     except BaseException:
         # Interrupted or failed: the sources back as they were, fast; the
         # next build's ninja rebuilds what they changed.

@@ -356,3 +356,126 @@ def test_junit_verdict_of_a_tap_test(tmp_path: Path, case: str, verdict: str) ->
     )
     assert testing.junit_verdict(path, "qtest-x86_64/other") is None
     assert testing.junit_verdict(tmp_path / "missing.xml", EVENTS) is None
+
+
+# The series' qtest: every case in one run of the binary, a case that
+# does not pass there again alone.
+
+QTEST = """calls={calls}
+echo "$*" >> "$calls"
+case "$*" in
+  -l) printf '/x/a\\n/x/b\\n/x/c\\n'; exit 0 ;;
+  --tap)
+{all}
+  ;;
+  "--tap -p /x/b")
+{alone_b}
+  ;;
+  *) echo "# vm events: $3"; echo "ok 1 $3"; exit 0 ;;
+esac
+"""
+
+
+def qtest(tmp_path: Path, all_cases: str, alone_b: str = "exit 1") -> Path:
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    body = QTEST.format(calls=calls, all=all_cases, alone_b=alone_b)
+    return script(tmp_path / "bin" / "events-test", body)
+
+
+def calls(tmp_path: Path) -> list[str]:
+    return (tmp_path / "calls").read_text().splitlines()
+
+
+def test_every_case_in_one_run_each_with_its_events(tmp_path: Path) -> None:
+    binary = qtest(
+        tmp_path,
+        "echo '1..3'; for c in a b c; do echo \"# vm events: $c-stop, running\";"
+        ' sleep 0.2; echo "ok 1 /x/$c"; done',
+    )
+    started = time.monotonic()
+    runs = testing.series_qtest(binary, Path("/bin/true"), None)
+    elapsed = time.monotonic() - started
+    assert calls(tmp_path) == ["-l", "--tap"]
+    assert [(r.path, r.passed) for r in runs] == [
+        ("/x/a", True),
+        ("/x/b", True),
+        ("/x/c", True),
+    ]
+    # Each case has the lines printed since the one before it, and its time.
+    assert [r.events for r in runs] == [
+        ("vm events: a-stop, running",),
+        ("vm events: b-stop, running",),
+        ("vm events: c-stop, running",),
+    ]
+    # Each case's time is its own (since the result before it): they
+    # add up to no more than the whole call took.
+    assert all(r.seconds > 0.15 for r in runs)
+    assert sum(r.seconds for r in runs) <= elapsed
+    results = testing.expect_pass(runs)
+    assert [r.status for r in results] == [report.PASS] * 3
+    assert results[1].items == ["vm events: b-stop, running"]
+
+
+def test_a_failed_case_runs_again_alone_and_keeps_its_evidence(
+    tmp_path: Path,
+) -> None:
+    # The run of all cases aborts in /x/b: /x/c is never reached.
+    binary = qtest(
+        tmp_path,
+        "echo '1..3'; echo '# vm events: a'; echo 'ok 1 /x/a';"
+        " echo '# vm events: b'; echo 'ERROR:t.c:9:f: assertion failed' >&2;"
+        " exit 134",
+        alone_b="mkdir -p d; echo evidence > d/fake.log;"
+        " echo '# source fake VFIO log: ./d/fake.log';"
+        " echo '# source events: b alone';"
+        " echo 'ERROR:t.c:9:f: assertion failed (alone)' >&2; exit 134",
+    )
+    runs = testing.series_qtest(binary, Path("/bin/true"), None)
+    assert calls(tmp_path) == ["-l", "--tap", "--tap -p /x/b", "--tap -p /x/c"]
+    assert [(r.path, r.passed) for r in runs] == [
+        ("/x/a", True),
+        ("/x/b", False),
+        ("/x/c", True),
+    ]
+    failed = runs[1]
+    assert failed.events == ("source events: b alone",)
+    assert failed.error == "ERROR:t.c:9:f: assertion failed (alone)"
+    (log,) = testing.evidence(failed)
+    path = Path(log.split("log: ", 1)[1])
+    assert path.read_text() == "evidence\n"
+    result = testing.expect_pass(runs)[1]
+    assert result.status == report.FAIL
+    assert result.items == ["source events: b alone", log]
+    shutil.rmtree(path.parent.parent)
+
+
+def test_a_skipped_case_in_the_run_of_all_is_run_alone(tmp_path: Path) -> None:
+    binary = qtest(
+        tmp_path,
+        "echo 'ok 1 /x/a'; echo 'ok 2 /x/b # SKIP no fake'; echo 'ok 3 /x/c'",
+        alone_b="echo 'ok 1 /x/b # SKIP no fake VFIO library'",
+    )
+    runs = testing.series_qtest(binary, Path("/bin/true"), None)
+    assert calls(tmp_path) == ["-l", "--tap", "--tap -p /x/b"]
+    assert [r.passed for r in runs] == [True, False, True]
+    assert runs[1].error == "skipped: no fake VFIO library"
+
+
+def test_a_run_that_fails_after_every_case_passed_runs_them_alone(
+    tmp_path: Path,
+) -> None:
+    binary = qtest(
+        tmp_path,
+        "echo 'ok 1 /x/a'; echo 'ok 2 /x/b'; echo 'ok 3 /x/c'; exit 1",
+        alone_b="echo 'ok 1 /x/b'",
+    )
+    runs = testing.series_qtest(binary, Path("/bin/true"), None)
+    assert calls(tmp_path) == [
+        "-l",
+        "--tap",
+        "--tap -p /x/a",
+        "--tap -p /x/b",
+        "--tap -p /x/c",
+    ]
+    assert [r.passed for r in runs] == [True, True, True]
