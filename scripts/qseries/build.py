@@ -409,10 +409,17 @@ def build(
     workdir: WorkDir,
     targets: Sequence[str],
     python: str | None = None,
+    tree: Path | None = None,
 ) -> Build:
-    """Build targets of base at commit, reusing the base's build dir."""
+    """Build targets of base at commit, reusing the base's build dir.
+
+    tree: the base's build worktree, which the caller has just moved to
+    commit (checkout): it is not checked out a second time (git stats
+    every file of QEMU's to do it).
+    """
     builddir = build_dir(workdir, base)
-    tree = checkout(base, commit, workdir)
+    if tree is None:
+        tree = checkout(base, commit, workdir)
     builddir.parent.mkdir(parents=True, exist_ok=True)
     log = workdir.sub("logs") / f"build-{base.root.name}.log"
     log.write_text("")
@@ -622,7 +629,7 @@ def bisect(
         builddir = build_dir(workdir, base)
         log = workdir.sub("logs") / f"build-{base.root.name}.log"
         try:
-            built = build(base, commit, workdir, targets_for(tree))
+            built = build(base, commit, workdir, targets_for(tree), tree=tree)
         except BuildError:
             errors = build_errors(log, tree, builddir)
             # The next build writes the same log: keep this one.

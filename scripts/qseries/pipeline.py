@@ -342,7 +342,7 @@ class Pipeline:
         if not qemu:
             targets.remove(build_mod.QEMU_TARGET)
         say(f"building the {what} of {self.version.name} on {base.describe()}")
-        built = build_mod.build(base, commit, self.workdir, targets)
+        built = build_mod.build(base, commit, self.workdir, targets, tree=tree)
         reused = self._build_ready and not built.configured
         self.outcome.phases.append(
             Phase(

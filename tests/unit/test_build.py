@@ -232,3 +232,42 @@ def test_configure_again_when_ccache_comes_or_goes(
     assert not any(a.startswith("--cc=") for a in stamped())
     found[0] = None
     assert not configure()
+
+
+# A configure that writes a build.ninja making an empty "QEMU", and the
+# data dir the firmware is linked into.
+FAKE_CONFIGURE = """#!/bin/sh
+mkdir -p qemu-bundle/usr/share/qemu
+printf 'rule stamp\\n  command = touch $out\\nbuild qemu-system-x86_64: stamp\\n' \\
+  > build.ninja
+"""
+
+
+@pytest.mark.skipif(not build.SEABIOS_DIR.is_dir(), reason="needs Debian's seabios")
+def test_build_of_a_tree_just_checked_out_does_not_check_it_out_again(
+    tmp_path: Path,
+) -> None:
+    from qseries.source import BaseTree
+
+    from ..conftest import git
+
+    root = tmp_path / "qemu"
+    root.mkdir()
+    (root / "configure").write_text(FAKE_CONFIGURE)
+    (root / "configure").chmod(0o755)
+    (root / "file.c").write_text("int a;\n")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "base")
+    commit = git(root, "rev-parse", "HEAD").strip()
+    base = BaseTree("tree", root, commit, "10.2.50", "test")
+    workdir = WorkDir(tmp_path / "work")
+    tree = build.checkout(base, commit, workdir)
+    # A change git checkout would undo shows whether it ran.
+    (tree / "file.c").write_text("int changed;\n")
+    built = build.build(base, commit, workdir, [build.QEMU_TARGET], tree=tree)
+    assert built.tree == tree and built.qemu.exists()
+    assert (tree / "file.c").read_text() == "int changed;\n"
+    # Without the tree, build moves the worktree itself.
+    build.build(base, commit, workdir, [build.QEMU_TARGET])
+    assert (tree / "file.c").read_text() == "int a;\n"
