@@ -31,6 +31,25 @@ KEEP_BASES = 2  # what reproduce keeps by default
 # What --all leaves: the lock the run holds, and the records of runs
 # (runs.py), this one's among them.
 KEEP_ALWAYS = (LOCK_NAME, "runs")
+# What qseries makes in a work dir, and so all --all removes: a work
+# dir named by mistake (the checkout, a home directory) loses nothing
+# else.
+MADE = (
+    "apt",
+    "bench",
+    "bench.json",
+    "build",
+    "cache",
+    "debian",
+    "home",
+    "logs",
+    "reports",
+    "tmp",
+    "trees",
+    "work",
+)
+# Half-made trees that source.clean_leftovers removes: not bases.
+LEFTOVERS = (".partial", ".tmp-extract.", ".orig.tar.")
 DEBIAN_PREFIX = "debian-"
 
 
@@ -110,7 +129,7 @@ def bases(workdir: WorkDir) -> list[Base]:
     found = []
     if trees.is_dir():
         for tree in trees.iterdir():
-            if not tree.is_dir() or tree.name.endswith(".partial"):
+            if not tree.is_dir() or any(m in tree.name for m in LEFTOVERS):
                 continue
             marker = tree / ".git" / MARKER
             try:
@@ -179,7 +198,8 @@ def plan(
 ) -> list[Removal]:
     """What to remove: bases beyond the `keep` used last (None: any
     number), those in no version's range of series (if given), and what
-    a gone base left behind; with everything, all but KEEP_ALWAYS."""
+    a gone base left behind; with everything, all that qseries made
+    (MADE), never the lock, the runs' records or what it did not make."""
     root = workdir.path
     if everything:
         if not root.is_dir():
@@ -187,7 +207,7 @@ def plan(
         return [
             Removal(p, disk_usage(p), "everything goes (--all)")
             for p in sorted(root.iterdir())
-            if p.name not in KEEP_ALWAYS
+            if p.name in MADE
         ]
     removals: list[Removal] = []
     kept: set[str] = set()

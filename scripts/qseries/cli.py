@@ -706,7 +706,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     how = p.add_mutually_exclusive_group()
     how.add_argument(
-        "--all", action="store_true", help="remove everything but the lock"
+        "--all",
+        action="store_true",
+        help="remove all that qseries made in the work dir (not the lock, "
+        "not files it did not make)",
     )
     how.add_argument(
         "--keep-bases",

@@ -251,6 +251,7 @@ def clean_dead(
             continue
         ended = end_processes(record.marker, record.start, grace)
         removed = remove_scratch(workdir, record)
+        stuck = marked(record.marker, record.start)
         if ended or removed:
             what = " and ".join(
                 part
@@ -266,6 +267,15 @@ def clean_dead(
                 f"{what} left by a killed run (pid {record.pid}, "
                 f"{record.command}, started {_when(record.started)})"
             )
+        if stuck:
+            # Kept, so that the next run tries again (a process in
+            # uninterruptible sleep outlives even SIGKILL for a while).
+            notify(
+                f"{_count(len(stuck), 'process', 'processes')} of a killed run "
+                f"(pid {record.pid}) did not end: "
+                + ", ".join(str(pid) for pid, _ in stuck)
+            )
+            continue
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         cleaned.append(record)
@@ -306,8 +316,9 @@ def recorded(
     workdir: Path, command: str, notify: Callable[[str], None]
 ) -> Iterator[Record]:
     """For the length of a run that holds workdir's lock: first what dead
-    runs left is ended, then this run is recorded, its record removed
-    however the run ends."""
+    runs left is ended, then this run is recorded.  However the run
+    ends, what it started and left running (a grandchild that left its
+    group, outliving a time limit) is ended, then its record removed."""
     clean_dead(workdir, notify)
     before = proc.run_marker()
     rec = record(workdir, command, sys.argv)
@@ -315,5 +326,12 @@ def recorded(
         yield rec
     finally:
         proc.set_run_marker(before)
-        with contextlib.suppress(FileNotFoundError):
-            rec.path.unlink()
+        with proc.signals_held():
+            ended = end_processes(rec.marker, rec.start)
+        if ended:
+            notify(
+                f"ended {_count(ended, 'process', 'processes')} this run left running"
+            )
+        if not marked(rec.marker, rec.start):
+            with contextlib.suppress(FileNotFoundError):
+                rec.path.unlink()

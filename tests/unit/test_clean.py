@@ -108,12 +108,17 @@ def test_what_a_gone_base_left_goes_too(tmp_path: Path) -> None:
     assert (work.path / "trees" / name).is_dir()
 
 
-def test_all_keeps_only_the_lock_and_the_runs(tmp_path: Path) -> None:
+def test_all_keeps_the_lock_the_runs_and_what_qseries_did_not_make(
+    tmp_path: Path,
+) -> None:
     work = WorkDir(tmp_path / "w")
     make_base(work.path, "1:10.2.2+ds-1", used=1000)
     (work.path / "lock").write_text("pid 1: qseries clean\n")
     (work.path / "runs").mkdir()
     (work.path / "bench.json").write_text("{}\n")
+    # A work dir named by mistake: the user's own files stay.
+    (work.path / "notes.txt").write_text("mine\n")
+    (work.path / "src").mkdir()
     removals = clean.plan(work, everything=True)
     assert {r.path.name for r in removals} == {
         "trees",
@@ -124,7 +129,20 @@ def test_all_keeps_only_the_lock_and_the_runs(tmp_path: Path) -> None:
         "bench.json",
     }
     clean.remove(removals)
-    assert sorted(p.name for p in work.path.iterdir()) == ["lock", "runs"]
+    assert sorted(p.name for p in work.path.iterdir()) == [
+        "lock",
+        "notes.txt",
+        "runs",
+        "src",
+    ]
+
+
+def test_a_half_made_tree_is_no_base(tmp_path: Path) -> None:
+    work = WorkDir(tmp_path / "w")
+    make_base(work.path, "1:10.2.2+ds-1", used=1000)
+    for name in ("debian-1_10.0.13.tmp-extract.x1", "debian-1_10.0.13.partial"):
+        (work.path / "trees" / name).mkdir()
+    assert [b.name for b in clean.bases(work)] == ["debian-1_10.2.2+ds-1"]
 
 
 def test_json_shape(tmp_path: Path) -> None:

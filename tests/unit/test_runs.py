@@ -240,3 +240,34 @@ def test_no_proc_is_one_line_not_a_crash(
         runs.record(tmp_path, "qseries test", ["qseries", "test"])
     assert "/proc is not mounted" in str(caught.value)
     assert not (tmp_path / runs.RUNS_DIR).exists()
+
+
+def test_what_a_run_leaves_running_is_ended_at_its_end(tmp_path: Path) -> None:
+    said: list[str] = []
+    with runs.recorded(tmp_path, "qseries test", said.append) as rec:
+        # A grandchild that left its group: it outlives the command.
+        ran = proc.run_bounded(
+            ["sh", "-c", "setsid sleep 300 >/dev/null 2>&1 & echo $!"],
+            os.environ,
+            30,
+        )
+        left = int(ran.stdout.strip())
+        assert Path(f"/proc/{left}").exists()
+    assert runs.marked(rec.marker, rec.start) == []
+    assert said == ["ended 1 process this run left running"]
+    assert not rec.path.exists()
+
+
+def test_a_dead_run_whose_process_does_not_end_keeps_its_record(
+    tmp_path: Path,
+    started: list[subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rec, _ = dead_run(tmp_path, started)
+    survivor = sleeper(started, rec.marker)
+    # As a process in uninterruptible sleep would: signals do not end it.
+    monkeypatch.setattr(runs, "end_processes", lambda marker, after, grace: 1)
+    said: list[str] = []
+    runs.clean_dead(tmp_path, said.append, grace=0.1)
+    assert rec.path.exists()
+    assert said[-1].endswith(f"did not end: {survivor.pid}")
