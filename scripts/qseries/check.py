@@ -400,21 +400,28 @@ def already_applied(g: Git, patches: list[Mail]) -> bool:
     it)?  The patches, last first, must apply in reverse one after the
     other, each on what undoing the later ones left: in a private index,
     so that the worktree, its index and HEAD stay as they are."""
-    with tempfile.TemporaryDirectory(prefix="reverse-", dir=g.path.parent) as scratch:
-        env = {**git_env(), "GIT_INDEX_FILE": str(Path(scratch) / "index")}
+    # The private index lives in the worktree's git dir: a run killed
+    # here leaves one file that the next read-tree overwrites, in a place
+    # that goes with the tree.
+    gitdir = Path(g.run("rev-parse", "--absolute-git-dir"))
+    index = gitdir / "qseries-reverse-index"
+    env = {**git_env(), "GIT_INDEX_FILE": str(index)}
 
-        def git(*args: str) -> bool:
-            ran = _bounded(
-                ["git", *args], env, GIT_STEP_TIMEOUT, g.path, ("GIT_INDEX_FILE",)
-            )
-            return ran.returncode == 0
+    def git(*args: str) -> bool:
+        ran = _bounded(
+            ["git", *args], env, GIT_STEP_TIMEOUT, g.path, ("GIT_INDEX_FILE",)
+        )
+        return ran.returncode == 0
 
+    try:
         if not git("read-tree", "HEAD"):
             return False
         return all(
             git("apply", "--cached", "--reverse", str(mail.path))
             for mail in reversed(patches)
         )
+    finally:
+        index.unlink(missing_ok=True)
 
 
 def _am_failure(g: Git, mail: Mail) -> str:
