@@ -20,6 +20,7 @@ import jinja2.meta
 import jinja2.sandbox
 
 from .errors import TemplateError
+from .workdir import LOCK_NAME
 
 
 class Templates:
@@ -149,11 +150,16 @@ class Templates:
 
 def _files_under(folder: Path) -> list[Path]:
     """Every file below folder, not entering dot directories (git's, a work
-    dir's, a virtualenv's) or caches."""
+    dir's, a virtualenv's), caches, or a qseries work dir whatever its
+    name (it holds the lock every run takes)."""
     found = []
     for top, dirs, files in os.walk(folder):
         dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and d != "__pycache__"
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and d != "__pycache__"
+            and not (Path(top) / d / LOCK_NAME).is_file()
         )
         found += [Path(top) / f for f in files]
     return found

@@ -147,3 +147,20 @@ def test_only_named_files_are_read(keys: Keys, tmp_path: Path) -> None:
     inside = [h for h in heard if Path(h).is_relative_to(root)]
     assert inside, "the key reads the named files"
     assert set(inside) <= named, inside
+
+
+def test_a_computed_include_never_takes_a_work_dir_beside_it(tmp_path: Path) -> None:
+    from qseries.templates import Templates
+
+    root = tmp_path / "series"
+    root.mkdir()
+    # The include's name is known only at render time: the folder counts.
+    (root / "main.j2").write_text("{% include which %}\n")
+    (root / "part.j2").write_text("part\n")
+    work = root / "work"  # a work dir, whatever its name
+    (work / "trees").mkdir(parents=True)
+    (work / "lock").write_text("")
+    (work / "trees" / "big.c").write_text("int x;\n")
+    found = Templates(root).closure(["main.j2"])
+    assert root / "part.j2" in found
+    assert not [p for p in found if work in p.parents], found
