@@ -322,13 +322,16 @@ def recorded(
     clean_dead(workdir, notify)
     before = proc.run_marker()
     rec = record(workdir, command, sys.argv)
+    finished = False
     try:
         yield rec
+        finished = True
     finally:
         proc.set_run_marker(before)
         with proc.signals_held():
             ended = end_processes(rec.marker, rec.start)
-        if ended:
+        # A run cut short ends its processes anyway, and says why itself.
+        if ended and finished:
             notify(
                 f"ended {_count(ended, 'process', 'processes')} this run left running"
             )

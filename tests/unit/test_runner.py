@@ -113,6 +113,8 @@ PARENT = textwrap.dedent(
     from qseries import proc
 
     how, pidfile, tmp = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    if sys.argv[4] == "preexec":
+        proc._SETPRIV = None  # as where util-linux's setpriv is missing
     argv = ["sh", "-c", f'echo $$ > "{pidfile}"; exec sleep 300']
     if how == "bounded":
         proc.run_bounded(argv, os.environ, 600)
@@ -127,11 +129,12 @@ PARENT = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("setter", ["setpriv", "preexec"])
 @pytest.mark.parametrize("how", ENTRY_POINTS)
-def test_a_child_dies_with_its_parent(how: str, tmp_path: Path) -> None:
+def test_a_child_dies_with_its_parent(how: str, setter: str, tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT, how, str(pidfile), str(tmp_path)],
+        [sys.executable, "-c", PARENT, how, str(pidfile), str(tmp_path), setter],
         env={**os.environ, "PYTHONPATH": str(REPO / "scripts")},
         stdin=subprocess.DEVNULL,
     )
@@ -219,3 +222,12 @@ def test_git_reads_its_input_and_keeps_the_index_it_is_given(tmp_path: Path) -> 
         env={"GIT_INDEX_FILE": str(index)},
     )
     assert index.exists() and not (tmp_path / ".git" / "index").exists()
+
+
+@pytest.mark.parametrize("program", ["no-such-program-qseries", "./no-such-file"])
+def test_a_missing_program_is_file_not_found(program: str, tmp_path: Path) -> None:
+    # The callers turn it into "X is not installed", with or without setpriv.
+    with pytest.raises(FileNotFoundError):
+        proc.run_bounded([program], os.environ, 10, tmp_path)
+    with pytest.raises(FileNotFoundError):
+        proc.run_streaming([program], os.environ, 10, tmp_path, tmp_path / "log")
