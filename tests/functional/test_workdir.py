@@ -43,17 +43,28 @@ def qseries(
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def test_a_base_tree_is_packed_and_runs_no_gc(
+def fetched_tree(
     run_cli: RunCli, archive: Archive, tmp_path: Path
-) -> None:
+) -> tuple[Path, Path]:
+    """A copy of the series and the base tree `qseries source` made for it."""
     series = copy_series(tmp_path / "series")
     code, out, err = qseries(
         run_cli, archive, series, tmp_path / "w", "source", "--json"
     )
     assert code == 0, err
-    tree = Path(json.loads(out)["root"])
+    return series, Path(json.loads(out)["root"])
+
+
+def assert_no_gc(tree: Path) -> None:
     assert git(tree, "config", "--local", "gc.auto").strip() == "0"
     assert git(tree, "config", "--local", "maintenance.auto").strip() == "false"
+
+
+def test_a_base_tree_is_packed_and_runs_no_gc(
+    run_cli: RunCli, archive: Archive, tmp_path: Path
+) -> None:
+    _, tree = fetched_tree(run_cli, archive, tmp_path)
+    assert_no_gc(tree)
     counts = dict(
         line.split(": ") for line in git(tree, "count-objects", "-v").splitlines()
     )
@@ -63,12 +74,7 @@ def test_a_base_tree_is_packed_and_runs_no_gc(
 def test_a_tree_of_an_older_qseries_gets_the_setting_on_its_next_use(
     run_cli: RunCli, archive: Archive, tmp_path: Path
 ) -> None:
-    series = copy_series(tmp_path / "series")
-    code, out, err = qseries(
-        run_cli, archive, series, tmp_path / "w", "source", "--json"
-    )
-    assert code == 0, err
-    tree = Path(json.loads(out)["root"])
+    series, tree = fetched_tree(run_cli, archive, tmp_path)
     # As an older qseries left it: no setting, objects loose.
     git(tree, "config", "--local", "--unset", "gc.auto")
     git(tree, "config", "--local", "--unset", "maintenance.auto")
@@ -76,8 +82,7 @@ def test_a_tree_of_an_older_qseries_gets_the_setting_on_its_next_use(
     git(tree, "reset", "-q", "--hard", "HEAD~1")
     code, _, err = qseries(run_cli, archive, series, tmp_path / "w", "source")
     assert code == 0, err
-    assert git(tree, "config", "--local", "gc.auto").strip() == "0"
-    assert git(tree, "config", "--local", "maintenance.auto").strip() == "false"
+    assert_no_gc(tree)
 
 
 def test_check_with_the_work_dir_inside_the_checkout_while_it_changes(
