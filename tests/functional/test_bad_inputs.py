@@ -595,6 +595,30 @@ def _(tmp: Path) -> list[str]:
     return ["--series-file", series(tmp), "trailers", "--mbox", "empty.mbox"]
 
 
+# -- work dir, --output and --tree (hostile input) ---------------------------
+# (end of section: work dir, --output and --tree (hostile input))
+
+
+# -- series paths, dates and templates (hostile input) -----------------------
+# (end of section: series paths, dates and templates (hostile input))
+
+
+# -- mail input: b4, trailers, message-id (hostile input) --------------------
+# (end of section: mail input: b4, trailers, message-id (hostile input))
+
+
+# -- writing files whole (hostile input) -------------------------------------
+# (end of section: writing files whole (hostile input))
+
+
+# -- commands and processes (hostile input) ----------------------------------
+# (end of section: commands and processes (hostile input))
+
+
+# -- checkers and the sandbox (hostile input) --------------------------------
+# (end of section: checkers and the sandbox (hostile input))
+
+
 # -- running the cases -------------------------------------------------------
 
 
