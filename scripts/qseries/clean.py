@@ -25,29 +25,13 @@ from pathlib import Path
 from .series import Series
 from .source import MARKER, WorkDir, say
 from .versions import QemuVersion, VersionError, upstream_of_debian
-from .workdir import LOCK_NAME
+from .workdir import LOCK_NAME, MADE
 
 KEEP_BASES = 2  # what reproduce keeps by default
 # What --all leaves: the lock the run holds, and the records of runs
-# (runs.py), this one's among them.
+# (runs.py), this one's among them; it removes only what qseries makes
+# (workdir.MADE), so the marker of the work dir stays too.
 KEEP_ALWAYS = (LOCK_NAME, "runs")
-# What qseries makes in a work dir, and so all --all removes: a work
-# dir named by mistake (the checkout, a home directory) loses nothing
-# else.
-MADE = (
-    "apt",
-    "bench",
-    "bench.json",
-    "build",
-    "cache",
-    "debian",
-    "home",
-    "logs",
-    "reports",
-    "tmp",
-    "trees",
-    "work",
-)
 # Half-made trees that source.clean_leftovers removes: not bases.
 LEFTOVERS = (".partial", ".tmp-extract.", ".orig.tar.")
 DEBIAN_PREFIX = "debian-"

@@ -236,6 +236,14 @@ class WorkDir:
 
     @classmethod
     def default(cls, option: str | None) -> WorkDir:
+        """--workdir, else $QSERIES_WORKDIR, else ~/.cache/qseries.  An
+        empty --workdir is refused (it would be the current directory);
+        an empty QSERIES_WORKDIR counts as unset, as XDG_CACHE_HOME does."""
+        if option == "":
+            raise UsageError(
+                "--workdir is empty",
+                "pass --workdir DIR, or leave it out for ~/.cache/qseries",
+            )
         value = option or os.environ.get("QSERIES_WORKDIR")
         if value:
             return cls(Path(value))
@@ -905,6 +913,12 @@ def tree_base(workdir: WorkDir, path: Path) -> BaseTree:
     if top is None:
         raise TreeOptionError(
             f"{given}: is not a git checkout", "pass a QEMU git checkout"
+        )
+    if Path(top).resolve() != path.resolve():
+        # qseries takes the whole checkout's HEAD, not one directory of it.
+        raise TreeOptionError(
+            f"{given}: is not the top of its git checkout ({top})",
+            "pass the top directory of a QEMU git checkout",
         )
     user = Git(Path(top))
     try:

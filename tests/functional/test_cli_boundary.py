@@ -108,10 +108,12 @@ def test_ascii_terminal_does_not_end_the_run(
     assert (out / "v1").is_dir()
 
 
+# A run of qseries as far as the work dir goes: it marks it, then locks it.
 HOLDER = """
 import sys
 from pathlib import Path
-from qseries.workdir import WorkDirLock
+from qseries.workdir import WorkDirLock, prepare
+prepare(Path(sys.argv[1]))
 lock = WorkDirLock(Path(sys.argv[1]), "qseries test")
 lock.acquire(wait=False)
 print("held", flush=True)

@@ -83,7 +83,9 @@ def test_dirty_tree_is_refused_and_untouched(
 
 
 def test_not_a_checkout(run_cli: RunCli, tmp_path: Path) -> None:
-    proc = run_cli("source", "--tree", str(tmp_path))
+    # Not tmp_path itself: the work dir, tmp_path/work, is never in a --tree.
+    (tmp_path / "plain").mkdir()
+    proc = run_cli("source", "--tree", str(tmp_path / "plain"))
     assert proc.returncode == 2
     assert "is not a git checkout" in proc.stderr
 
@@ -129,9 +131,11 @@ def test_template_error_is_one_line_exit_2(
 
 
 def test_debug_shows_traceback(run_cli: RunCli, tmp_path: Path) -> None:
-    proc = run_cli("--debug", "source", "--tree", str(tmp_path))
+    (tmp_path / "plain").mkdir()
+    proc = run_cli("--debug", "source", "--tree", str(tmp_path / "plain"))
     assert proc.returncode == 2
     assert "Traceback" in proc.stderr
+    assert "is not a git checkout" in proc.stderr
 
 
 def test_source_json_for_tree(run_cli: RunCli, mini_tree: Path) -> None:
