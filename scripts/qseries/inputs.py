@@ -2,11 +2,12 @@
 
 They are the files series.yaml names (itself, the mutations and fault
 scenarios, the templates and the files its patches take verbatim), the
-templates those include, and qseries' own package, found from the
-package rather than from a checkout.  Nothing else is read: the checkout
-around series.yaml is never walked, so a work dir inside it (where git
-may be packing objects at the time) or any other big directory there
-costs nothing and changes nothing.
+templates those include (none that a symlink leads out of the series'
+folder), and qseries' own package, found from the package rather than
+from a checkout.  Nothing else is read: the checkout around series.yaml
+is never walked, so a work dir inside it (where git may be packing
+objects at the time) or any other big directory there costs nothing and
+changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from . import generators
 from .series import Series
-from .templates import Templates
+from .templates import Templates, inside
 
 PACKAGE = "qseries"
 
@@ -45,7 +46,9 @@ def series_files(series: Series) -> list[tuple[str, Path]]:
     named.update(Templates(root).closure(sorted(templates)))
     found = []
     for path in sorted(named):
-        if path.is_file():
+        # A symlink out of the series' folder is refused when the series
+        # is loaded or rendered; its target is never read here.
+        if path.is_file() and (path == series.path or inside(root, path)):
             try:
                 name = str(path.relative_to(root))
             except ValueError:

@@ -7,6 +7,7 @@ problem is reported as ``series.yaml:LINE: key.path: what is wrong``.
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -227,9 +228,13 @@ class _Reader:
     def __init__(self, path: Path):
         self.path = path
 
-    def fail(self, node: yaml.Node, where: str, message: str) -> SeriesFileError:
+    def fail(
+        self, node: yaml.Node, where: str, message: str, hint: str | None = None
+    ) -> SeriesFileError:
         prefix = f"{where}: " if where else ""
-        return SeriesFileError(self.path, node.start_mark.line + 1, prefix + message)
+        return SeriesFileError(
+            self.path, node.start_mark.line + 1, prefix + message, hint
+        )
 
     def mapping(
         self,
@@ -309,7 +314,10 @@ class _Reader:
         try:
             return parse(text)
         except (ValueError, VersionError):
-            raise self.fail(node, where, f"'{text}' is not {expected}") from None
+            # Escaped, so that a line break in the value keeps the error
+            # one line: '<a@b>\nBcc: x' rather than two.
+            shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+            raise self.fail(node, where, f"'{shown}' is not {expected}") from None
 
 
 def _identity(text: str) -> Identity:
@@ -323,6 +331,114 @@ def _date(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError(text)
+    return value
+
+
+# The dates git records in a commit (found with git 2.39.5's commit-tree
+# and GIT_COMMITTER_DATE in ISO 8601): it refuses a year before 1970 or
+# after 2099 as written, in the date's own zone ('1969-12-31T23:59:59
+# +00:00', '2100-01-01T00:00:00+01:00': "invalid date format") but
+# takes '2099-12-31T23:59:59-14:00' (4102495199 -1400); it misreads
+# year 0001 as 2001 (978307200); and an instant before the epoch written
+# as 1970 in a zone east of UTC ('1970-01-01T00:00:00+01:00') becomes
+# 18446744073709548016, a wrapped negative number.
+GIT_YEARS = (1970, 2099)
+
+
+def _git_date(r: _Reader, node: yaml.Node, where: str) -> datetime:
+    """A date with a time zone that git can record as it is written."""
+    value = r.parsed(node, where, _date, "an ISO 8601 date with a time zone")
+    first, last = GIT_YEARS
+    if not first <= value.year <= last or value.timestamp() < 0:
+        raise r.fail(
+            node,
+            where,
+            f"'{r.string(node, where)}' is outside the dates git can record "
+            f"(the years {first} to {last} as written, none before "
+            f"{first}-01-01T00:00:00+00:00)",
+        )
+    return value
+
+
+# The keys of a patch's 'with:' that name files, in every generator:
+# files beside series.yaml that qseries reads, places in QEMU's tree
+# that the patch writes, and qtest names (tests/qtest/NAME.c, in the
+# tree and beside series.yaml).
+SERIES_FILE_PARAMS = ("template", "meson-template", "helper")
+TREE_PATH_PARAMS = ("helper-file",)
+QTEST_PARAMS = ("qtest",)
+
+
+def _quoted(text: str, limit: int = 80) -> str:
+    """A value for a one-line message: quoted, control characters escaped."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+
+
+def _relative(text: str) -> bool:
+    """Is text a path below a folder, written from it: relative, without
+    '..', '.', empty parts or control characters (a NUL included)?"""
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        return False
+    parts = text.split("/")
+    return all(part not in ("", ".", "..") for part in parts)
+
+
+def _tree_path(r: _Reader, node: yaml.Node, where: str) -> str:
+    """A path in QEMU's tree, from its top."""
+    value = r.string(node, where)
+    if not _relative(value):
+        raise r.fail(
+            node,
+            where,
+            f"{_quoted(value)} is not a path inside the QEMU tree",
+            "give it from the top of the tree, like 'hw/vfio/migration.c'",
+        )
+    return value
+
+
+def _qtest_name(r: _Reader, node: yaml.Node, where: str) -> str:
+    """A qtest's name: its source is tests/qtest/NAME.c."""
+    value = r.string(node, where)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value):
+        raise r.fail(
+            node,
+            where,
+            f"{_quoted(value)} is not a qtest name (its source is "
+            "tests/qtest/NAME.c inside the QEMU tree)",
+            "use letters, digits, '-' and '_'",
+        )
+    return value
+
+
+def _inside(r: _Reader, node: yaml.Node, where: str, name: str) -> Path:
+    """The file `name` beside series.yaml, refused when it is not there:
+    written with '..' or from '/', or a symlink (itself or a folder on
+    the way) that leads out of series.yaml's folder."""
+    folder = r.path.parent
+    if not _relative(name):
+        raise r.fail(
+            node,
+            where,
+            f"{_quoted(name)} is not a path inside the series' folder {folder}",
+            "a series may only use files beside series.yaml; name them from there",
+        )
+    real = Path(os.path.realpath(folder / name))
+    if not real.is_relative_to(os.path.realpath(folder)):
+        raise r.fail(
+            node,
+            where,
+            f"{_quoted(name)} leads to {real} through a symlink, outside the "
+            f"series' folder {folder}",
+            "a series may only use files beside series.yaml",
+        )
+    return folder / name
+
+
+def _series_file(r: _Reader, node: yaml.Node, where: str) -> str:
+    """A file beside series.yaml, named from its folder."""
+    value = r.string(node, where)
+    _inside(r, node, where, value)
     return value
 
 
@@ -376,7 +492,20 @@ def _params(
     spec: tuple[tuple[str, ...], tuple[str, ...]],
 ) -> dict[str, str]:
     keys = r.mapping(node, where, spec[0], spec[1])
-    return {key: r.string(value, f"{where}.{key}") for key, value in keys.items()}
+    params = {}
+    for key, value in keys.items():
+        at = f"{where}.{key}"
+        if key in SERIES_FILE_PARAMS:
+            params[key] = _series_file(r, value, at)
+        elif key in TREE_PATH_PARAMS:
+            params[key] = _tree_path(r, value, at)
+        elif key in QTEST_PARAMS:
+            # Its source is taken from beside series.yaml.
+            params[key] = _qtest_name(r, value, at)
+            _inside(r, value, at, f"tests/qtest/{params[key]}.c")
+        else:
+            params[key] = r.string(value, at)
+    return params
 
 
 def _patch(
@@ -444,7 +573,7 @@ def _wire(r: _Reader, node: yaml.Node, where: str) -> Wire:
 def _compose_beside(r: _Reader, node: yaml.Node, where: str) -> tuple[Path, yaml.Node]:
     """The YAML file named by a key of series.yaml, beside it."""
     name = r.string(node, where)
-    path = r.path.parent / name
+    path = _inside(r, node, where, name)
     try:
         text = path.read_text(encoding="utf-8")
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -493,7 +622,7 @@ def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
             Mutation(
                 name=mr.string(keys["name"], f"{at}.name"),
                 what=mr.string(keys["what"], f"{at}.what"),
-                file=mr.string(keys["file"], f"{at}.file"),
+                file=_tree_path(mr, keys["file"], f"{at}.file"),
                 edits=tuple(edits),
                 case=mr.string(keys["case"], f"{at}.case") if "case" in keys else "",
                 reason=reason,
@@ -602,7 +731,7 @@ def _faults(r: _Reader, node: yaml.Node, where: str) -> FaultPlan:
     return FaultPlan(
         scenarios=scenarios,
         invariants=invariants,
-        table=r.string(keys["table"], f"{where}.table"),
+        table=_series_file(r, keys["table"], f"{where}.table"),
         scenarios_file=r.string(keys["scenarios"], f"{where}.scenarios"),
     )
 
@@ -617,7 +746,7 @@ def _test_plan(r: _Reader, node: yaml.Node, where: str) -> TestPlan:
     pattern = r.pattern(keys["notice-pattern"], f"{where}.notice-pattern")
     preload = _choice(r, keys["preload"], f"{where}.preload", PRELOADS)
     return TestPlan(
-        qtest=r.string(keys["qtest"], f"{where}.qtest"),
+        qtest=_qtest_name(r, keys["qtest"], f"{where}.qtest"),
         preload=preload,
         targets=(
             r.strings(keys["targets"], f"{where}.targets") if "targets" in keys else ()
@@ -669,9 +798,7 @@ def _version(
     return Version(
         number=number,
         author=_identity_at(r, keys["author"], f"{where}.author"),
-        date=r.parsed(
-            keys["date"], f"{where}.date", _date, "an ISO 8601 date with a time zone"
-        ),
+        date=_git_date(r, keys["date"], f"{where}.date"),
         base=base,
         target=target,
         since_override=(

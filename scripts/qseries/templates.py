@@ -4,7 +4,10 @@ Templates are rendered strictly: an undefined variable is an error that
 names the template file and line, never an empty string in a patch.
 They are rendered in jinja2's sandbox: a template can fill in text, not
 reach Python objects (``''.__class__`` and the like are refused), and
-it can include only templates of its own folder.
+it can include only templates of its own folder, symlinks included: a
+file whose real path is outside the folder is not there for a template.
+Limits of memory and time are the renderer's (render.py): here, going
+over one is reported at the template's line.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +26,57 @@ import jinja2.sandbox
 from .errors import TemplateError
 from .workdir import LOCK_NAME
 
+# Where a user sets the limits (render.limits_from reads them).
+MEMORY_VARIABLE = "QSERIES_TEMPLATE_MEMORY"
+CPU_VARIABLE = "QSERIES_TEMPLATE_CPU"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What rendering the templates of a run may use, in all."""
+
+    memory_mib: int
+    cpu_seconds: int
+
+    def describe(self) -> str:
+        return (
+            f"templates may use {self.memory_mib} MiB of memory and "
+            f"{self.cpu_seconds} s of CPU time ({MEMORY_VARIABLE}, "
+            f"{CPU_VARIABLE})"
+        )
+
+
+class OverTime(Exception):
+    """Raised in the renderer when its CPU time runs out (SIGXCPU)."""
+
+
+def inside(root: Path, path: Path) -> bool:
+    """Is path, symlinks resolved, inside root (resolved too)?"""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+
+
+class _Loader(jinja2.FileSystemLoader):
+    """Templates of one folder, none that a symlink leads out of."""
+
+    def __init__(self, root: Path):
+        super().__init__(str(root))
+        self.root = root
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if not inside(self.root, Path(filename)):
+            raise jinja2.TemplateNotFound(template)
+        return source, filename, uptodate
+
 
 class Templates:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, limits: Limits | None = None):
         self.root = root
+        self.limits = limits
         self.env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(root)),
+            loader=_Loader(root),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -37,6 +86,8 @@ class Templates:
 
     def _fail(self, name: str, err: Exception) -> TemplateError:
         path = self.root / name
+        if isinstance(err, MemoryError | OverTime):
+            return self._over(path, err)
         if isinstance(err, jinja2.TemplateNotFound):
             return self._not_found(path, err, self._line_in(path, err))
         line = getattr(err, "lineno", None)
@@ -47,6 +98,37 @@ class Templates:
                     break
         message = getattr(err, "message", None) or str(err)
         return TemplateError(path, line, f"template error: {message}")
+
+    def _over(self, path: Path, err: Exception) -> TemplateError:
+        """A limit was hit: named at the innermost template line running."""
+        line = None
+        tb = err.__traceback__
+        while tb is not None:
+            # A frame of compiled template code (jinja2 rewrites them
+            # into template lines only on some of its paths), or one
+            # rewritten already.
+            scope = tb.tb_frame.f_globals
+            template = scope.get("__jinja_template__")
+            if template is not None and template.filename is not None:
+                path = Path(template.filename)
+                line = template.get_corresponding_lineno(tb.tb_lineno)
+            elif "__jinja_exception__" in scope:
+                path, line = Path(tb.tb_frame.f_code.co_filename), tb.tb_lineno
+            tb = tb.tb_next
+        which = "memory" if isinstance(err, MemoryError) else "CPU time"
+        if self.limits is None:
+            return TemplateError(path, line, f"rendering ran out of {which}")
+        size = (
+            f"{self.limits.memory_mib} MiB"
+            if isinstance(err, MemoryError)
+            else f"{self.limits.cpu_seconds} s"
+        )
+        return TemplateError(
+            path,
+            line,
+            f"rendering went over its {which} limit of {size}",
+            self.limits.describe(),
+        )
 
     @staticmethod
     def _line_in(path: Path, err: Exception) -> int | None:
@@ -60,20 +142,41 @@ class Templates:
     ) -> TemplateError:
         """An include or import of a template that is not there."""
         wanted = str(err.name)
-        inside = (self.root / wanted).resolve().is_relative_to(self.root.resolve())
-        if ".." in Path(wanted).parts or Path(wanted).is_absolute() or not inside:
+        hint = "templates may only use files beside series.yaml"
+        escapes = ".." in Path(wanted).parts or Path(wanted).is_absolute()
+        if escapes:
             why = (
                 f"includes '{wanted}', which is outside the templates folder "
                 f"{self.root}"
             )
-            return TemplateError(
-                path, line, why, "templates may only use files beside series.yaml"
+            return TemplateError(path, line, why, hint)
+        if not inside(self.root, self.root / wanted):
+            real = os.path.realpath(self.root / wanted)
+            why = (
+                f"includes '{wanted}', which leads to {real} through a "
+                f"symlink, outside the templates folder {self.root}"
             )
+            return TemplateError(path, line, why, hint)
         return TemplateError(
             path, line, f"includes '{wanted}', which is not in {self.root}"
         )
 
+    def _outside(self, name: str) -> TemplateError | None:
+        """The error for a file of the folder that a symlink leads out of."""
+        if inside(self.root, self.root / name):
+            return None
+        real = os.path.realpath(self.root / name)
+        return TemplateError(
+            self.root / name,
+            None,
+            f"leads to {real} through a symlink, outside the folder {self.root}",
+            "a series may only use files beside series.yaml",
+        )
+
     def _load(self, name: str) -> jinja2.Template:
+        outside = self._outside(name)
+        if outside is not None:
+            raise outside
         try:
             return self.env.get_template(name)
         except jinja2.TemplateNotFound:
@@ -83,6 +186,9 @@ class Templates:
 
     def read(self, name: str) -> str:
         """A file kept verbatim beside the templates (e.g. a test source)."""
+        outside = self._outside(name)
+        if outside is not None:
+            raise outside
         try:
             return (self.root / name).read_text(encoding="utf-8")
         except OSError as err:
@@ -99,8 +205,8 @@ class Templates:
         todo = list(names)
         while todo:
             path = self.root / todo.pop()
-            if path in found or not path.is_file():
-                continue  # rendering says what is missing
+            if path in found or not path.is_file() or not inside(self.root, path):
+                continue  # rendering says what is missing or outside
             found.add(path)
             try:
                 parsed = self.env.parse(path.read_text(encoding="utf-8"))
@@ -161,5 +267,5 @@ def _files_under(folder: Path) -> list[Path]:
             and d != "__pycache__"
             and not (Path(top) / d / LOCK_NAME).is_file()
         )
-        found += [Path(top) / f for f in files]
+        found += [Path(top) / f for f in files if inside(folder, Path(top) / f)]
     return found

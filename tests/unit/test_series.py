@@ -263,6 +263,15 @@ def test_cli_missing_series_file(tmp_path: Path, run_cli: RunCli) -> None:
             "versions.v1.message-id: 'x@y' is not a Message-Id like '<id@host>'",
         ),
         (
+            # A line break in the value is shown escaped: the error is one line.
+            '    date: "2026-01-02T03:04:05+00:00"\n',
+            '    date: "2026-01-02T03:04:05+00:00"\n'
+            '    message-id: "<a@b>\\nBcc: x@y"\n',
+            MUTATIONS,
+            "series.yaml:6:",
+            "versions.v1.message-id: '<a@b>\\nBcc: x@y' is not a Message-Id",
+        ),
+        (
             "",
             "",
             MUTATIONS.replace("assertion failed", "(x"),
