@@ -7,6 +7,9 @@ offline) does the reading: it picks the newest version, orders its
 patches, collects the review trailers the replies carry and writes the
 result as an mbox that `git am` takes, with the cover letter beside it.
 
+Before b4 sees the thread, each mail is read alone under a time limit
+(mailprobe): a reply that would make b4 spin is named and left out.
+
 qseries adds what b4 does not do or does not say in a way a check can
 use, each as a one-line error (exit 2) naming the patch and, where there
 is one, the line of the mbox:
@@ -33,12 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from . import check
+from . import check, mailprobe
 from .errors import UsageError
 from .gitutil import Git
+from .mailprobe import b4_run
 from .series import Series, Version
-from .source import WorkDir
-from .trailers import b4_run
+from .source import WorkDir, say
 
 if TYPE_CHECKING:
     from .check import Mail
@@ -46,7 +49,8 @@ if TYPE_CHECKING:
 HINT = "give the series' mails, e.g. from 'git format-patch --stdout'"
 # What b4 am says about the version it picked (b4 0.14 to 0.16).
 B4_MISSING = re.compile(r"ERROR: missing \[(\d+)/(\d+)\]")
-B4_IGNORED = re.compile(r"^ +! Trailer: (.*)$", re.M)
+# A tag of a reply not from the person it names, and the reply's sender.
+B4_IGNORED = re.compile(r"^ +! Trailer: (.*)\n +Msg From: (.*)$", re.M)
 B4_NONE = ("No patches found.", "Unable to find revision", "All patches in series")
 QUOTED_DIFF = re.compile(rb"^>[> ]*diff --git ", re.M)
 TRAILER = re.compile(r"^[A-Za-z][\w-]*: \S.*$")
@@ -93,6 +97,7 @@ class MailedSeries:
     patches: tuple[Mail, ...]  # b4's .mbx, 1/M first, trailers added
     trailers: tuple[tuple[str, ...], ...]  # per patch: what b4 added
     said: tuple[str, ...]  # which version b4 took, among which, and why
+    left_out: tuple[str, ...] = ()  # mails the probe left out (said already)
 
     @property
     def mails(self) -> list[Mail]:
@@ -118,7 +123,7 @@ def read_series(
     what = f"--mbox {mbox}"
     # A directory of its own: a caller may read the same mbox twice.
     scratch = Path(tempfile.mkdtemp(prefix="mbox-", dir=scratch))
-    sent = _index(mbox, scratch)
+    sent, left_out = _index(mbox, scratch, workdir)
     versions = sorted({s.revision for s in sent if _is_series_mail(s)})
     given = scratch / "b4-input.mbox"
     _write_for_b4(sent, given)
@@ -148,8 +153,8 @@ def read_series(
         _refuse_numbering(what, picked, sent)
     version = _version(what, series, picked.revision)
     said += [
-        f"b4 left out '{tag}': the reply is not from that address"
-        for tag in B4_IGNORED.findall(picked.output)
+        f"b4 left out '{tag}': the reply from {sender} gives it for someone else"
+        for tag, sender in B4_IGNORED.findall(picked.output)
     ]
     by_id = {s.msgid: s for s in reversed(sent)}
     patches: list[Mail] = []
@@ -162,7 +167,19 @@ def read_series(
     cover = picked.cover
     if cover is not None:
         cover = _as_sent(cover, by_id.get(_message_id(cover)))
-    return MailedSeries(version, cover, tuple(patches), tuple(trailers), tuple(said))
+    return MailedSeries(
+        version, cover, tuple(patches), tuple(trailers), tuple(said), tuple(left_out)
+    )
+
+
+def for_b4(mbox: Path, workdir: WorkDir, scratch: Path) -> Path:
+    """The mails of --mbox FILE as one mbox for b4 (in scratch), but those
+    the mail probe leaves out (it says which)."""
+    scratch = Path(tempfile.mkdtemp(prefix="mbox-", dir=scratch))
+    sent, _ = _index(mbox, scratch, workdir)
+    given = scratch / "b4-input.mbox"
+    _write_for_b4(sent, given)
+    return given
 
 
 # -- the mbox as given -------------------------------------------------------
@@ -183,6 +200,12 @@ def _mbox_files(mbox: Path, scratch: Path) -> tuple[list[Path], int]:
         )
     if not os.access(mbox, os.R_OK):
         raise UsageError(f"{what}: cannot be read (permission denied)")
+    if (size := mbox.stat().st_size) > mailprobe.MBOX_BYTES:
+        raise UsageError(
+            f"{what}: {size:,} bytes, more than the {mailprobe.MBOX_BYTES:,} "
+            "qseries reads",
+            "give the version's mails and their replies, not a whole archive",
+        )
     data = mbox.read_bytes()
     if not data:
         raise UsageError(f"{what}: no mails in it (the file is empty)", HINT)
@@ -198,17 +221,28 @@ def _mbox_files(mbox: Path, scratch: Path) -> tuple[list[Path], int]:
     return files, blank.count(b"\n") + 1
 
 
-def _index(mbox: Path, scratch: Path) -> list[Sent]:
-    """Every mail of the mbox, in the order given, with where it starts."""
+def _index(mbox: Path, scratch: Path, workdir: WorkDir) -> tuple[list[Sent], list[str]]:
+    """Every mail of the mbox, in the order given, with where it starts,
+    but those the mail probe leaves out: a line for each of these."""
     import b4  # b4's reading of subjects; slow to import, so only here
 
     files, line = _mbox_files(mbox, scratch)
+    left_out = {o.index: o.why for o in mailprobe.probe(files, workdir)}
     decoded = scratch / "mbox-decoded"
     decoded.mkdir()
     sent: list[Sent] = []
-    for path in files:
-        mail = check.read_mail(path, decoded, f"the mail at line {line}")
+    skipped: list[str] = []
+    for i, path in enumerate(files):
         data = path.read_bytes()
+        if i in left_out:
+            skipped.append(
+                f"--mbox {mbox}:{line}: left out {mailprobe.described(data)}: "
+                f"{left_out[i]}"
+            )
+            say(skipped[-1])
+            line += data.count(b"\n")
+            continue
+        mail = check.read_mail(path, decoded, f"the mail at line {line}")
         subject = _subject(mail)
         parsed = b4.LoreSubject(subject)
         msgid = _message_id(mail)
@@ -231,7 +265,7 @@ def _index(mbox: Path, scratch: Path) -> list[Sent]:
         raise UsageError(
             f"--mbox {mbox}: no mails in it (no From: or Subject: header)", HINT
         )
-    return sent
+    return sent, skipped
 
 
 def _subject(mail: Mail) -> str:

@@ -7,16 +7,22 @@ every patch).  qseries then writes them into series.yaml, under the
 version the mails were, and shows the change.  A patch that changed
 since it was mailed (its `git patch-id` differs from the committed
 patches/vN) keeps its old tags out: they are reported, not copied.
+So is a tag a reply gives for someone else (Joe's reply saying
+"Tested-by: Ann"): b4 takes a tag only from the person it names.
+
+The thread is read as `check --mbox` reads it (mbox.for_b4): a mail
+that the mail probe finds too slow to read is named and left out.
+series.yaml is edited in place: the lines that get tags change, every
+other byte stays (CRLF included), and it is written whole or not at all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import mailbox
-import os
 import re
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,16 +31,19 @@ from pathlib import Path
 
 import yaml
 
+from . import atomic, mailprobe
+from . import mbox as mbox_mod
 from .errors import ToolError, UsageError
-from .gitutil import git_env
-from .proc import CommandTimeout, Ran, run_bounded
+from .gitutil import git_argv, git_env
+from .proc import CommandTimeout, run_bounded
 from .series import Series, Version
 from .source import WorkDir
 
 TAGS = ("Reviewed-by", "Acked-by", "Tested-by")
 TAG_LINE = re.compile(rf"^({'|'.join(TAGS)}): (\S.*)$", re.M)
+# b4 am on a tag whose person is not the reply's sender (b4 0.14-0.16).
+B4_FOREIGN = re.compile(r"^ +! Trailer: (.*)\n +Msg From: (.*)$", re.M)
 SUBJECT = re.compile(r"\[[^\]]*?(?:\bv(\d+))?\s*(\d+)/(\d+)\]\s*(.*)", re.I)
-B4_TIMEOUT = 120
 PATCH_ID_TIMEOUT = 60.0
 
 
@@ -53,34 +62,14 @@ class Tagged:
 class Collected:
     version: Version
     patches: tuple[Tagged, ...]
-
-
-def b4_run(args: list[str], workdir: WorkDir, cwd: Path) -> Ran:
-    """b4 ARGS, from this Python's environment, offline, writing only
-    into the work dir (its HOME and caches point there); a b4 that does
-    not finish is a ToolError."""
-    script = Path(sys.executable).with_name("b4")
-    argv = [str(script)] if script.exists() else [sys.executable, "-m", "b4.command"]
-    home = workdir.sub("home")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(workdir.sub("cache")),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-    }
-    try:
-        ran = run_bounded([*argv, "--offline-mode", *args], env, B4_TIMEOUT, cwd=cwd)
-    except FileNotFoundError:
-        raise ToolError("b4 is not installed", "run 'make bootstrap'") from None
-    if ran.timed_out:
-        raise ToolError(f"b4 did not finish within {B4_TIMEOUT} s")
-    return ran
+    # Tags a reply gave for someone else, with its sender: b4 takes a tag
+    # only from the person it names, so these are listed, not copied.
+    for_others: tuple[tuple[str, str], ...] = ()
 
 
 def _b4(args: list[str], workdir: WorkDir, cwd: Path) -> str:
     """b4 ARGS; its output, or a ToolError with its last line."""
-    ran = b4_run(args, workdir, cwd)
+    ran = mailprobe.b4_run(args, workdir, cwd)
     output = (ran.stdout + ran.stderr).strip()
     if ran.returncode != 0:
         last = output.splitlines()[-1] if output else f"exit {ran.returncode}"
@@ -88,20 +77,30 @@ def _b4(args: list[str], workdir: WorkDir, cwd: Path) -> str:
     return output
 
 
-def am_ready(mbox: Path, workdir: WorkDir, scratch: Path) -> Path:
+def am_ready(mbox: Path, workdir: WorkDir, scratch: Path) -> tuple[Path, str]:
     """b4 am -m MBOX: the newest complete version, ordered, with its
-    trailers; the path of the .mbx it wrote."""
+    trailers; the path of the .mbx it wrote, and what b4 said.  Mails
+    that the mail probe finds too slow to read are left out first."""
     if not mbox.is_file() or mbox.stat().st_size == 0:
         raise UsageError(f"--mbox {mbox}: no such file, or empty", "give a thread")
+    given = mbox_mod.for_b4(mbox, workdir, scratch)
     out = scratch / "b4"
-    _b4(["am", "-m", str(mbox.absolute()), "-o", str(out)], workdir, scratch)
+    said = _b4(["am", "-m", str(given), "-o", str(out)], workdir, scratch)
     found = sorted(out.glob("*.mbx"))
     if not found:
         raise UsageError(
             f"--mbox {mbox}: b4 found no complete series in it",
             "give the thread with every patch of a version",
         )
-    return found[0]
+    return found[0], said
+
+
+def given_for_others(said: str) -> tuple[tuple[str, str], ...]:
+    """The tags b4 left out because the reply carrying them is not from
+    the person they name: (tag, who sent it), from what b4 am said."""
+    return tuple(
+        (tag.strip(), sender.strip()) for tag, sender in B4_FOREIGN.findall(said)
+    )
 
 
 def _body(message: Message) -> str:
@@ -112,7 +111,7 @@ def _body(message: Message) -> str:
 
 
 def patch_id(text: str) -> str:
-    argv = ["git", "patch-id", "--stable"]
+    argv = git_argv("patch-id", "--stable")
     try:
         proc = run_bounded(argv, git_env(), PATCH_ID_TIMEOUT, input=text)
     except FileNotFoundError:
@@ -173,10 +172,13 @@ def _patch_nodes(text: str, version: Version) -> list[yaml.MappingNode]:
     return list(patches.value)
 
 
-def write(series: Series, collected: Collected) -> tuple[str, str]:
+def write(series: Series, collected: Collected) -> tuple[bytes, str]:
     """series.yaml with the new tags of every unchanged patch; returns the
-    new text and the unified diff (empty when nothing is new)."""
-    old = series.path.read_text(encoding="utf-8")
+    new bytes and the unified diff (empty when nothing is new).  Only the
+    lines that get tags change: the others keep every byte, and a new
+    line ends as the line after it does (CRLF in a CRLF file)."""
+    raw = series.path.read_bytes()
+    old = raw.decode("utf-8")
     nodes = _patch_nodes(old, collected.version)
     edits: list[tuple[int, int, str]] = []
     for patch in collected.patches:
@@ -192,8 +194,10 @@ def write(series: Series, collected: Collected) -> tuple[str, str]:
         else:
             key = keys["generator"][0]
             line_start = old.rfind("\n", 0, key.start_mark.index) + 1
+            line_end = old.find("\n", key.start_mark.index)
+            eol = "\r\n" if old[line_end - 1 : line_end + 1] == "\r\n" else "\n"
             indent = " " * key.start_mark.column
-            edits.append((line_start, line_start, f"{indent}trailers: {flow}\n"))
+            edits.append((line_start, line_start, f"{indent}trailers: {flow}{eol}"))
     new = old
     for start, end, text in sorted(edits, reverse=True):
         new = new[:start] + text + new[end:]
@@ -205,7 +209,7 @@ def write(series: Series, collected: Collected) -> tuple[str, str]:
             str(series.path),
         )
     )
-    return new, diff
+    return (new.encode("utf-8") if new != old else raw), diff
 
 
 def update(
@@ -218,9 +222,11 @@ def update(
     series.yaml; what was collected, and the change as a diff ('' when
     there is nothing new)."""
     with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as tmp:
-        mbx = am_ready(mbox, workdir, Path(tmp))
+        mbx, said = am_ready(mbox, workdir, Path(tmp))
         collected = collect(series, mbx, patches_dir)
+    collected = dataclasses.replace(collected, for_others=given_for_others(said))
     new, diff = write(series, collected)
     if diff:
-        series.path.write_text(new, encoding="utf-8")
+        # Through a symlink to the file it names, as an editor would.
+        atomic.write_bytes(series.path.resolve(), new)
     return collected, diff

@@ -553,3 +553,43 @@ def test_a_base_that_has_the_series_already_says_so(
     )  # fmt: skip
     results = {r["name"]: r for r in json.loads(proc.stdout)["results"]}
     assert results["apply"]["status"] == "pass"
+
+
+# A trailer that makes b4 0.16 spin: minutes for 5,000 letters.
+SPINNING = f"Tested-by: {'A' * 5000} <a@qseries.test>"
+
+
+def test_a_reply_that_makes_b4_spin_is_left_out_and_named(
+    run_cli: RunCli, mini_tree: Path, mails: list[str], tmp_path: Path
+) -> None:
+    """The mail probe gives each mail its own time limit: the spinning
+    reply is named by its line, Message-Id and subject, and left out;
+    the series and the other reply are checked as usual."""
+    cover, p1, p2, p3 = threaded(mails, "v1")
+    review = "Reviewed-by: Rev Person <rev@qseries.test>"
+    spin = reply(msgid("v1", 0), "[PATCH v1 0/3] x", "Works.\n", SPINNING, "<s@t>")
+    good = reply(msgid("v1", 2), "[PATCH v1 2/3] x", "> quoted\n", review, "<r1@t>")
+    mbox = write_mbox(tmp_path, [cover, p1, p2, p3, spin, good])
+    at = line_of(mbox, "From mboxrd@z", after=line_of(mbox, "Subject: [PATCH v1 3/3]"))
+    env = {"QSERIES_MAIL_TIME_LIMIT": "1"}
+    _, results, stderr = check_mbox(run_cli, mini_tree, mbox, tmp_path / "work", env)
+    said = (
+        f"--mbox {mbox}:{at}: left out <s@t> 'Re: [PATCH v1 0/3] x' (a line of "
+        f"{len(SPINNING):,} characters; mail allows 998): it was not read within 1 s"
+    )
+    assert stderr.splitlines().count(f"qseries: {said}") == 1, stderr
+    assert results["mails"]["status"] == "pass", results["mails"]
+    assert results["mails"]["items"] == [said, f"b4 collected 2/3: {review}"]
+    assert results["apply"]["status"] == "pass", results["apply"]
+    no_leftovers(tmp_path / "work")
+
+
+def test_an_mbox_too_large_to_read_is_refused(run_cli: RunCli, tmp_path: Path) -> None:
+    mbox = tmp_path / "archive.mbox"
+    with mbox.open("wb") as f:
+        f.truncate(256 * 2**20 + 1)  # sparse: no disk space taken
+    assert usage_error(run_cli, tmp_path, mbox) == (
+        f"qseries: error: --mbox {mbox}: 268,435,457 bytes, more than the "
+        "268,435,456 qseries reads; give the version's mails and their replies, "
+        "not a whole archive"
+    )

@@ -135,7 +135,8 @@ def test_a_reply_not_from_the_tags_address_is_said(tmp_path: Path) -> None:
     mailed = read(tmp_path, write(tmp_path, [*threaded("v2"), other]))
     assert mailed.trailers == ((), (), ())
     assert mailed.said == (
-        f"b4 left out '{REVIEW}': the reply is not from that address",
+        f"b4 left out '{REVIEW}': the reply from Someone <else@qseries.test> "
+        "gives it for someone else",
     )
 
 
