@@ -3,6 +3,13 @@
 Each check returns a Result; one failing check does not stop the others,
 except that nothing can be checked in a tree the series does not apply
 to.
+
+QEMU's checkers (checkpatch.pl, get_maintainer.pl, the QAPI code) run
+from the base tree as it was before the series: a series is untrusted
+input, and one that rewrote scripts/checkpatch.pl would otherwise write
+its own verdict and run its code here.  They read the series' patches,
+and for QAPI the patched schema; a series that changes a checker is
+checked with the base's copy, and the result says so.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from . import generate as gen
 from . import mbox as mbox_mod
 from . import qapi_probe
 from .errors import QSeriesError, SourceError, ToolError, UsageError
-from .gitutil import Git, git_env
+from .gitutil import Git, git_argv, git_env
 from .proc import CommandTimeout, Ran, run_bounded
 from .report import FAIL, PASS, SKIP, Result
 from .series import Series, Version
@@ -57,6 +64,24 @@ COMMITTER = {
     "GIT_COMMITTER_NAME": "qseries check",
     "GIT_COMMITTER_EMAIL": "qseries@localhost",
     "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+00:00",
+}
+
+# The files of a QEMU tree that the checks run or that configure what
+# runs: always taken from the base, never from the series.  (MAINTAINERS
+# is the base's too, as generate reads it, but a series that adds a file
+# changes it as a matter of course: that is not reported.)
+CHECKER_FILES = (
+    "scripts/checkpatch.pl",
+    "scripts/get_maintainer.pl",
+    ".get_maintainer.conf",
+    "scripts/qapi-gen.py",
+)
+CHECKER_DIRS = ("scripts/qapi/",)
+# Which check each checker file belongs to, for the line that reports it.
+CHECKER_OF = {
+    "scripts/checkpatch.pl": "checkpatch",
+    "scripts/get_maintainer.pl": "maintainers",
+    ".get_maintainer.conf": "maintainers",
 }
 
 
@@ -255,7 +280,7 @@ def diff_errors(path: Path) -> list[str] | None:
     """What git apply --stat says is wrong with the diff of a mail
     (its error lines, without 'error: '), or None if it reads it."""
     proc = _bounded(
-        ["git", "apply", "--stat", str(path)], git_env(), GIT_STEP_TIMEOUT, Path("/")
+        git_argv("apply", "--stat", str(path)), git_env(), GIT_STEP_TIMEOUT, Path("/")
     )
     if proc.returncode == 0:
         return None
@@ -264,6 +289,65 @@ def diff_errors(path: Path) -> list[str] | None:
         for e in proc.stderr.splitlines()
         if e.startswith(("error: ", "fatal: "))
     ]
+
+
+def is_checker(path: str) -> bool:
+    """Whether a path of a QEMU tree is code or configuration of a checker
+    that qseries runs from the tree.  (git refuses a path with '..'.)"""
+    if ".." in path.split("/"):
+        return False
+    return path in CHECKER_FILES or path.startswith(CHECKER_DIRS)
+
+
+# The paths a diff names: "diff --git a/X b/Y", "--- a/X", "+++ b/Y"
+# (a tab ends a path with spaces), renames and copies; git quotes a path
+# with unusual characters.
+DIFF_PATH = re.compile(
+    r"^(?:diff --git (?P<a>\S+) (?P<b>\S+)"
+    r"|(?:---|\+\+\+) (?P<side>[^\t\n]+)\t?"
+    r"|(?:rename|copy) (?:from|to) (?P<moved>.+))$",
+    re.M,
+)
+
+
+def _unquote(path: str) -> str:
+    if len(path) > 1 and path[0] == path[-1] == '"':
+        raw = path[1:-1].encode("latin-1", "backslashreplace")
+        return raw.decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
+    return path
+
+
+def changed_paths(body: str) -> set[str]:
+    """The paths of a QEMU tree that the diff of a mail body touches."""
+    found: set[str] = set()
+    # What comes before the first diff is the message: not read.
+    start = ("\n" + body).find("\ndiff --git ")
+    if start < 0:
+        return found
+    for m in DIFF_PATH.finditer(body, start):
+        if m["moved"]:
+            found.add(_unquote(m["moved"]))
+            continue
+        for side in (m["a"], m["b"], m["side"]):
+            side = _unquote(side or "")
+            if side.startswith(("a/", "b/")):
+                found.add(side[2:])
+    return found
+
+
+def changed_checkers(patches: list[Mail], base: Path) -> dict[str, list[str]]:
+    """For each check, a line for every checker file a patch changes:
+    the check ran the copy of the base (a tree at base) instead."""
+    notes: dict[str, list[str]] = {}
+    for mail in patches:
+        for path in sorted(p for p in changed_paths(mail.body) if is_checker(p)):
+            if (base / path).is_file():
+                how = "checked with the base's copy, not the series'"
+            else:
+                how = "the base has none; the series' copy is not run"
+            check = CHECKER_OF.get(path, "qapi")
+            notes.setdefault(check, []).append(f"{mail.name} changes {path}: {how}")
+    return notes
 
 
 def checkout_for_check(base: BaseTree, workdir: WorkDir) -> Path:
@@ -388,7 +472,7 @@ def _bounded(
 def _apply_check(g: Git, mail: Mail, *how: str) -> Ran:
     """git apply --check of one mail in g's worktree, changing nothing."""
     return _bounded(
-        ["git", "apply", "--check", *how, str(mail.path)],
+        git_argv("apply", "--check", *how, str(mail.path)),
         git_env(),
         GIT_STEP_TIMEOUT,
         g.path,
@@ -409,7 +493,7 @@ def already_applied(g: Git, patches: list[Mail]) -> bool:
 
     def git(*args: str) -> bool:
         ran = _bounded(
-            ["git", *args], env, GIT_STEP_TIMEOUT, g.path, ("GIT_INDEX_FILE",)
+            git_argv(*args), env, GIT_STEP_TIMEOUT, g.path, ("GIT_INDEX_FILE",)
         )
         return ran.returncode == 0
 
@@ -439,13 +523,38 @@ def _am_failure(g: Git, mail: Mail) -> str:
     return lines[0] if lines else "git am failed"
 
 
-def _probe(tree: Path, names: list[str]) -> dict[str, Any]:
-    """QEMU's own QAPI code, run on the tree's schema (see qapi_probe)."""
-    probe = _bounded(
-        [sys.executable, qapi_probe.__file__, str(tree), *names],
-        dict(os.environ),
-        SCRIPT_TIMEOUT,
-    )
+def _python(scratch: Path) -> list[str]:
+    """Python for QEMU's Python code.  Its bytecode goes to scratch, and
+    only bytecode from there is read: none is written into the base, and
+    a __pycache__ found beside the base's code (whoever put it there) is
+    never run."""
+    return [sys.executable, "-X", f"pycache_prefix={scratch / 'pycache'}"]
+
+
+def _python_env() -> dict[str, str]:
+    """No module path but the one the script gives."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+
+
+def _probe(
+    tree: Path, code: Path, names: list[str], workdir: WorkDir
+) -> dict[str, Any]:
+    """QEMU's own QAPI code, the base's (code), run on the schema of tree
+    (see qapi_probe)."""
+    with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as scratch:
+        probe = _bounded(
+            [
+                *_python(Path(scratch)),
+                "-I",
+                qapi_probe.__file__,
+                str(code),
+                str(tree),
+                *names,
+            ],
+            _python_env(),
+            SCRIPT_TIMEOUT,
+            code,
+        )
     if probe.returncode != 0:
         tail = probe.stderr.strip().splitlines()[-1:] or ["no output"]
         return {"crash": tail[0]}
@@ -453,12 +562,15 @@ def _probe(tree: Path, names: list[str]) -> dict[str, Any]:
     return result
 
 
-def check_qapi(tree: Path, version: Version, workdir: WorkDir) -> Result:
+def check_qapi(tree: Path, version: Version, workdir: WorkDir, *, code: Path) -> Result:
     """The notice as the version defines it, read with QEMU's QAPI code:
     an event of its own shaped like the completion event (v1), or a
-    value of the completion event's device-state enum (v2)."""
+    value of the completion event's device-state enum (v2).
+
+    tree holds the patched schema; code is the base tree whose QAPI code
+    and qapi-gen.py run."""
     wire = version.wire
-    data = _probe(tree, sorted({wire.notice_event, wire.completion}))
+    data = _probe(tree, code, sorted({wire.notice_event, wire.completion}), workdir)
     if "crash" in data:
         return Result("qapi", FAIL, f"QEMU's QAPI code crashed: {data['crash']}")
     if "error" in data:
@@ -477,7 +589,7 @@ def check_qapi(tree: Path, version: Version, workdir: WorkDir) -> Result:
     if isinstance(outcome, Result):
         return outcome
     where, symbol, problems, summary = outcome
-    gen_problem = _qapi_gen(tree, workdir, symbol)
+    gen_problem = _qapi_gen(tree, workdir, symbol, code=code)
     if gen_problem:
         problems.append(gen_problem)
     if problems:
@@ -565,21 +677,23 @@ def _notice_state(
     )
 
 
-def _qapi_gen(tree: Path, workdir: WorkDir, symbol: str) -> str | None:
-    """Run the tree's qapi-gen.py on the whole schema, as the build does,
-    and look for the notice's C symbol in what it generates."""
+def _qapi_gen(tree: Path, workdir: WorkDir, symbol: str, *, code: Path) -> str | None:
+    """Run the base's (code's) qapi-gen.py on the whole schema of tree, as
+    the build does, and look for the notice's C symbol in what it
+    generates."""
     with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as out:
         proc = _bounded(
             [
-                sys.executable,
-                str(tree / "scripts" / "qapi-gen.py"),
+                *_python(Path(out)),
+                str(code / "scripts" / "qapi-gen.py"),
                 "-o",
                 out,
                 "-b",
                 str(tree / "qapi" / "qapi-schema.json"),
             ],
-            dict(os.environ),
+            _python_env(),
             SCRIPT_TIMEOUT,
+            code,
         )
         if proc.returncode != 0:
             return (
@@ -594,21 +708,23 @@ def _qapi_gen(tree: Path, workdir: WorkDir, symbol: str) -> str | None:
     return None
 
 
-def run_perl(tree: Path, script: str, args: list[str], workdir: WorkDir) -> Ran:
-    """One of the tree's perl scripts, run from the tree's top."""
+def run_perl(base: Path, script: str, args: list[str], workdir: WorkDir) -> Ran:
+    """One of the base tree's perl scripts, run from the base's top (where
+    they look for MAINTAINERS and the marks of a QEMU tree)."""
     return _bounded(
-        ["perl", str(tree / "scripts" / script), *args],
+        ["perl", str(base / "scripts" / script), *args],
         gen.perl_env(workdir),
         SCRIPT_TIMEOUT,
-        tree,
+        base,
     )
 
 
-def check_checkpatch(tree: Path, patches: list[Mail], workdir: WorkDir) -> Result:
+def check_checkpatch(base: Path, patches: list[Mail], workdir: WorkDir) -> Result:
+    """The base's checkpatch.pl on each patch mail."""
     items: list[str] = []
     bad = 0
     for mail in patches:
-        proc = run_perl(tree, "checkpatch.pl", ["--no-color", str(mail.text)], workdir)
+        proc = run_perl(base, "checkpatch.pl", ["--no-color", str(mail.text)], workdir)
         m = re.search(r"total: (\d+) errors, (\d+) warnings", proc.stdout)
         if not m:
             bad += 1
@@ -954,11 +1070,12 @@ def check_fresh(
 
 
 def _get_maintainer(
-    tree: Path, patches: list[Mail], workdir: WorkDir
+    base: Path, patches: list[Mail], workdir: WorkDir
 ) -> tuple[list[str], list[str]]:
-    """What get_maintainer.pl in tree names for the patches, and its error."""
+    """What the base's get_maintainer.pl names for the patches from the
+    base's MAINTAINERS, and its error."""
     proc = run_perl(
-        tree,
+        base,
         "get_maintainer.pl",
         ["--no-git-fallback", "--no-rolestats", *[str(m.text) for m in patches]],
         workdir,
@@ -970,7 +1087,7 @@ def _get_maintainer(
 
 
 def check_maintainers(
-    tree: Path,
+    base: Path,
     patches: list[Mail],
     headers: bool,
     workdir: WorkDir,
@@ -984,7 +1101,7 @@ def check_maintainers(
     at another address counts (a stand-in older than the generation base
     has an older MAINTAINERS); the difference is listed.
     """
-    wanted, error = _get_maintainer(tree, patches, workdir)
+    wanted, error = _get_maintainer(base, patches, workdir)
     on = f" on {where}" if where else ""
     if not wanted:
         return Result("maintainers", FAIL, f"get_maintainer.pl named nobody{on}", error)
@@ -1054,6 +1171,7 @@ def run_checks(
         for result in results:
             if result.name == "mails":
                 result.items[:0] = [
+                    *mailed.left_out,
                     *mailed.said,
                     *(f"b4 collected {t}" for t in mailed.collected),
                 ]
@@ -1099,8 +1217,8 @@ def _run_checks(
         ]
     elif applied.ok:
         steps += [
-            lambda: check_qapi(tree, version, workdir),
-            lambda: check_checkpatch(tree, patches, workdir),
+            lambda: check_qapi(tree, version, workdir, code=base.root),
+            lambda: check_checkpatch(base.root, patches, workdir),
             lambda: check_compile(base, tree, workdir, merge_with),
         ]
     else:
@@ -1121,22 +1239,31 @@ def _run_checks(
         ]
     else:
         results_after = []
-        steps.append(lambda: _maintainers(tree, patches, base, origin, workdir))
+        steps.append(lambda: _maintainers(patches, base, origin, workdir))
     for step in steps:
         results.append(step())
-    return results + results_after
+    results += results_after
+    # The checks ran the base's checkers; a series that changes one is
+    # told so where the checker's verdict is.
+    for check, notes in changed_checkers(patches, base.root).items():
+        for result in results:
+            if result.name == check and result.status != SKIP:
+                result.items.extend(notes)
+    return results
 
 
 def _maintainers(
-    tree: Path, patches: list[Mail], base: BaseTree, origin: Origin, workdir: WorkDir
+    patches: list[Mail], base: BaseTree, origin: Origin, workdir: WorkDir
 ) -> Result:
+    """The maintainers check, with get_maintainer.pl and MAINTAINERS of
+    the base (the generation base when known), never the patched tree."""
     if origin.base is None:
-        return check_maintainers(tree, patches, False, workdir)
+        return check_maintainers(base.root, patches, False, workdir)
     where = "" if origin.base == base else origin.base.describe()
     if origin.gone:
         where = origin.stand_in()
     return check_maintainers(
-        tree if origin.base == base else origin.base.root,
+        origin.base.root,
         patches,
         True,
         workdir,

@@ -1,9 +1,13 @@
-"""Read events from a QEMU tree's QAPI schema with that tree's own QAPI code.
+"""Read events from a QEMU tree's QAPI schema with a base tree's QAPI code.
 
 Run as a script in a subprocess (each QEMU tree brings its own
 scripts/qapi package, which must not mix with another tree's):
 
-    python qapi_probe.py TREE EVENT...
+    python -I qapi_probe.py CODE TREE EVENT...
+
+CODE is the base tree whose scripts/qapi is imported; TREE holds the
+schema, the series' patches applied.  The code never comes from TREE:
+a series may change scripts/qapi, and would then run its own code.
 
 It prints JSON: for each EVENT its members (name and type), the text
 documenting each member, its 'Since:' section and the C function that
@@ -73,8 +77,9 @@ def describe(schema: Any, name: str) -> dict[str, Any] | None:
 
 
 def main(argv: list[str]) -> int:
-    tree = Path(argv[1]).resolve()
-    sys.path.insert(0, str(tree / "scripts"))
+    code = Path(argv[1]).resolve()
+    tree = Path(argv[2]).resolve()
+    sys.path.insert(0, str(code / "scripts"))
     from qapi.error import QAPIError  # type: ignore[import-not-found]
     from qapi.schema import QAPISchema  # type: ignore[import-not-found]
 
@@ -83,7 +88,7 @@ def main(argv: list[str]) -> int:
     except QAPIError as err:
         print(json.dumps({"error": str(err).strip()}))
         return 0
-    print(json.dumps({"events": {name: describe(schema, name) for name in argv[2:]}}))
+    print(json.dumps({"events": {name: describe(schema, name) for name in argv[3:]}}))
     return 0
 
 

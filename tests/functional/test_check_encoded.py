@@ -91,6 +91,7 @@ def test_qapi_gen_without_the_vfio_events_file_fails(
     text = schema.read_text()
     assert "{ 'include': 'vfio.json' }\n" in text
     schema.write_text(text.replace("{ 'include': 'vfio.json' }\n", ""))
-    assert _qapi_gen(tree, WorkDir(tmp_path / "work"), "qapi_event_send_x") == (
+    work = WorkDir(tmp_path / "work")
+    assert _qapi_gen(tree, work, "qapi_event_send_x", code=tree) == (
         "qapi-gen.py did not generate qapi-events-vfio.h, qapi-types-vfio.h"
     )
