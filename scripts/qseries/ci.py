@@ -12,15 +12,14 @@ names a job that exists, and that each JUnit report is an artifact.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import atomic
 from .errors import TemplateError, UsageError
 from .series import Series, Version
 from .templates import Templates
@@ -249,13 +248,5 @@ def write_gitlab(
             "pass --force to replace it",
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(path, text)
     return True

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from pathlib import Path
 
-from . import generators
+from . import atomic, generators, render
 from .errors import AnchorError, ToolError, UsageError
 from .gitutil import Git
 from .proc import CommandTimeout, run_bounded
@@ -63,9 +63,20 @@ def _reader(g: Git, commit: str, base: BaseTree, generator: str) -> generators.R
 def build_commits(
     series: Series, version: Version, base: BaseTree, workdir: WorkDir
 ) -> str:
-    """Commit each patch on top of the base; return the tip."""
+    """Commit each patch on top of the base; return the tip.  The
+    templates are rendered by one child under limits (render.py)."""
+    with render.limited(series.path.parent) as templates:
+        return _build_commits(series, version, base, workdir, templates)
+
+
+def _build_commits(
+    series: Series,
+    version: Version,
+    base: BaseTree,
+    workdir: WorkDir,
+    templates: Templates,
+) -> str:
     g = Git(base.root)
-    templates = Templates(series.path.parent)
     ctx = generators.Context(
         since=version.since, base=base.describe(), templates=templates
     )
@@ -279,9 +290,13 @@ def written_by_qseries(path: Path, version: Version) -> bool:
 
     Only such files are ever removed from an output directory: the name
     git format-patch gives (vN-NNNN-*.patch) and the zero-commit From line
-    qseries asks it for.  Anything else there is the user's.
+    qseries asks it for, or the temporary name such a mail had while it
+    was written (left by a generate that was killed).  Anything else
+    there is the user's.
     """
-    if not re.fullmatch(rf"{version.name}-\d{{4}}-[\w.-]*\.patch", path.name):
+    mail = rf"{version.name}-\d{{4}}-[\w.-]*\.patch"
+    temporary = rf"\.{mail}\.\w+{re.escape(atomic.SUFFIX)}"
+    if not re.fullmatch(f"{mail}|{temporary}", path.name):
         return False
     try:
         with path.open("rb") as f:
@@ -299,30 +314,44 @@ class Installed:
 def install(generated_dir: Path, dest: Path, version: Version) -> Installed:
     """Make dest hold the generated files.
 
-    Stale mails of an earlier generate are removed; any other file in
-    dest (a user's notes.patch, say) is left alone and reported.
+    The mails of a version go together (the cover letter's diffstat, the
+    numbering): all of them are written, or, when one cannot be (a full
+    disk), none, and dest keeps the old mails whole, or is not made.
+    Stale mails of an earlier generate are removed once the new ones are
+    in; any other file in dest (a user's notes.patch, say) is left alone
+    and reported.
     """
     if dest.exists() and not dest.is_dir():
         raise UsageError(
             f"--output: {dest} is a file, not a directory",
             "pass a directory (qseries writes DIR/vN/*.patch)",
         )
-    dest.mkdir(parents=True, exist_ok=True)
-    changed: list[str] = []
+    made = atomic.make_dirs(dest)
+    try:
+        new = {p.name: p.read_bytes() for p in generated_dir.glob("*.patch")}
+    finally:
+        shutil.rmtree(generated_dir, ignore_errors=True)
+    stale: list[Path] = []
     foreign: list[str] = []
-    new = {p.name: p.read_bytes() for p in generated_dir.glob("*.patch")}
     for old in sorted(dest.iterdir()):
         if old.name in new:
             continue
         if old.is_file() and written_by_qseries(old, version):
-            old.unlink()
-            changed.append(f"removed {old.name}")
+            stale.append(old)
         else:
             foreign.append(old.name)
-    for name, data in sorted(new.items()):
-        target = dest / name
-        if not target.exists() or target.read_bytes() != data:
-            target.write_bytes(data)
-            changed.append(f"wrote {name}")
-    shutil.rmtree(generated_dir, ignore_errors=True)
+    writes = {
+        dest / name: data
+        for name, data in sorted(new.items())
+        if not (dest / name).is_file() or (dest / name).read_bytes() != data
+    }
+    try:
+        atomic.write_all(writes)
+    except atomic.WriteError:
+        atomic.remove_dirs(made)
+        raise
+    for old in stale:
+        old.unlink()
+    changed = [f"removed {old.name}" for old in stale]
+    changed += [f"wrote {path.name}" for path in writes]
     return Installed(tuple(changed), tuple(foreign))

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import atomic, check, generators, inputs, qmpcheck, report, testing
 from . import build as build_mod
-from . import check, generators, inputs, qmpcheck, report, testing
 from . import faults as faults_mod
 from . import mbox as mbox_mod
 from . import series as series_mod
@@ -538,7 +538,7 @@ class Pipeline:
         committed = self.repo / plan.table
         if self.request.write_table:
             committed.parent.mkdir(parents=True, exist_ok=True)
-            committed.write_text(text, encoding="utf-8")
+            atomic.write_text(committed, text)
             say(f"wrote {committed}")
         results.append(faults_mod.table_result(text, committed, based_on))
         flagged = [r for r in matrix.runs if r.flags]
@@ -566,11 +566,15 @@ class Pipeline:
                 self.workdir.sub("tmp"),
                 self.request.delay_ms,
             )
-            (directory / "timeline.svg").write_text(
-                timeline_mod.render_svg(picture), encoding="utf-8"
-            )
-            (directory / "timeline.json").write_text(
-                json.dumps(picture.to_json(), indent=2) + "\n", encoding="utf-8"
+            atomic.write_all(
+                {
+                    directory / "timeline.svg": timeline_mod.render_svg(
+                        picture
+                    ).encode(),
+                    directory / "timeline.json": (
+                        json.dumps(picture.to_json(), indent=2) + "\n"
+                    ).encode(),
+                }
             )
         self.outcome.pictures.append("timeline.svg")
         lead = picture.lead_ms
@@ -627,8 +631,12 @@ class Pipeline:
             )
             if self.outcome.base is not None or directory is not None:
                 directory = directory or self.default_report_dir()
-                self.write_reports(directory)
-                say(f"the reports of what ran are in {directory}")
+                try:
+                    self.write_reports(directory)
+                    say(f"the reports of what ran are in {directory}")
+                except atomic.WriteError as lost:
+                    # The error that ended the run is the one to print.
+                    say(f"no reports of what ran: {lost}")
             raise
         self.write_reports(directory or self.default_report_dir())
         return self.outcome
@@ -638,16 +646,17 @@ class Pipeline:
         return self.workdir.path / "reports" / f"{self.version.name}-{base.root.name}"
 
     def write_reports(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        atomic.make_dirs(directory)
         run = self.outcome.to_report()
-        (directory / "junit.xml").write_text(report.junit(run), encoding="utf-8")
-        (directory / "report.json").write_text(
-            json.dumps(report.run_json(run, str(directory)), indent=2) + "\n",
-            encoding="utf-8",
-        )
-        (directory / "summary.md").write_text(report.markdown(run), encoding="utf-8")
-        for name, text in self.outcome.tables.items():
-            (directory / name).write_text(text, encoding="utf-8")
+        texts = {
+            "junit.xml": report.junit(run),
+            "report.json": json.dumps(report.run_json(run, str(directory)), indent=2)
+            + "\n",
+            "summary.md": report.markdown(run),
+            **self.outcome.tables,
+        }
+        # The reports of a run go together: all of them, or the old ones.
+        atomic.write_all({directory / n: t.encode() for n, t in texts.items()})
         self.outcome.report_dir = directory
 
 
