@@ -29,6 +29,21 @@ CLEAN_ENV = {
 }
 
 
+# On every git command line qseries builds: no `gc --auto` or `maintenance
+# run --auto`, which a commit or a fetch starts detached and which outlives
+# the run (writing under a tree after qseries exited, outside the work
+# dir's lock).  Command-line settings win over the repository's own, so
+# this holds in a user's repository too (export fetches into it), and
+# they reach the git commands a git command starts (GIT_CONFIG_PARAMETERS)
+# without changing any file.
+NO_MAINTENANCE = ("-c", "gc.auto=0", "-c", "maintenance.auto=false")
+
+
+def git_argv(*args: str) -> list[str]:
+    """The command line of `git ARGS`, run with no background maintenance."""
+    return ["git", *NO_MAINTENANCE, *args]
+
+
 # Inherited from a caller (git exports GIT_DIR to hooks, for one), these
 # would point our git commands at another repository: the user's.  The
 # runner drops them from every child's environment too.
@@ -110,7 +125,7 @@ class Git:
         full_env = {**os.environ, **CLEAN_ENV, **(env or {})}
         try:
             ran = run_bounded(
-                ["git", *args],
+                git_argv(*args),
                 full_env,
                 timeout,
                 cwd=self.path,

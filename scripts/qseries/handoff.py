@@ -22,7 +22,7 @@ from pathlib import Path
 from . import generate as gen
 from .check import Mail
 from .errors import ToolError, UsageError
-from .gitutil import Git
+from .gitutil import Git, git_argv
 from .proc import run_bounded
 from .series import Series, Version
 from .source import BaseTree, WorkDir
@@ -47,6 +47,41 @@ def range_diff(
     )
 
 
+def check_branch_name(target: Git, branch: str) -> None:
+    """Refuse a --branch that would not make refs/heads/BRANCH as the user
+    means it: what git refuses as a branch name, what git takes for a
+    name but expands (@{-1}), and the names git allows that mean
+    something else: '@' and 'HEAD' (the current commit), a full ref
+    name (refs/heads/x would become refs/heads/refs/heads/x) and an
+    option's leading '-'."""
+    if branch.startswith("refs/"):
+        short = branch.removeprefix("refs/heads/")
+        hint = (
+            f"pass the branch's name, '{short}' (qseries makes refs/heads/NAME)"
+            if short != branch and short
+            else "pass a branch name, which qseries makes under refs/heads/"
+        )
+        raise UsageError(f"--branch {branch!r} is a full ref name", hint)
+    if branch in ("@", "HEAD"):
+        raise UsageError(
+            f"--branch {branch!r} is git's name of the current commit, "
+            "not a branch name",
+            "pick another name",
+        )
+    if branch.startswith("-"):
+        raise UsageError(
+            f"--branch {branch!r} starts with '-', as an option does",
+            "pick another name",
+        )
+    # check-ref-format --branch prints the name it would use: the same,
+    # or git refuses it.
+    said = target.try_run("check-ref-format", "--branch", branch)
+    if said != branch or re.search(r"\s", branch):
+        raise UsageError(
+            f"--branch {branch!r} is not a valid branch name", "pick another name"
+        )
+
+
 def check_target(repo: Path, branch: str) -> tuple[Git, str]:
     """Refuse, before any work, a target that is not a repository or a
     branch that exists already or is not a valid name."""
@@ -58,12 +93,7 @@ def check_target(repo: Path, branch: str) -> tuple[Git, str]:
         raise UsageError(
             f"--repo {shown} is not a git repository", "name a git repository"
         )
-    if target.try_run("check-ref-format", "--branch", branch) is None or re.search(
-        r"\s", branch
-    ):
-        raise UsageError(
-            f"--branch {branch!r} is not a valid branch name", "pick another name"
-        )
+    check_branch_name(target, branch)
     ref = f"refs/heads/{branch}"
     if target.try_run("rev-parse", "--verify", "--quiet", ref) is not None:
         raise UsageError(
@@ -210,8 +240,7 @@ def send(
             "regenerate the series with 'qseries generate'",
         )
     reply = previous_message_id(series, version)
-    argv = [
-        "git",
+    argv = git_argv(
         "send-email",
         "--confirm=never",
         "--suppress-cc=all",
@@ -224,7 +253,7 @@ def send(
         f"--from={sender}",
         *(f"--to={a}" for a in to),
         *(f"--cc={a}" for a in cc),
-    ]
+    )
     if reply:
         argv.append(f"--in-reply-to={reply}")
     if not really:

@@ -128,3 +128,83 @@ def test_export_refuses_an_existing_branch_and_bad_targets(
         f"qseries: error: --repo {tmp_path / 'nowhere'} is not a directory; name "
         "a git repository"
     ]
+
+
+def test_export_starts_no_gc_in_the_users_repository(
+    run_cli: RunCli, mini_tree: Path, tmp_path: Path
+) -> None:
+    """A repository whose own config wants a gc on every command (two
+    packs over gc.autoPackLimit=1): export's fetch into it starts none
+    (git runs the pre-auto-gc hook first, which would record it), and
+    its config is as it was."""
+    repo = user_repo(tmp_path)
+    git(repo, "repack", "-q")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second pack")
+    git(repo, "repack", "-q")
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    record = tmp_path / "gc-started"
+    (hooks / "pre-auto-gc").write_text(f"#!/bin/sh\necho gc >> {record}\n")
+    (hooks / "pre-auto-gc").chmod(0o755)
+    for key, value in (
+        ("gc.auto", "1"),
+        ("gc.autoPackLimit", "1"),
+        ("gc.autoDetach", "false"),
+        ("maintenance.auto", "true"),
+        ("core.hooksPath", str(hooks)),
+    ):
+        git(repo, "config", key, value)
+    config = (repo / ".git" / "config").read_bytes()
+    packs = sorted((repo / ".git" / "objects" / "pack").glob("*.pack"))
+    assert len(packs) == 2
+    proc = run_cli(
+        "export", "--series", "v2", "--tree", str(mini_tree),
+        "--repo", str(repo), "--branch", "vfio-v2",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert not record.exists()
+    assert sorted((repo / ".git" / "objects" / "pack").glob("*.pack")) == packs
+    assert (repo / ".git" / "config").read_bytes() == config
+
+
+def test_export_refuses_what_is_no_plain_branch_name(
+    run_cli: RunCli, mini_tree: Path, tmp_path: Path
+) -> None:
+    """Names git would take but not as meant: a full ref name (which
+    became refs/heads/refs/heads/NAME), '@' and 'HEAD' (the current
+    commit), one git expands (@{-1}: the branch checked out before).
+    Refused in one line, exit 2, and no ref is made."""
+    repo = user_repo(tmp_path)
+    git(repo, "checkout", "-q", "-b", "other")
+    git(repo, "checkout", "-q", "main")  # @{-1} is now 'other'
+    refs = git(repo, "for-each-ref")
+
+    def export(branch: str) -> list[str]:
+        proc = run_cli(
+            "export", "--tree", str(mini_tree),
+            "--repo", str(repo), f"--branch={branch}",
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        return proc.stderr.strip().splitlines()
+
+    assert export("refs/heads/master") == [
+        "qseries: error: --branch 'refs/heads/master' is a full ref name; pass "
+        "the branch's name, 'master' (qseries makes refs/heads/NAME)"
+    ]
+    assert export("refs/tags/v2") == [
+        "qseries: error: --branch 'refs/tags/v2' is a full ref name; pass a "
+        "branch name, which qseries makes under refs/heads/"
+    ]
+    for name in ("@", "HEAD"):
+        assert export(name) == [
+            f"qseries: error: --branch '{name}' is git's name of the current "
+            "commit, not a branch name; pick another name"
+        ]
+    assert export("-x") == [
+        "qseries: error: --branch '-x' starts with '-', as an option does; "
+        "pick another name"
+    ]
+    assert export("@{-1}") == [
+        "qseries: error: --branch '@{-1}' is not a valid branch name; pick another name"
+    ]
+    assert git(repo, "for-each-ref") == refs

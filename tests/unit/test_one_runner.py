@@ -133,3 +133,33 @@ def test_each_way_of_starting_a_process_is_found(source: str, hit: str) -> None:
 )
 def test_what_starts_nothing_is_not_found(source: str) -> None:
     assert starts(source) == []
+
+
+# Every git command line is built by gitutil.git_argv, which adds the
+# settings that keep git from starting a detached gc or maintenance.
+GIT_ARGV = "gitutil.py"
+
+
+def git_command_lines(source: str) -> list[int]:
+    """The lines of source where a list or tuple starts with "git": a
+    git command line not built by git_argv."""
+    return sorted(
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.List, ast.Tuple))
+        and node.elts
+        and isinstance(node.elts[0], ast.Constant)
+        and node.elts[0].value == "git"
+    )
+
+
+def test_every_git_command_line_is_built_by_git_argv() -> None:
+    offenders = {
+        path.name: lines
+        for path in sorted(PACKAGE.glob("*.py"))
+        if (lines := git_command_lines(path.read_text()))
+    }
+    # gitutil's one: git_argv itself.
+    assert list(offenders) == [GIT_ARGV] and len(offenders[GIT_ARGV]) == 1, offenders
+    assert git_command_lines('argv = ["git", "commit"]\n') == [1]
+    assert git_command_lines('x = ("git", *args)\nrun(git_argv("am"))\n') == [1]
