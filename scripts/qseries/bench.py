@@ -48,7 +48,9 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def _ninja(builddir: Path, targets: list[str]) -> tuple[float, int]:
     started = time.monotonic()
-    ran = run_bounded(["ninja", *targets], os.environ, STEP_TIMEOUT, cwd=builddir)
+    ran = run_bounded(
+        ["ninja", *targets], os.environ, STEP_TIMEOUT, cwd=builddir, untrusted=True
+    )
     if ran.timed_out or ran.returncode != 0:
         tail = (ran.stdout + ran.stderr).strip().splitlines()[-3:]
         why = f"timed out after {STEP_TIMEOUT:g} s" if ran.timed_out else "failed"
@@ -74,6 +76,7 @@ def cold_build(base: BaseTree, commit: str, workdir: WorkDir, figures: Figures) 
         builddir,
         log,
         build_mod.Progress("bench cold build"),
+        untrusted=True,
     )
     if code != 0:
         raise build_mod.BuildError("cold build failed", f"see {log}")
@@ -302,9 +305,10 @@ def _by_hand(
         lambda: _check(
             [str(tree / "configure"), *args, f"--python={sys.executable}"],
             cwd=builddir,
+            untrusted=True,
         ),
     )
-    step("ninja", lambda: _check(["ninja", *targets], cwd=builddir))
+    step("ninja", lambda: _check(["ninja", *targets], cwd=builddir, untrusted=True))
     build_mod.link_firmware(builddir)
     env = {**os.environ, "QTEST_QEMU_BINARY": str(builddir / build_mod.QEMU_TARGET)}
     env.pop("LD_PRELOAD", None)
@@ -314,16 +318,26 @@ def _by_hand(
     def run_qtests() -> None:
         for name in qtests:
             binary = builddir / "tests" / "qtest" / name
-            _check([str(binary), "--tap"], env=env)
+            _check([str(binary), "--tap"], env=env, untrusted=True)
 
     step("qtests", run_qtests)
     figures.add("by_hand_s", round(sum(steps.values()), 1))
 
 
 def _check(
-    argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+    argv: list[str],
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    untrusted: bool = False,
 ) -> None:
-    ran = run_bounded(argv, env if env is not None else os.environ, STEP_TIMEOUT, cwd)
+    """A step by hand; untrusted: it runs the series' code (the sandbox)."""
+    ran = run_bounded(
+        argv,
+        env if env is not None else os.environ,
+        STEP_TIMEOUT,
+        cwd,
+        untrusted=untrusted,
+    )
     if ran.timed_out or ran.returncode != 0:
         tail = (ran.stdout + ran.stderr).strip().splitlines()[-3:]
         raise build_mod.BuildError(

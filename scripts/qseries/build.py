@@ -264,11 +264,14 @@ def run_logged(
     log: Path,
     progress: Progress | None,
     timeout: float = BUILD_TIMEOUT,
+    *,
+    untrusted: bool = False,
 ) -> tuple[int, int]:
     """Run argv, appending its output to log; return (exit code, steps).
 
     In a group of its own, stopped whole if qseries is interrupted
-    (ninja then stops its compilers) or timeout seconds pass.
+    (ninja then stops its compilers) or timeout seconds pass; in the
+    run's sandbox if untrusted (it builds the series' tree).
     """
     steps = 0
 
@@ -282,7 +285,7 @@ def run_logged(
 
     env = {**os.environ, "LC_ALL": "C", "NINJA_STATUS": "[%f/%t] "}
     try:
-        code = run_streaming(argv, env, timeout, cwd, log, line)
+        code = run_streaming(argv, env, timeout, cwd, log, line, untrusted=untrusted)
     except FileNotFoundError:
         raise ToolError(f"{argv[0]} is not installed", "run 'make bootstrap'") from None
     return code, steps
@@ -364,7 +367,12 @@ def configure(
     builddir.mkdir(parents=True)
     say(f"configuring {tree.name} in {builddir}")
     code, _ = run_logged(
-        [str(tree / "configure"), *args], builddir, log, None, CONFIGURE_TIMEOUT
+        [str(tree / "configure"), *args],
+        builddir,
+        log,
+        None,
+        CONFIGURE_TIMEOUT,
+        untrusted=True,
     )
     if code != 0:
         raise _fail("configure", log)
@@ -433,7 +441,11 @@ def build(
         )
     say(f"building {', '.join(targets)} (log: {log})")
     code, steps = run_logged(
-        ["ninja", *targets], builddir, log, Progress(f"ninja {base.root.name}")
+        ["ninja", *targets],
+        builddir,
+        log,
+        Progress(f"ninja {base.root.name}"),
+        untrusted=True,
     )
     if code != 0:
         raise _fail("ninja", log)
@@ -576,7 +588,7 @@ def compile_objects(
         return failed(0)
     # If the series changes a meson.build, ninja regenerates build.ninja
     # and compile_commands.json before anything is read from them.
-    code, _ = run_logged(["ninja", "build.ninja"], builddir, log, None)
+    code, _ = run_logged(["ninja", "build.ninja"], builddir, log, None, untrusted=True)
     if code != 0:
         return failed(0)
     objects = _objects(builddir, tree, files)
@@ -590,6 +602,7 @@ def compile_objects(
         builddir,
         log,
         Progress(f"compile {base.root.name}"),
+        untrusted=True,
     )
     if code != 0:
         return failed(steps, unbuilt)

@@ -14,17 +14,25 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import atomic, ci, generators, handoff, pipeline, proc, report, runs, testing
 from . import bench as bench_mod
 from . import build as build_mod
-from . import ci, generators, handoff, pipeline, proc, report, runs
 from . import clean as clean_mod
 from . import generate as gen
 from . import matrix as matrix_mod
+from . import sandbox as sandbox_mod
 from . import series as series_mod
 from . import trailers as trailers_mod
 from .errors import EXIT_FAILED, QSeriesError, UsageError
 from .source import BaseTree, SourceSpec, WorkDir, get_base, say
-from .workdir import WorkDirLock, check_directory, first_existing
+from .workdir import (
+    WorkDirLock,
+    check_directory,
+    check_output,
+    check_workdir,
+    first_existing,
+    prepare,
+)
 
 # What `build` and `test` put on top of the base.
 WHAT = ("series", "control", "base")
@@ -258,10 +266,19 @@ def cmd_trailers(args: argparse.Namespace, workdir: WorkDir) -> int:
                 f"{collected.version.name} patch {patch.number} '{patch.subject}' "
                 f"changed since it was mailed: not copied: {', '.join(patch.new)}"
             )
+    for tag, sender in collected.for_others:
+        say(
+            f"{collected.version.name}: not copied: '{tag}': the reply from "
+            f"{sender} gives it for someone else (b4 takes a tag only from the "
+            "person it names; add it by hand once they confirm it)"
+        )
     if args.json:
         _print_json(
             {
                 "version": collected.version.name,
+                "for_others": [
+                    {"tag": tag, "from": sender} for tag, sender in collected.for_others
+                ],
                 "patches": [
                     {
                         "number": p.number,
@@ -334,6 +351,8 @@ def _test_stages(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
+    if args.qemu is not None:
+        testing.check_qemu(args.qemu)
     pipeline.scratch_in_workdir(workdir)
     request = _request(
         args,
@@ -475,7 +494,7 @@ def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
     )
     figures = bench_mod.run(_request(args, pipeline.TEST), workdir, plan)
     out = args.json_file or workdir.path / "bench.json"
-    out.write_text(json.dumps(figures.values, indent=2, sort_keys=True) + "\n")
+    atomic.write_text(out, json.dumps(figures.values, indent=2, sort_keys=True) + "\n")
     if args.json:
         _print_json(figures.values)
         return 0
@@ -500,6 +519,41 @@ def _add_stage_options(p: argparse.ArgumentParser) -> None:
         help="skip the version's mutations (the change broken on purpose, to "
         "see the qtest fail)",
     )
+
+
+class _Once(argparse.Action):
+    """An option given at most once: a second --series would otherwise
+    quietly win over the first."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        old = getattr(namespace, self.dest, None)
+        if old is not None:
+            # Refused by _check_options, in qseries' one line.
+            repeated = getattr(namespace, "repeated", None) or []
+            repeated.append(f"{option_string} given twice ({old}, then {values})")
+            namespace.repeated = repeated
+        setattr(namespace, self.dest, values)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse options that argparse takes but that would not all be
+    heeded: a repeated --series (the last would win), and ci gitlab's
+    --output beside --stdout (which writes no file)."""
+    repeated = getattr(args, "repeated", None)
+    if repeated:
+        raise UsageError(repeated[0], "give it once")
+    if getattr(args, "stdout", False) and getattr(args, "output", None) is not None:
+        raise UsageError(
+            "--stdout prints the pipeline and writes no file, so --output "
+            f"{args.output} would go unheeded",
+            "drop one of the two",
+        )
 
 
 def _count(text: str) -> int:
@@ -562,16 +616,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "source", "get a QEMU base tree and print where it is", cmd_source, output=None
     )
-    p.add_argument("--series", metavar="vN", help="version whose base range applies")
+    p.add_argument(
+        "--series", action=_Once, metavar="vN", help="version whose base range applies"
+    )
 
     p = command(
         "generate", "generate patches/vN from series.yaml", cmd_generate, output="write"
     )
-    p.add_argument("--series", metavar="vN", help="version (default: newest)")
+    p.add_argument(
+        "--series", action=_Once, metavar="vN", help="version (default: newest)"
+    )
 
     p = command("check", "check a series with QEMU's own checkers", cmd_check)
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    what.add_argument(
+        "--series", action=_Once, metavar="vN", help="patches/vN (default: newest)"
+    )
     what.add_argument("--mbox", type=Path, metavar="FILE", help="a mailed series")
 
     p = command("diff", "git range-diff between two versions", cmd_diff, output=None)
@@ -584,7 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_export,
         output=None,
     )
-    p.add_argument("--series", metavar="vN", help="version (default: newest)")
+    p.add_argument(
+        "--series", action=_Once, metavar="vN", help="version (default: newest)"
+    )
     p.add_argument(
         "--repo", type=Path, required=True, metavar="DIR", help="a git repository"
     )
@@ -593,7 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command("send", "git send-email of the generated mails (a dry run)", cmd_send)
-    p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    p.add_argument(
+        "--series", action=_Once, metavar="vN", help="patches/vN (default: newest)"
+    )
     p.add_argument(
         "--from",
         dest="sender",
@@ -615,7 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command("build", "configure and build QEMU with the series", cmd_build)
-    p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    p.add_argument(
+        "--series", action=_Once, metavar="vN", help="patches/vN (default: newest)"
+    )
     p.add_argument(
         "--what",
         choices=WHAT,
@@ -625,7 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command("test", "prove the event order on real QEMU processes", cmd_test)
-    p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    p.add_argument(
+        "--series", action=_Once, metavar="vN", help="patches/vN (default: newest)"
+    )
     p.add_argument(
         "--control",
         action="store_true",
@@ -667,7 +735,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_reproduce,
     )
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    what.add_argument(
+        "--series", action=_Once, metavar="vN", help="patches/vN (default: newest)"
+    )
     what.add_argument("--mbox", type=Path, metavar="FILE", help="a mailed series")
     p.add_argument(
         "--report-dir",
@@ -729,7 +799,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_matrix,
         base=False,
     )
-    p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    p.add_argument(
+        "--series", action=_Once, metavar="vN", help="patches/vN (default: newest)"
+    )
     p.add_argument(
         "--tree",
         dest="trees",
@@ -776,11 +848,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write (default: .gitlab-ci.yml beside series.yaml)",
     )
     g.add_argument("--force", action="store_true", help="replace a different file")
-    g.add_argument("--stdout", action="store_true", help="print it instead")
+    g.add_argument(
+        "--stdout", action="store_true", help="print it instead (no --output)"
+    )
     g.set_defaults(func=cmd_ci_gitlab)
 
     p = command("bench", "measure builds, test runs and event timing", cmd_bench)
-    p.add_argument("--series", metavar="vN", help="patches/vN (default: newest)")
+    p.add_argument(
+        "--series", action=_Once, metavar="vN", help="patches/vN (default: newest)"
+    )
     p.add_argument(
         "--cycles",
         type=int,
@@ -815,8 +891,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _describe(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.filename is not None:
-        return f"{err.filename}: {err.strerror or err}"
+    """An error of the system in words: the path(s) it met and its cause,
+    without Python's '[Errno N]'."""
+    if isinstance(err, OSError) and err.strerror:
+        where = " -> ".join(str(n) for n in (err.filename, err.filename2) if n)
+        return f"{where}: {err.strerror}" if where else err.strerror
     return str(err) or type(err).__name__
 
 
@@ -833,6 +912,55 @@ def _quiet_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
+def _leftover_names(pids: Sequence[int]) -> str:
+    """'sleep (108), git (1)': the programs of pids, most frequent first."""
+    names: dict[str, int] = {}
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip() or "?"
+        except OSError:
+            name = "?"
+        names[name] = names.get(name, 0) + 1
+    ranked = sorted(names.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{name} ({count})" for name, count in ranked[:5])
+    return shown + (", ..." if len(ranked) > 5 else "")
+
+
+def _end_leftovers(before: set[int]) -> None:
+    """End what a run that returned left running, under the work dir's
+    lock, and name it in one line.  Its descendants, as qseries is their
+    subreaper: those that dropped the run's marker from their
+    environment (`env -i`) included, which runs.recorded, going by the
+    marker, does not find.
+
+    Nothing qseries starts is meant to outlive its command: what does is
+    a bug (a detached `git gc --auto`) or the doing of code qseries runs
+    (a QEMU wrapper's `setsid sleep &`).  The exit code stays the
+    command's: its verdict holds, and once the line is said nothing of
+    the run is left to clean up.
+    """
+    left = proc.descendants(exclude=before)
+    if not left:
+        return
+    names = _leftover_names(left)
+    ended = proc.kill_descendants(exclude=before)
+    count = len(set(ended) | set(left))
+    say(
+        f"ended {count} process{'es' if count != 1 else ''} this run left "
+        f"running: {names}"
+    )
+
+
+def _checkouts(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The user's checkouts the command was given, which qseries only reads."""
+    found = [
+        ("--tree", getattr(args, "tree", None)),
+        ("--repo", getattr(args, "repo", None)),
+    ]
+    found += [("--tree", tree) for tree in getattr(args, "trees", [])]
+    return [(option, path) for option, path in found if path is not None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Whatever the locale says the terminal takes (PYTHONIOENCODING=ascii,
     # LC_ALL=C), a name with an accent must not end the run.
@@ -842,24 +970,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # SIGTERM unwinds as Ctrl-C does.  What our children leave running
-    # stays ours (a subreaper) and is ended when the run does not succeed:
-    # only what this run started, as main may run in-process.
+    # stays ours (a subreaper) and is ended when the run ends, however it
+    # ends: only what this run started, as main may run in-process.
     proc.on_sigterm_raise()
     proc.become_subreaper()
     before = set(proc.descendants())
     code = EXIT_BUG
     try:
+        _check_options(args)
         workdir = WorkDir.default(args.workdir)
+        # Nothing is written before the work dir and --output are known
+        # to be places qseries may write.
+        checkouts = _checkouts(args)
+        check_workdir(workdir.path, checkouts)
         check_directory(workdir.path, "--workdir")
+        check_output(getattr(args, "output", None), workdir.path, checkouts)
         if args.command in build_mod.COMMANDS_THAT_BUILD:
             build_mod.check_build_paths(workdir)
+        prepare(workdir.path, say)
         with WorkDirLock(workdir.path, f"qseries {args.command}") as lock:
             lock.acquire(wait=not args.no_wait, notify=say)
             # What a killed run left is ended first; this run is recorded
             # for the next one, should it be killed.
-            with runs.recorded(workdir.path, f"qseries {args.command}", say):
+            # The series' code runs sandboxed, the home and the user's
+            # checkouts hidden from it (sandbox.py).
+            with (
+                runs.recorded(workdir.path, f"qseries {args.command}", say),
+                sandbox_mod.for_run(
+                    workdir.path,
+                    [p for _, p in checkouts],
+                    say,
+                    shown=[getattr(args, "qemu", None)],
+                ),
+            ):
                 code = int(args.func(args, workdir))
                 sys.stdout.flush()
+                _end_leftovers(before)
         return code
     except BrokenPipeError:
         # Whoever read our output (`--json | head`) has what it wanted.
@@ -903,8 +1049,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_BUG
     finally:
-        if code != 0:
-            proc.kill_descendants(exclude=before)
+        proc.kill_descendants(exclude=before)
 
 
 if __name__ == "__main__":

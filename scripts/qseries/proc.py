@@ -2,12 +2,16 @@
 
 This is the one module of qseries that starts processes: a command run
 to its end (run_bounded), a long one whose output streams to a log
-(run_streaming: ninja, meson) and a QEMU started from asyncio
-(start_async).  Each has a time limit, gets the environment its caller
-gives minus what would change what it runs on (LD_PRELOAD, git's
-repository-selecting variables) unless the caller names them, carries
-the run marker (set_run_marker) and gets SIGTERM if qseries dies
-(PR_SET_PDEATHSIG).
+(run_streaming: ninja, meson), a QEMU started from asyncio
+(start_async) and a child asked questions a line at a time
+(start_conversation: the template renderer).  Each has a time limit,
+gets the environment its caller gives minus what would change what it
+runs on (LD_PRELOAD, git's repository-selecting variables) unless the
+caller names them, carries the run marker (set_run_marker) and gets
+SIGTERM if qseries dies (PR_SET_PDEATHSIG).  A command that runs the
+series' own code (its build, QEMU, the qtests) says untrusted=True: it
+then runs in the run's sandbox (set_sandbox, made by sandbox.py), if
+the run has one.
 
 Each command runs in a session of its own, so that on a time limit (or
 an interrupt of qseries) its whole process group goes with it: apt's
@@ -41,7 +45,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from .errors import ToolError
 
@@ -61,6 +65,16 @@ DEATH_SIGNAL = signal.SIGTERM
 # left by it (in /proc/PID/environ).
 RUN_VARIABLE = "QSERIES_RUN"
 _run_marker: str | None = None
+
+
+class Wrapper(Protocol):
+    """What runs an untrusted command elsewhere (sandbox.RunSandbox)."""
+
+    def wrap(self, argv: Sequence[str], cwd: Path | None) -> list[str]: ...
+
+
+# The run's sandbox, if any: what an untrusted command runs in.
+_sandbox: Wrapper | None = None
 
 # A child gets these only when its caller names them (keep=): the first
 # loads a library into every program the child runs, the others point
@@ -139,6 +153,17 @@ def run_marker() -> str | None:
     return _run_marker
 
 
+def set_sandbox(wrapper: Wrapper | None) -> None:
+    """Run every untrusted command started from now on through wrapper
+    (None: as any other command)."""
+    global _sandbox
+    _sandbox = wrapper
+
+
+def sandbox() -> Wrapper | None:
+    return _sandbox
+
+
 def child_env(env: Mapping[str, str], keep: Collection[str] = ()) -> dict[str, str]:
     """The environment of a child: env, but for the GUARDED_VARIABLES
     not in keep, with the run marker."""
@@ -170,6 +195,15 @@ def _in_child(parent: int) -> Callable[[], None]:
 _SETPRIV = shutil.which("setpriv")
 
 
+def death_signal_argv() -> list[str]:
+    """setpriv's command line that gives what it runs the death signal,
+    empty without setpriv."""
+    if _SETPRIV is None:
+        return []
+    signame = signal.Signals(DEATH_SIGNAL).name.removeprefix("SIG")
+    return [_SETPRIV, f"--pdeathsig={signame}", "--"]
+
+
 def _runnable(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None) -> bool:
     """Does argv[0] name a program that exec can run (as Popen would look
     it up)?  If not, Popen itself is left to raise what it raises."""
@@ -186,10 +220,13 @@ def _popen_args(
     keep: Collection[str],
     pass_fds: Sequence[int],
     cwd: Path | None,
+    untrusted: bool = False,
 ) -> tuple[list[str], dict[str, Any]]:
     """The command line and what every entry point gives Popen (or
     asyncio, which passes it on): a session of its own, the child's
-    environment, the death signal (through setpriv, else a preexec_fn).
+    environment, the death signal (through setpriv, else a preexec_fn),
+    the run's sandbox if untrusted.  A program that is not there is not
+    wrapped: Popen raises FileNotFoundError for it, as its callers expect.
     The death signal fires when the *thread* that started the child
     ends: run_bounded and run_streaming wait for their child in that
     thread, and a child of start_async belongs to the event loop of its
@@ -202,9 +239,11 @@ def _popen_args(
         "start_new_session": True,
         "pass_fds": tuple(pass_fds),
     }
-    if _SETPRIV is not None and _runnable(argv, child, cwd):
-        signame = signal.Signals(DEATH_SIGNAL).name.removeprefix("SIG")
-        return [_SETPRIV, f"--pdeathsig={signame}", "--", *argv], args
+    runnable = _runnable(argv, child, cwd)
+    if untrusted and _sandbox is not None and runnable:
+        argv = _sandbox.wrap(argv, cwd)
+    if _SETPRIV is not None and runnable:
+        return [*death_signal_argv(), *argv], args
     args["preexec_fn"] = _in_child(os.getpid())
     return list(argv), args
 
@@ -237,14 +276,31 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def group_running(pgid: int) -> bool:
+    """Does a process of group pgid still run (a zombie does not)?"""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _stat(int(entry))
+            if stat is not None and stat[2] == pgid and stat[0] not in ("Z", "X"):
+                return True
+    return False
+
+
 def stop_group(proc: subprocess.Popen[str], grace: float | None = None) -> None:
     """End the process group proc leads (proc started a session of its
-    own): SIGTERM, up to grace seconds for proc to exit, then SIGKILL to
-    whatever is left of the group.  proc is reaped."""
+    own): SIGTERM, up to grace seconds for the group to exit, then
+    SIGKILL to whatever is left of it.  proc is reaped.
+
+    The leader may end before the rest of its group: bwrap, whose
+    command is still stopping on the same SIGTERM (sandbox.py), so the
+    grace is the group's, not only the leader's."""
     with signals_held():
         _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + (GRACE if grace is None else grace)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=GRACE if grace is None else grace)
+            proc.wait(timeout=max(deadline - time.monotonic(), 0))
+        while time.monotonic() < deadline and group_running(proc.pid):
+            time.sleep(0.02)
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
 
@@ -258,13 +314,14 @@ def run_bounded(
     *,
     input: str | None = None,
     keep: Collection[str] = (),
+    untrusted: bool = False,
 ) -> Ran:
     """Run argv in a session of its own, for at most timeout seconds,
-    with input (if any) on its stdin.
+    with input (if any) on its stdin (in the run's sandbox if untrusted).
 
     FileNotFoundError (no such program) is the caller's to report.
     """
-    command, args = _popen_args(argv, env, keep, pass_fds, cwd)
+    command, args = _popen_args(argv, env, keep, pass_fds, cwd, untrusted)
     proc = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -291,6 +348,75 @@ def run_bounded(
         raise
 
 
+class Conversation:
+    """A child that answers each line written to its stdin with one line
+    on its stdout (start_conversation), each answer within a time limit."""
+
+    def __init__(self, proc: subprocess.Popen[Any], time_limit: float):
+        self.proc = proc
+        self.time_limit = time_limit
+        self._pending = b""
+
+    def ask(self, line: str) -> str | None:
+        """Send line (without its newline); return the answer, or None
+        when the child ended or did not answer in time (it is then
+        stopped: its returncode says how it ended)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(line.encode("utf-8") + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            stop_group(self.proc)
+            return None
+        deadline = time.monotonic() + self.time_limit
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._pending:
+                remaining = deadline - time.monotonic()
+                chunk = (
+                    os.read(fd, 65536) if selector.select(max(remaining, 0)) else b""
+                )
+                if not chunk:  # its end, or the time limit
+                    stop_group(self.proc, grace=0)
+                    return None
+                self._pending += chunk
+        answer, self._pending = self._pending.split(b"\n", 1)
+        return answer.decode("utf-8", errors="replace")
+
+
+@contextlib.contextmanager
+def start_conversation(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    time_limit: float,
+    *,
+    keep: Collection[str] = (),
+) -> Iterator[Conversation]:
+    """Start argv in a session of its own for questions and answers, a
+    line each (Conversation.ask, time_limit seconds per answer); on the
+    way out its stdin is closed and the group stopped if it lingers.
+    Its stderr is not kept.  FileNotFoundError is the caller's."""
+    command, args = _popen_args(argv, env, keep, (), None)
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        **args,
+    )
+    try:
+        yield Conversation(proc, time_limit)
+    finally:
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        if proc.returncode is None:
+            stop_group(proc, grace=1.0)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def run_streaming(
     argv: Sequence[str],
     env: Mapping[str, str],
@@ -300,10 +426,11 @@ def run_streaming(
     on_line: Callable[[str], None] | None = None,
     *,
     keep: Collection[str] = (),
+    untrusted: bool = False,
 ) -> int:
-    """Run argv in a session of its own, its output (stdout and stderr)
-    appended to log and each line given to on_line as it comes; return
-    its exit code.
+    """Run argv in a session of its own (in the run's sandbox if
+    untrusted), its output (stdout and stderr) appended to log and each
+    line given to on_line as it comes; return its exit code.
 
     Past timeout seconds the group is stopped and CommandTimeout names
     the command and the log.  FileNotFoundError is the caller's.
@@ -312,7 +439,7 @@ def run_streaming(
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {shlex.join(argv)}\n")
         out.flush()
-        command, args = _popen_args(argv, env, keep, (), cwd)
+        command, args = _popen_args(argv, env, keep, (), cwd, untrusted)
         proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -406,15 +533,18 @@ class Started:
         return code
 
     async def stop(self, grace: float | None = None) -> int:
-        """End its group: SIGTERM, up to grace seconds, then SIGKILL."""
+        """End its group: SIGTERM, up to grace seconds for the group (as
+        stop_group), then SIGKILL."""
         if self.process.returncode is None:
             _signal_group(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + (GRACE if grace is None else grace)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     asyncio.shield(self.process.wait()),
-                    GRACE if grace is None else grace,
+                    max(deadline - time.monotonic(), 0),
                 )
-        if self.process.returncode is None:
+            while time.monotonic() < deadline and group_running(self.pid):
+                await asyncio.sleep(0.02)
             _signal_group(self.pid, signal.SIGKILL)
         return await self.wait()
 
@@ -429,13 +559,15 @@ async def start_async(
     stderr: int | IO[Any] = subprocess.DEVNULL,
     pass_fds: Sequence[int] = (),
     keep: Collection[str] = (),
+    untrusted: bool = False,
 ) -> Started:
-    """Start argv from the running event loop, in a session of its own;
-    past time_limit seconds its group is stopped (Started.timed_out).
+    """Start argv from the running event loop, in a session of its own
+    (in the run's sandbox if untrusted); past time_limit seconds its
+    group is stopped (Started.timed_out).
 
     FileNotFoundError is the caller's.
     """
-    command, args = _popen_args(argv, env, keep, pass_fds, cwd)
+    command, args = _popen_args(argv, env, keep, pass_fds, cwd, untrusted)
     process = await asyncio.create_subprocess_exec(
         *command,
         stdin=subprocess.DEVNULL,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .build import BuildError, Progress, run_logged
-from .errors import ToolError
+from .errors import ToolError, UsageError
 from .proc import CommandTimeout, Ran, run_bounded, run_streaming
 from .report import FAIL, PASS, SKIP, Result
 from .series import Mutation, TestPlan
@@ -53,6 +53,66 @@ def adds_qtest(patch: Path) -> bool:
     return any(f.startswith("tests/qtest/") and f.endswith("-test.c") for f in files)
 
 
+# What `qemu-system-* --version` prints first; qemu-img and the user-mode
+# emulators (qemu-x86_64) say "qemu-img version", "qemu-x86_64 version".
+QEMU_VERSION_LINE = "QEMU emulator version"
+VERSION_TIMEOUT = 20
+
+
+def _said(ran: Ran) -> str:
+    """What a command printed first, for a message: its first line on
+    stdout, else its exit code and first line on stderr."""
+
+    def first(text: str) -> str:
+        line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        return line if len(line) <= 80 else line[:77] + "..."
+
+    if first(ran.stdout):
+        return f"printed '{first(ran.stdout)}'"
+    err = f" ('{first(ran.stderr)}')" if first(ran.stderr) else ""
+    return f"printed nothing and exited {ran.returncode}{err}"
+
+
+def check_qemu(given: Path) -> None:
+    """Refuse, before any build, a --qemu that is no QEMU system emulator:
+    missing, a directory, not executable, a program whose --version (run
+    bounded, like every command) does not say it is QEMU, or one whose
+    name does not say its target, as libqtest needs."""
+    hint = "pass the path of a QEMU system emulator (qemu-system-x86_64)"
+    if not given.exists():
+        raise UsageError(f"--qemu {given}: no such file", hint)
+    if given.is_dir():
+        raise UsageError(f"--qemu {given} is a directory, not a program", hint)
+    if not given.is_file() or not os.access(given, os.X_OK):
+        raise UsageError(f"--qemu {given} is not an executable file", hint)
+    argv = [str(given.absolute()), "--version"]
+    try:
+        ran = run_bounded(argv, {**os.environ, "LC_ALL": "C"}, VERSION_TIMEOUT)
+    except OSError as err:
+        raise UsageError(
+            f"--qemu {given} cannot be run: {err.strerror or err}", hint
+        ) from None
+    if ran.timed_out:
+        raise UsageError(
+            f"--qemu {given} did not answer --version within {VERSION_TIMEOUT} s",
+            hint,
+        )
+    if QEMU_VERSION_LINE not in ran.stdout:
+        raise UsageError(
+            f"--qemu {given} is not a QEMU system emulator: its --version "
+            f"{_said(ran)}, not '{QEMU_VERSION_LINE} ...'",
+            hint,
+        )
+    # libqtest takes the target from QTEST_QEMU_BINARY's name
+    # (qtest_get_arch): any other name makes a qtest list no case.
+    if not re.fullmatch(r".*-system-[A-Za-z0-9_]+", given.name):
+        raise UsageError(
+            f"--qemu {given}: a qtest takes the target from the file's name, "
+            "which must end in -system-ARCH",
+            "name it (or a link to it) qemu-system-x86_64",
+        )
+
+
 def fake_builddir(repo: Path, workdir: WorkDir) -> Path:
     """The build directory of the fake for this checkout of qseries.
 
@@ -77,10 +137,12 @@ def build_fake(repo: Path, workdir: WorkDir) -> Path:
             str(builddir),
             str(repo),
         ]
-        code, _ = run_logged(argv, repo, log, None)
+        code, _ = run_logged(argv, repo, log, None, untrusted=False)
         if code != 0:
             raise BuildError("meson setup of tests/fakevfio failed", f"see {log}")
-    code, _ = run_logged(["ninja"], builddir, log, Progress("ninja fakevfio"))
+    code, _ = run_logged(
+        ["ninja"], builddir, log, Progress("ninja fakevfio"), untrusted=False
+    )
     if code != 0:
         raise BuildError("building tests/fakevfio failed", f"see {log}")
     library = next(builddir.rglob(FAKE_LIBRARY), None)
@@ -130,7 +192,9 @@ def _run_qtest(
     finds its firmware from /proc/self/exe, the real binary.
     """
     env = _scratch_env(scratch, qemu, fake)
-    return run_bounded([str(binary.absolute()), *args], env, timeout, cwd=scratch)
+    return run_bounded(
+        [str(binary.absolute()), *args], env, timeout, cwd=scratch, untrusted=True
+    )
 
 
 def _scratch_env(scratch: Path, qemu: Path, fake: Path | None) -> dict[str, str]:
@@ -303,6 +367,7 @@ def run_cases(
                 scratch,
                 scratch / "tap.log",
                 lambda line: lines.append((time.monotonic(), line)),
+                untrusted=True,
             )
         except CommandTimeout:
             code = None
@@ -459,6 +524,7 @@ def qemu_runner(
             env,
             timeout,
             cwd=builddir,
+            untrusted=True,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -595,7 +661,9 @@ def run_mutations(
                 (tree / name).write_text(text)
             source = tree / mutation.file
             source.write_text(apply_mutation(mutation, originals[mutation.file]))
-            code, _ = run_logged(["ninja", qemu.name], builddir, log, None)
+            code, _ = run_logged(
+                ["ninja", qemu.name], builddir, log, None, untrusted=True
+            )
             if code != 0:
                 results.append(
                     Result(
@@ -625,7 +693,7 @@ def run_mutations(
         Git(tree).run(*restore)
         raise
     Git(tree).run(*restore)
-    code, _ = run_logged(["ninja", qemu.name], builddir, log, None)
+    code, _ = run_logged(["ninja", qemu.name], builddir, log, None, untrusted=True)
     if code != 0:
         raise BuildError("rebuilding after the mutations failed", f"see {log}")
     return results

@@ -249,6 +249,7 @@ class FakeVfioVM:
                 stderr=err,
                 pass_fds=socket_fds(),
                 keep=("LD_PRELOAD",),
+                untrusted=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while not self.qmp_path.exists():

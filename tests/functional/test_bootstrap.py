@@ -421,6 +421,9 @@ def _every_tool(chroot: Chroot) -> None:
     chroot.run("patch", ["patch", "-p1", "-i", "../series.mbox"], cwd="/data/toy")
     assert (root / "data" / "toy" / "greeting").read_text() == "hello\nworld\n"
 
+    # bwrap, which makes the sandbox the series' code runs in.
+    assert chroot.run("bwrap", ["bwrap", "--version"]).startswith("bubblewrap ")
+
 
 def test_a_killed_run_s_mounts_are_swept_by_the_next(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
