@@ -40,6 +40,11 @@ TOOLS = ("ninja", "meson", "ccache")
 CHECKOUT = Path(__file__).resolve().parents[2]
 # Replaced by an empty tmpfs of the sandbox's own.
 PRIVATE = ("/tmp", "/run")
+# What stays read-only inside the writable work dir: the base trees.
+# They hold the checkers qseries runs on every series (checkpatch.pl,
+# get_maintainer.pl, the QAPI code) and the base every build starts
+# from; a series' build must not change what checks the next series.
+READ_ONLY = ("trees",)
 
 
 def _under(path: Path, roots: Iterable[Path]) -> bool:
@@ -54,6 +59,8 @@ class Sandbox:
     writable: tuple[Path, ...]
     hidden: tuple[Path, ...]
     visible: tuple[Path, ...] = ()
+    # Inside a writable path, bound again read-only.
+    readonly: tuple[Path, ...] = ()
 
     def prefix(self) -> list[str]:
         """bwrap and its options, up to the command.
@@ -100,6 +107,10 @@ class Sandbox:
                 mounts.append(
                     (len(path.absolute().parts), 2, ["--bind", str(real), where])
                 )
+        for path in self.readonly:
+            if path.is_dir():
+                real = str(path.resolve())
+                mounts.append((len(path.resolve().parts), 3, ["--ro-bind", real, real]))
         mounts.sort(key=lambda m: (m[0], m[1]))
         argv = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         for _, _, options in mounts:
@@ -176,7 +187,13 @@ class RunSandbox:
             self.reason = "bwrap is not on PATH"
             hint = INSTALL_HINT
         else:
-            sandbox = Sandbox(bwrap, (self.workdir,), self.hidden, self.visible)
+            sandbox = Sandbox(
+                bwrap,
+                (self.workdir,),
+                self.hidden,
+                self.visible,
+                tuple(self.workdir / name for name in READ_ONLY),
+            )
             self.reason = probe(sandbox, self.env)
             hint = (
                 "let bwrap make user namespaces (README.md: 'The series' code "

@@ -99,6 +99,20 @@ def test_the_work_dir_is_writable_and_seen_outside(place: Place) -> None:
 
 
 @needs_bwrap
+def test_the_base_trees_stay_read_only(place: Place) -> None:
+    """The base's checkpatch.pl checks the next series: a build of this
+    one may not rewrite it, though the rest of the work dir is its."""
+    script = place.workdir / "trees" / "debian-1" / "scripts" / "checkpatch.pl"
+    script.parent.mkdir(parents=True)
+    script.write_text("the base's checker\n")
+    code = f"open({str(script)!r}, 'w').write('forged')"
+    ran = python(code, True, cwd=place.workdir)
+    assert ran.returncode != 0 and "Read-only file system" in ran.stderr, ran
+    assert script.read_text() == "the base's checker\n"
+    assert python(code, False).returncode == 0  # outside, it could
+
+
+@needs_bwrap
 def test_the_system_is_read_only(place: Place) -> None:
     target = Path("/usr/local") / f"qseries-sandbox-test-{os.getpid()}"
     try:
