@@ -42,16 +42,27 @@ class Case:
     # For a check that reports the bad input as a FAIL (exit 1) rather than
     # an error: the line of stdout holding this text, not stderr's last.
     pick: str | None = None
+    # A command qseries runs under, e.g. one that mounts a file system in
+    # a mount namespace of its own: `qseries ...` is its "$@".
+    prefix: tuple[str, ...] = ()
+    # For a bad input qseries gets past (exit 0), saying what it left out
+    # or refused: stderr's last line says so.
+    handled: bool = False
 
 
 CASES: list[Case] = []
 
 
 def case(
-    id: str, what: str, pick: str | None = None, **env: str
+    id: str,
+    what: str,
+    pick: str | None = None,
+    prefix: tuple[str, ...] = (),
+    handled: bool = False,
+    **env: str,
 ) -> Callable[[Callable[[Path], list[str]]], Callable[[Path], list[str]]]:
     def register(setup: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
-        CASES.append(Case(id, what, setup, env, pick))
+        CASES.append(Case(id, what, setup, env, pick, prefix, handled))
         return setup
 
     return register
@@ -110,6 +121,12 @@ def generate(tmp: Path, edit: Callable[[str], str] | None = None) -> list[str]:
         "--output",
         "out",
     ]
+
+
+def version(argv: list[str], name: str) -> list[str]:
+    """argv with its --series value replaced (--series may be given once)."""
+    at = argv.index("--series") + 1
+    return [*argv[:at], name, *argv[at + 1 :]]
 
 
 # -- series.yaml -----------------------------------------------------------
@@ -180,12 +197,12 @@ def _(tmp: Path) -> list[str]:
 
 @case("series-huge-version", "--series with 5,000 digits")
 def _(tmp: Path) -> list[str]:
-    return [*generate(tmp), "--series", "v" + "9" * 5000]
+    return version(generate(tmp), "v" + "9" * 5000)
 
 
 @case("series-unknown-version", "--series names a version the file lacks")
 def _(tmp: Path) -> list[str]:
-    return [*generate(tmp), "--series", "v7"]
+    return version(generate(tmp), "v7")
 
 
 @case("faults-unknown-invariant", "a fault plan names an invariant qseries lacks")
@@ -596,26 +613,466 @@ def _(tmp: Path) -> list[str]:
 
 
 # -- work dir, --output and --tree (hostile input) ---------------------------
+
+
+def in_tmpfs(script: str) -> tuple[str, ...]:
+    """A prefix that runs qseries in a mount namespace of its own, where
+    script (run in TMP) has mounted a small tmpfs on TMP/disk: the mount
+    goes when qseries does.  It needs root."""
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh")
+
+
+def mountpoint(tmp: Path) -> None:
+    """TMP/disk for in_tmpfs; skipped, with the reason, where mounting is
+    not allowed, but never in CI (which runs as root)."""
+    if os.geteuid() != 0 and os.environ.get("CI") != "true":
+        pytest.skip("mounting a tmpfs needs root (CI runs these as root)")
+    (tmp / "disk").mkdir()
+
+
+TMPFS_READ_ONLY = 'mount -t tmpfs -o size=64k,ro tmpfs disk && exec "$@"'
+# 16 KB, filled by a file before qseries starts.
+TMPFS_FULL = (
+    "mount -t tmpfs -o size=16k tmpfs disk"
+    ' && { cat /dev/zero >disk/fill 2>/dev/null; exec "$@"; }'
+)
+
+
+def source(tmp: Path, *more: str) -> list[str]:
+    return ["--series-file", series(tmp), "source", "--tree", tree(tmp), *more]
+
+
+@case("workdir-root", "--workdir / (the root directory)")
+def _(tmp: Path) -> list[str]:
+    return ["--workdir", "/", *source(tmp)]
+
+
+@case("workdir-empty", '--workdir "" (the empty string)')
+def _(tmp: Path) -> list[str]:
+    return ["--workdir", "", *source(tmp)]
+
+
+@case("workdir-checkout", "--workdir at the user's own checkout (non-empty)")
+def _(tmp: Path) -> list[str]:
+    argv = source(tmp)
+    return ["--workdir", "s", *argv]
+
+
+@case("workdir-tree", "--workdir at the --tree checkout itself")
+def _(tmp: Path) -> list[str]:
+    return ["--workdir", "tree", *source(tmp)]
+
+
+@case("workdir-inside-tree", "--workdir a new directory inside --tree")
+def _(tmp: Path) -> list[str]:
+    return ["--workdir", "tree/.work", *source(tmp)]
+
+
+@case("workdir-inside-repo", "--workdir a new directory inside export's --repo")
+def _(tmp: Path) -> list[str]:
+    (tmp / "repo").mkdir()
+    git(tmp / "repo", "init", "-q")
+    argv = ["--series-file", series(tmp), "export", "--tree", tree(tmp)]
+    return ["--workdir", "repo/w", *argv, "--repo", "repo", "--branch", "v1"]
+
+
+@case("workdir-symlink-loop", "--workdir a symbolic link to itself")
+def _(tmp: Path) -> list[str]:
+    (tmp / "loop").symlink_to("loop")
+    return ["--workdir", "loop", *source(tmp)]
+
+
+@case("workdir-proc", "--workdir /proc/self")
+def _(tmp: Path) -> list[str]:
+    return ["--workdir", "/proc/self", *source(tmp)]
+
+
+@case("workdir-long-name", "--workdir with a name of 300 characters")
+def _(tmp: Path) -> list[str]:
+    return ["--workdir", "w" * 300, *source(tmp)]
+
+
+@case(
+    "workdir-readonly",
+    "--workdir on a read-only file system",
+    prefix=in_tmpfs(TMPFS_READ_ONLY),
+)
+def _(tmp: Path) -> list[str]:
+    mountpoint(tmp)
+    return ["--workdir", "disk/work", *source(tmp)]
+
+
+@case("workdir-full-disk", "--workdir on a full disk", prefix=in_tmpfs(TMPFS_FULL))
+def _(tmp: Path) -> list[str]:
+    mountpoint(tmp)
+    return ["--workdir", "disk/work", *source(tmp)]
+
+
+@case("output-in-workdir", "generate --output inside the work dir's base tree")
+def _(tmp: Path) -> list[str]:
+    return [*generate(tmp)[:-1], "work/trees/patches"]
+
+
+@case("output-in-tree", "generate --output inside the --tree checkout")
+def _(tmp: Path) -> list[str]:
+    return [*generate(tmp)[:-1], "tree/patches"]
+
+
+@case("tree-subdir", "--tree a QEMU tree that is a subdirectory of a checkout")
+def _(tmp: Path) -> list[str]:
+    outer = tmp / "outer"
+    shutil.copytree(FIXTURES / "qemu-mini", outer / "qemu")
+    git(outer, "init", "-q", "-b", "master")
+    git(outer, "add", "-A")
+    git(outer, "commit", "-q", "-m", "a QEMU tree among other things")
+    return ["--series-file", series(tmp), "source", "--tree", "outer/qemu"]
+
+
 # (end of section: work dir, --output and --tree (hostile input))
 
 
 # -- series paths, dates and templates (hostile input) -----------------------
+
+
+def symlink(tmp: Path, link: str, target: str | Path) -> None:
+    """TMP/s/LINK made a symlink to target (what was there goes)."""
+    path = tmp / "s" / link
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    path.symlink_to(target)
+
+
+@case("template-symlink-include", "a template includes a symlink to /etc/passwd")
+def _(tmp: Path) -> list[str]:
+    template(
+        tmp,
+        "{% macro prepare_call() %}",
+        "{% include 'hw/vfio/pw.j2' %}{% macro prepare_call() %}",
+    )
+    symlink(tmp, "hw/vfio/pw.j2", "/etc/passwd")
+    return generate(tmp)
+
+
+@case("template-dir-symlink", "a template includes from a folder symlinked to /etc")
+def _(tmp: Path) -> list[str]:
+    template(
+        tmp,
+        "{% macro prepare_call() %}",
+        "{% include 'hw/etc/passwd' %}{% macro prepare_call() %}",
+    )
+    symlink(tmp, "hw/etc", "/etc")
+    return generate(tmp)
+
+
+@case("series-template-symlink", "the folder of a patch's template leads outside")
+def _(tmp: Path) -> list[str]:
+    series(tmp)
+    shutil.copytree(tmp / "s" / "hw" / "vfio", tmp / "elsewhere")
+    symlink(tmp, "hw/vfio", tmp / "elsewhere")
+    return generate(tmp)
+
+
+@case("series-qtest-symlink", "the qtest's source is a symlink to /etc/shadow")
+def _(tmp: Path) -> list[str]:
+    series(tmp)
+    symlink(tmp, "tests/qtest/vfio-migration-prepare-test.c", "/etc/shadow")
+    return generate(tmp)
+
+
+@case("series-mutations-symlink", "the mutations file is a symlink to /etc/passwd")
+def _(tmp: Path) -> list[str]:
+    series(tmp)
+    symlink(tmp, "mutations/v1.yaml", "/etc/passwd")
+    return generate(tmp)
+
+
+@case("template-memory", "a template asks for a string of 3 GB")
+def _(tmp: Path) -> list[str]:
+    template(
+        tmp,
+        "{% macro prepare_call() %}",
+        "{{ 'a' * 3000000000 }}{% macro prepare_call() %}",
+    )
+    return generate(tmp)
+
+
+@case(
+    "template-time",
+    "a template loops 10^10 times (QSERIES_TEMPLATE_CPU=1)",
+    QSERIES_TEMPLATE_CPU="1",
+)
+def _(tmp: Path) -> list[str]:
+    template(
+        tmp,
+        "{% macro prepare_call() %}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}"
+        "{% endfor %}{% endfor %}{% macro prepare_call() %}",
+    )
+    return generate(tmp)
+
+
+@case("series-date-0001", "a date in year 1, which git would take for 2001")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp, replace("2026-11-27T09:00:00+00:00", "0001-01-01T00:00:00+00:00")
+    )
+
+
+@case("series-date-1969", "a date before 1970")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp, replace("2026-11-27T09:00:00+00:00", "1969-12-31T23:59:59+00:00")
+    )
+
+
+@case("series-date-2100", "a date after 2099")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp, replace("2026-11-27T09:00:00+00:00", "2100-01-01T00:00:00+00:00")
+    )
+
+
+@case("series-path-outside", "helper-file goes up out of the QEMU tree")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp, replace("helper-file: tests/qtest/vfio-fake.c", "helper-file: ../x.c")
+    )
+
+
+@case("series-path-absolute", "helper-file is an absolute path")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp, replace("helper-file: tests/qtest/vfio-fake.c", "helper-file: /etc/x")
+    )
+
+
+@case("series-path-nul", "helper-file holds a NUL character")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp,
+        replace(
+            "helper-file: tests/qtest/vfio-fake.c",
+            'helper-file: "tests/qtest/x\\0.c"',
+        ),
+    )
+
+
+@case("series-qtest-outside", "a qtest name that climbs out of tests/qtest")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp,
+        replace(
+            "qtest: vfio-migration-prepare-test\n          condition",
+            "qtest: ../../../etc/x\n          condition",
+        ),
+    )
+
+
+@case("series-mutation-file", "a mutation edits a file outside the QEMU tree")
+def _(tmp: Path) -> list[str]:
+    argv = generate(tmp)
+    path = tmp / "s" / "mutations" / "v1.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("file: hw/vfio/migration.c", "file: /etc/passwd", 1))
+    return argv
+
+
+@case("series-template-absolute", "a patch's template is an absolute path")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp,
+        replace("template: hw/vfio/migration-v1.c.j2", "template: /etc/passwd"),
+    )
+
+
 # (end of section: series paths, dates and templates (hostile input))
 
 
 # -- mail input: b4, trailers, message-id (hostile input) --------------------
+
+
+def reply_mail(to: str, sender: str, subject: str, mid: str, body: str) -> str:
+    return (
+        "From mboxrd@z Thu Jan  1 00:00:00 1970\n"
+        f"From: {sender}\nTo: qemu-devel@nongnu.org\nSubject: Re: {subject}\n"
+        f"Date: Sun, 29 Nov 2026 10:00:00 +0000\nMessage-Id: {mid}\n"
+        f"In-Reply-To: {to}\nReferences: {to}\n\n{body}\n"
+    )
+
+
+@case(
+    "mail-spinning-reply",
+    "a reply whose 5,000-letter Tested-by makes b4 spin for minutes",
+    pick="left out",
+    QSERIES_MAIL_TIME_LIMIT="1",
+)
+def _(tmp: Path) -> list[str]:
+    tag = f"Tested-by: {'A' * 5000} <a@b.net>"
+    spin = reply_mail("<c@x>", "A <a@b.net>", "[PATCH 0/3] x", "<spin@x>", tag)
+    return mailed(tmp, lambda mails: [*mails, spin])
+
+
+@case("mail-message-id-newline", "a message-id in series.yaml with a line break")
+def _(tmp: Path) -> list[str]:
+    base = '    base: ">=10.0, <11"\n'
+    return generate(
+        tmp, replace(base, base + '    message-id: "<c@x>\\nBcc: evil@x.net"\n')
+    )
+
+
+@case(
+    "mail-trailer-for-another",
+    "a reply from Joe gives a Tested-by for Ann",
+    handled=True,
+)
+def _(tmp: Path) -> list[str]:
+    mails = []
+    for n, path in enumerate(sorted((REPO / "patches" / "v2").glob("*.patch"))):
+        first, rest = path.read_text().split("\n", 1)
+        ids = f"Message-Id: <p{n}@x>\n" + ("In-Reply-To: <p0@x>\n" if n else "")
+        mails.append(f"{first}\n{ids}{rest}\n")
+    joe = reply_mail(
+        "<p2@x>", "Joe <joe@x.net>", "[PATCH v2 2/3] x", "<joe@x>",
+        "Ann ran it.\n\nTested-by: Ann <ann@x.net>",
+    )  # fmt: skip
+    (tmp / "thread.mbox").write_text("".join([*mails, joe]))
+    return [
+        "--series-file", series(tmp), "trailers", "--mbox", "thread.mbox",
+        "--output", committed(tmp),
+    ]  # fmt: skip
+
+
 # (end of section: mail input: b4, trailers, message-id (hostile input))
 
 
 # -- writing files whole (hostile input) -------------------------------------
+
+_SMALL_DISK: list[Path] = []
+
+
+def small_disk() -> Path:
+    """An empty 16 KB tmpfs, outside any case's TMP (whose removal must not
+    meet a mount point): mounted once per process, emptied for each case,
+    unmounted when the process ends.  Mounting needs root; CI is root."""
+    import atexit
+
+    if os.geteuid() != 0 and os.environ.get("CI") != "true":
+        pytest.skip("mounting a 16 KB tmpfs needs root")
+    if not _SMALL_DISK:
+        where = Path(tempfile.mkdtemp(prefix="qseries-small-disk-"))
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(where)],
+            check=True,
+            capture_output=True,
+        )
+        atexit.register(_unmount, where)
+        _SMALL_DISK.append(where)
+    for left in _SMALL_DISK[0].iterdir():
+        if left.is_dir() and not left.is_symlink():
+            shutil.rmtree(left)
+        else:
+            left.unlink()
+    return _SMALL_DISK[0]
+
+
+def _unmount(where: Path) -> None:
+    subprocess.run(["umount", str(where)], check=False, capture_output=True)
+    where.rmdir()
+
+
+@case("write-full-disk", "--output on a disk too small for the mails (16 KB)")
+def _(tmp: Path) -> list[str]:
+    (tmp / "out").symlink_to(small_disk())
+    return generate(tmp)
+
+
 # (end of section: writing files whole (hostile input))
 
 
 # -- commands and processes (hostile input) ----------------------------------
+@case("cmd-qemu-missing", "test --qemu names no file (checked before any build)")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "test", "--qemu", "qemu-typo"]
+
+
+@case("cmd-qemu-dir", "test --qemu names a directory")
+def _(tmp: Path) -> list[str]:
+    (tmp / "bin").mkdir()
+    return ["--series-file", series(tmp), "test", "--qemu", "bin"]
+
+
+@case("cmd-qemu-not-qemu", "test --qemu names a program that is no QEMU")
+def _(tmp: Path) -> list[str]:
+    script = tmp / "not-qemu"
+    script.write_text("#!/bin/sh\necho 'not-qemu 1.0'\n")
+    script.chmod(0o755)
+    return ["--series-file", series(tmp), "test", "--qemu", "not-qemu"]
+
+
+@case("cmd-export-full-ref", "export --branch given as a full ref name")
+def _(tmp: Path) -> list[str]:
+    return [
+        "--series-file", series(tmp), "export", "--tree", tree(tmp),
+        "--repo", user_repo(tmp), "--branch", "refs/heads/master",
+    ]  # fmt: skip
+
+
+@case("cmd-export-at", "export --branch @ (git's name of HEAD)")
+def _(tmp: Path) -> list[str]:
+    return [
+        "--series-file", series(tmp), "export", "--tree", tree(tmp),
+        "--repo", user_repo(tmp), "--branch", "@",
+    ]  # fmt: skip
+
+
+@case("cmd-series-twice", "--series given twice")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "source", "--series", "v1", "--series", "v2"]
+
+
+@case("cmd-ci-stdout-output", "ci gitlab --stdout with --output")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "ci", "gitlab", "--stdout", "--output", "F"]
+
+
 # (end of section: commands and processes (hostile input))
 
 
 # -- checkers and the sandbox (hostile input) --------------------------------
+
+
+def forged_checkpatch(touched: Path) -> str:
+    """A diff that adds a scripts/checkpatch.pl (the small tree has none)
+    giving a clean verdict and touching a file: appended to patch 3."""
+    script = [
+        "#!/usr/bin/env perl",
+        f"open(my $t, '>', '{touched}') and close($t);",
+        'print "total: 0 errors, 0 warnings, 1 lines checked\\n";',
+    ]
+    return (
+        "diff --git a/scripts/checkpatch.pl b/scripts/checkpatch.pl\n"
+        "new file mode 100755\n"
+        "--- /dev/null\n"
+        "+++ b/scripts/checkpatch.pl\n"
+        f"@@ -0,0 +1,{len(script)} @@\n" + "".join(f"+{line}\n" for line in script)
+    )
+
+
+@case(
+    "checker-forged-checkpatch",
+    "patch 3 of a mailed thread adds its own scripts/checkpatch.pl",
+    pick="changes scripts/checkpatch.pl",
+)
+def _(tmp: Path) -> list[str]:
+    def forge(mails: list[str]) -> list[str]:
+        evil = mails[3].rstrip("\n") + "\n" + forged_checkpatch(tmp / "forged-ran")
+        return [*mails[:3], evil]
+
+    return mailed(tmp, forge)
+
+
 # (end of section: checkers and the sandbox (hostile input))
 
 
@@ -638,7 +1095,7 @@ def run_case(c: Case, tmp: Path) -> Outcome:
         **c.env,
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "qseries", *argv],
+        [*c.prefix, sys.executable, "-m", "qseries", *argv],
         cwd=tmp,
         env=env,
         capture_output=True,
@@ -706,7 +1163,12 @@ def test_case_prints_what_the_table_says(c: Case, tmp_path: Path) -> None:
     outcome = run_case(c, tmp_path)
     want = read_table()[c.id]
     assert outcome == want
-    if c.pick is None:
+    if c.handled:
+        # Got past: the run goes on and names what it did not take.
+        assert outcome.exit == 0
+        assert outcome.line != "(nothing)"
+        assert not outcome.line.startswith("qseries: error: ")
+    elif c.pick is None:
         # A bad input is one line: what, where and what to do.
         assert outcome.line.startswith("qseries: error: ")
         assert outcome.exit in (1, 2)
