@@ -1158,6 +1158,18 @@ def test_every_case_is_in_the_table_and_nothing_else() -> None:
     assert sorted(read_table()) == sorted(c.id for c in CASES)
 
 
+def test_the_findings_without_a_row_name_tests_that_exist() -> None:
+    """The table after the cases points at the tests that prove what
+    prints nothing: each must be a test of this repository."""
+    after = TABLE.read_text().split(END, 1)[1]
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", after)
+    assert named
+    for path, name in named:
+        assert re.search(rf"^def {name}\(", (REPO / path).read_text(), re.M), (
+            f"{path}::{name}"
+        )
+
+
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_case_prints_what_the_table_says(c: Case, tmp_path: Path) -> None:
     outcome = run_case(c, tmp_path)
