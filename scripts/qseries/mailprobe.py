@@ -73,7 +73,9 @@ def b4_run(args: list[str], workdir: WorkDir, cwd: Path) -> Ran:
     """b4 ARGS, from this Python's environment, offline, writing only
     into the work dir; a b4 that does not finish is a ToolError."""
     script = Path(sys.executable).with_name("b4")
-    argv = [str(script)] if script.exists() else [sys.executable, "-m", "b4.command"]
+    argv = (
+        [str(script)] if script.exists() else [sys.executable, "-P", "-m", "b4.command"]
+    )
     try:
         ran = run_bounded(
             [*argv, "--offline-mode", *args], b4_env(workdir), B4_TIMEOUT, cwd=cwd

@@ -125,8 +125,12 @@ def limited(root: Path, limits: Limits | None = None) -> Iterator[LimitedTemplat
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in (package_parent, path) if p),
     }
+    # -P: a qseries/ in the directory qseries runs in (often the series'
+    # folder) is never what the child imports.  The child stays in that
+    # directory: root may be relative to it, as the messages show it.
     argv = [
         sys.executable,
+        "-P",
         "-m",
         "qseries.render",
         str(root),
