@@ -994,18 +994,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             # for the next one, should it be killed.
             # The series' code runs sandboxed, the home and the user's
             # checkouts hidden from it (sandbox.py).
-            with (
-                runs.recorded(workdir.path, f"qseries {args.command}", say),
-                sandbox_mod.for_run(
-                    workdir.path,
-                    [p for _, p in checkouts],
-                    say,
-                    shown=[getattr(args, "qemu", None)],
-                ),
-            ):
-                code = int(args.func(args, workdir))
-                sys.stdout.flush()
-                _end_leftovers(before)
+            try:
+                with (
+                    runs.recorded(workdir.path, f"qseries {args.command}", say),
+                    sandbox_mod.for_run(
+                        workdir.path,
+                        [p for _, p in checkouts],
+                        say,
+                        shown=[getattr(args, "qemu", None)],
+                    ),
+                ):
+                    code = int(args.func(args, workdir))
+                    sys.stdout.flush()
+                    _end_leftovers(before)
+            finally:
+                # A run that failed or was stopped: what it left ends
+                # before the lock is free for the next run.
+                proc.kill_descendants(exclude=before)
         return code
     except BrokenPipeError:
         # Whoever read our output (`--json | head`) has what it wanted.
@@ -1049,6 +1054,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_BUG
     finally:
+        # The last resort: what ran before the lock was taken.
         proc.kill_descendants(exclude=before)
 
 
