@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -634,6 +635,49 @@ def judge_mutation(mutation: Mutation, runs: Sequence[CaseRun]) -> Result:
     return Result(name, FAIL, f"no test failed: {mutation.what}")
 
 
+def _tree_source(tree: Path, name: str) -> Path:
+    """tree/name, if each step down from tree is a directory and the last
+    a regular file, none a symlink: the series' build runs in the tree
+    and may leave a symlink where a source was, to a file of the user's
+    that a write would replace."""
+    path = tree
+    parts = Path(name).parts
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError as err:
+            raise BuildError(
+                f"{path}: {err.strerror}", "build the version again"
+            ) from None
+        last = i == len(parts) - 1
+        if part == ".." or not (stat.S_ISREG(mode) if last else stat.S_ISDIR(mode)):
+            if stat.S_ISLNK(mode):
+                what = "a symlink"
+            else:
+                what = "not a regular file" if last else "not a directory"
+            raise BuildError(
+                f"{path} is {what} after the version's build; qseries does "
+                "not write through it",
+                "look for what the series' build does to its source tree",
+            )
+    return path
+
+
+def _tree_read(tree: Path, name: str) -> str:
+    fd = os.open(_tree_source(tree, name), os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, encoding="utf-8") as f:
+        return f.read()
+
+
+def _tree_write(tree: Path, name: str, text: str) -> None:
+    """Write a source of the tree, following no symlink (_tree_source)."""
+    path = _tree_source(tree, name)
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def run_mutations(
     plan: TestPlan,
     tree: Path,
@@ -651,16 +695,16 @@ def run_mutations(
 
     binary = builddir / "tests" / "qtest" / plan.qtest
     files = sorted({m.file for m in plan.mutations})
-    originals = {name: (tree / name).read_text() for name in files}
+    originals = {name: _tree_read(tree, name) for name in files}
     results = []
     restore = ["checkout", "--quiet", "--", *files]
     try:
         for mutation in plan.mutations:
             say(f"mutation {mutation.name}: {mutation.what}")
             for name, text in originals.items():
-                (tree / name).write_text(text)
-            source = tree / mutation.file
-            source.write_text(apply_mutation(mutation, originals[mutation.file]))
+                _tree_write(tree, name, text)
+            broken = apply_mutation(mutation, originals[mutation.file])
+            _tree_write(tree, mutation.file, broken)
             code, _ = run_logged(
                 ["ninja", qemu.name], builddir, log, None, untrusted=True
             )
