@@ -7,7 +7,8 @@ qseries checkout or the user's --tree.  Before anything is written, a
 work dir is refused if it is `/`, under /proc, /sys or /dev, inside (or
 equal to) a --tree or --repo the command was given, or a non-empty
 directory without the marker.  A work dir of an older qseries (no marker,
-but holding only names qseries makes) is adopted: marked, and used.
+but holding only names qseries makes, its lock file among them) is
+adopted: marked, and used.
 
 Two runs sharing a work dir would move the same worktrees, apply into the
 same check tree and run apt on the same private state (apt runs there
@@ -22,6 +23,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -225,6 +227,26 @@ def check_workdir(path: Path, trees: Sequence[tuple[str, Path]] = ()) -> None:
             f"has no {MARKER_NAME} (it holds {shown}{more})",
             "pass --workdir a new or empty directory",
         )
+    # build/ and tmp/ are anyone's names; the lock file, which every run
+    # of an older qseries wrote, is qseries' own.
+    held = sorted(n for n in names if n != "lost+found")
+    if held and not _is_file(real / LOCK_NAME):
+        shown = ", ".join(_short(n) for n in held[:SHOWN])
+        more = f" and {len(held) - SHOWN} more" if len(held) > SHOWN else ""
+        raise WorkDirRefused(
+            f"{what} {path} is not a qseries work dir: it is not empty and "
+            f"has no {MARKER_NAME}, nor the lock file of an older qseries "
+            f"(it holds {shown}{more})",
+            "pass --workdir a new or empty directory",
+        )
+
+
+def _is_file(path: Path) -> bool:
+    """A regular file at path, itself (not through a symlink)?"""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def check_output(

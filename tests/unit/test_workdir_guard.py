@@ -77,6 +77,9 @@ def test_an_empty_directory_is_marked(tmp_path: Path) -> None:
 def test_a_work_dir_of_an_older_qseries_is_adopted(tmp_path: Path) -> None:
     for name in OLD_CACHE:
         (tmp_path / name).mkdir()
+    # The lock is a file, the run's command in it.
+    (tmp_path / "lock").rmdir()
+    (tmp_path / "lock").write_text("qseries build\n")
     before = listing(tmp_path)
     check_workdir(tmp_path)
     assert listing(tmp_path) == before
@@ -91,6 +94,30 @@ def test_a_work_dir_of_an_older_qseries_is_adopted(tmp_path: Path) -> None:
     check_workdir(tmp_path)
     prepare(tmp_path, said.append)
     assert len(said) == 1
+
+
+def test_names_qseries_makes_without_its_lock_are_refused(tmp_path: Path) -> None:
+    """build/ and tmp/ are anyone's names: without the lock file every
+    older qseries run wrote, the directory is not adopted (`clean --all`
+    would remove that build/)."""
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "main.o").write_text("the user's\n")
+    (tmp_path / "tmp").mkdir()
+    before = listing(tmp_path)
+    with pytest.raises(WorkDirRefused) as err:
+        check_workdir(tmp_path)
+    assert err.value.exit_code == EXIT_USAGE
+    assert err.value.message == (
+        f"the work dir {tmp_path} is not a qseries work dir: it is not empty and "
+        f"has no {MARKER_NAME}, nor the lock file of an older qseries "
+        "(it holds build, tmp)"
+    )
+    assert listing(tmp_path) == before
+    # A directory named lock is not the lock file either.
+    (tmp_path / "lock").mkdir()
+    with pytest.raises(WorkDirRefused):
+        check_workdir(tmp_path)
+    assert not (tmp_path / MARKER_NAME).exists()
 
 
 def test_everything_qseries_makes_is_adoptable() -> None:
