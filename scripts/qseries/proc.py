@@ -72,6 +72,8 @@ class Wrapper(Protocol):
 
     def wrap(self, argv: Sequence[str], cwd: Path | None) -> list[str]: ...
 
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]: ...
+
 
 # The run's sandbox, if any: what an untrusted command runs in.
 _sandbox: Wrapper | None = None
@@ -242,6 +244,7 @@ def _popen_args(
     runnable = _runnable(argv, child, cwd)
     if untrusted and _sandbox is not None and runnable:
         argv = _sandbox.wrap(argv, cwd)
+        args["env"] = _sandbox.environment(child)
     if _SETPRIV is not None and runnable:
         return [*death_signal_argv(), *argv], args
     args["preexec_fn"] = _in_child(os.getpid())

@@ -5,10 +5,13 @@ the series' meson.build, ninja its compiler commands, QEMU and the
 qtests its C.  A series from a stranger must not read the user's home or
 their QEMU checkout (--tree), change the system or reach the network.
 So the commands that run it (proc's entry points, untrusted=True) run
-under bwrap: the system read-only, a private /tmp and /run, the work dir
-writable, the home and every --tree hidden under an empty tmpfs (with
-what must stay visible bound back read-only: the work dir, the venv
-qseries and meson run from, qseries' own checkout), no network.
+under bwrap: the system read-only, a private /tmp and /run, of the work
+dir only the builds, ccache and scratch writable (WRITABLE), the home
+and every --tree hidden under an empty tmpfs (with what must stay
+visible bound back read-only: the work dir, the venv qseries and meson
+run from, qseries' own checkout), the user's environment but for what
+builds use left out, no network, namespaces of its own for users and
+pids.
 
 Whether bwrap can be used is probed once per run, at the first command
 that needs it; when it cannot (not installed, user namespaces refused),
@@ -40,11 +43,30 @@ TOOLS = ("ninja", "meson", "ccache")
 CHECKOUT = Path(__file__).resolve().parents[2]
 # Replaced by an empty tmpfs of the sandbox's own.
 PRIVATE = ("/tmp", "/run")
-# What stays read-only inside the writable work dir: the base trees.
-# They hold the checkers qseries runs on every series (checkpatch.pl,
-# get_maintainer.pl, the QAPI code) and the base every build starts
-# from; a series' build must not change what checks the next series.
-READ_ONLY = ("trees",)
+# What the series' code may write in the work dir; the rest of it is
+# read-only in the sandbox.  Everything qseries itself later runs or
+# trusts outside the sandbox stays out of reach: the base trees (they
+# hold the checkers qseries runs on every series: checkpatch.pl,
+# get_maintainer.pl, the QAPI code), the worktrees the builds read
+# (their .git file points git, run by qseries, at a repository; a
+# planted one with core.fsmonitor set would run its program), the home
+# perl and b4 read their configuration from, the check cache, the run
+# records.  The builds write their build dirs, the compilers ccache, the
+# tests their scratch (TMPDIR is under tmp/), bench its own trees.
+WRITABLE = ("build", "tmp", "cache/ccache", "bench")
+# The environment the series' code inherits from the user's, by name:
+# what builds and tests need.  What qseries sets for a command itself
+# (a value other than its own environment's) is passed too; the rest
+# (CI tokens, cloud keys, agent sockets) is not.
+INHERITED = frozenset(
+    (
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "LANG",
+        "LANGUAGE", "TMPDIR", "CC", "CXX", "CFLAGS", "CXXFLAGS", "CPPFLAGS",
+        "LDFLAGS", "PKG_CONFIG_PATH", "LD_LIBRARY_PATH", "MAKEFLAGS",
+        "NINJA_STATUS", "V", "SPEED", "NO_COLOR",
+    )
+)  # fmt: skip
+INHERITED_PREFIXES = ("LC_", "MESON", "CCACHE_", "QTEST_", "QEMU_", "G_", "MALLOC_")
 
 
 def _under(path: Path, roots: Iterable[Path]) -> bool:
@@ -59,8 +81,6 @@ class Sandbox:
     writable: tuple[Path, ...]
     hidden: tuple[Path, ...]
     visible: tuple[Path, ...] = ()
-    # Inside a writable path, bound again read-only.
-    readonly: tuple[Path, ...] = ()
 
     def prefix(self) -> list[str]:
         """bwrap and its options, up to the command.
@@ -71,20 +91,21 @@ class Sandbox:
         the bind that shows.  A hidden tree inside the work dir stays
         hidden; the work dir inside the hidden home is seen.
 
-        The pid namespace is shared (no --unshare-pid): the pids the
-        sandboxed processes have are those qseries sees, so that its
-        process-group kills, kill_descendants (it is their subreaper)
-        and the next run's cleanup of a killed one (runs.py: the
-        QSERIES_RUN in /proc/PID/environ) reach them as they reach an
-        unsandboxed command.  That makes a user namespace a must, for
-        root too (--unshare-user; bwrap makes one anyway for anyone
-        else): without it, /proc/PID/root of any process of the same
-        user outside (qseries itself) is the whole file system again,
-        writable, and /proc/PID/environ and ptrace reach them; from a
-        user namespace of its own the kernel refuses all three.  No
-        --new-session either: the command stays in the process group
-        proc made for it, which is what a time limit stops (and it has
-        no terminal to be fed keystrokes from).
+        A pid namespace of its own (--unshare-pid): the series' code
+        sees no process outside and can signal none (`kill -9 -1` from
+        a qtest would otherwise reach every process of the user, as the
+        kernel compares the uids behind the user namespace).  qseries
+        still sees the sandboxed processes, by the pids of its own
+        namespace: its process-group kills, kill_descendants (it is
+        their subreaper) and the next run's cleanup of a killed one
+        (runs.py: the QSERIES_RUN in /proc/PID/environ) reach them as
+        they reach an unsandboxed command.  A user namespace of its
+        own, for root too (--unshare-user; bwrap makes one anyway for
+        anyone else): /proc/PID/root of a process outside would be the
+        whole file system again, writable.  No --new-session: the
+        command stays in the process group proc made for it, which is
+        what a time limit stops (and it has no terminal to be fed
+        keystrokes from).
 
         /run is emptied with /tmp: the unix sockets there (a docker
         daemon's, the session bus in /run/user/UID) would let the
@@ -96,26 +117,29 @@ class Sandbox:
         for path in self.hidden:
             if path.is_dir() and path != Path("/"):
                 mounts.append((len(path.parts), 0, ["--tmpfs", str(path)]))
+        covered = [*map(Path, PRIVATE), *self.hidden]
         for path in self.visible:
-            if path.exists() and _under(path, [*map(Path, PRIVATE), *self.hidden]):
-                mounts.append((len(path.parts), 1, ["--ro-bind", str(path), str(path)]))
+            # Seen at the path it is named by and at its real one: a
+            # venv in a home reached through a symlink is still found.
+            for where in {path.absolute(), path.resolve()}:
+                if where.exists() and _under(where, covered):
+                    source = str(where.resolve())
+                    mounts.append(
+                        (len(where.parts), 1, ["--ro-bind", source, str(where)])
+                    )
         for path in self.writable:
-            real = path.resolve()
-            mounts.append((len(real.parts), 2, ["--bind", str(real), str(real)]))
-            if path.absolute() != real:
-                where = str(path.absolute())
+            if not path.exists():
+                continue
+            target = path.resolve()
+            for where in {path.absolute(), target}:
                 mounts.append(
-                    (len(path.absolute().parts), 2, ["--bind", str(real), where])
+                    (len(where.parts), 2, ["--bind", str(target), str(where)])
                 )
-        for path in self.readonly:
-            if path.is_dir():
-                real = str(path.resolve())
-                mounts.append((len(path.resolve().parts), 3, ["--ro-bind", real, real]))
         mounts.sort(key=lambda m: (m[0], m[1]))
         argv = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         for _, _, options in mounts:
             argv += options
-        return [*argv, "--unshare-user", "--unshare-net"]
+        return [*argv, "--unshare-user", "--unshare-net", "--unshare-pid"]
 
     def wrap(self, argv: Sequence[str], cwd: Path | None) -> list[str]:
         """argv run in the sandbox, in cwd (else where bwrap lands).
@@ -187,12 +211,14 @@ class RunSandbox:
             self.reason = "bwrap is not on PATH"
             hint = INSTALL_HINT
         else:
+            # The work dir is seen read-only (bound back if it is in the
+            # hidden home); only WRITABLE is the series' to write.
+            writable = []
+            for name in WRITABLE:
+                (self.workdir / name).mkdir(parents=True, exist_ok=True)
+                writable.append(self.workdir / name)
             sandbox = Sandbox(
-                bwrap,
-                (self.workdir,),
-                self.hidden,
-                self.visible,
-                tuple(self.workdir / name for name in READ_ONLY),
+                bwrap, tuple(writable), self.hidden, (*self.visible, self.workdir)
             )
             self.reason = probe(sandbox, self.env)
             hint = (
@@ -212,6 +238,26 @@ class RunSandbox:
     def wrap(self, argv: Sequence[str], cwd: Path | None) -> list[str]:
         sandbox = self.decide()
         return list(argv) if sandbox is None else sandbox.wrap(argv, cwd)
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """What of env a command in the sandbox gets: see INHERITED."""
+        if self.decide() is None:
+            return dict(env)
+        return confined_env(env, os.environ)
+
+
+def confined_env(env: Mapping[str, str], own: Mapping[str, str]) -> dict[str, str]:
+    """env less what the user's environment (own) holds that the
+    series' code has no use for: a variable is kept if INHERITED names
+    it, or if qseries set it for this command (absent from own, or with
+    another value there), or if it is qseries' own (QSERIES_*)."""
+    return {
+        k: v
+        for k, v in env.items()
+        if k in INHERITED
+        or k.startswith((*INHERITED_PREFIXES, "QSERIES_"))
+        or own.get(k) != v
+    }
 
 
 def built_from(env: Mapping[str, str], programs: Iterable[Path] = ()) -> list[Path]:

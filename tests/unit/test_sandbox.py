@@ -92,24 +92,94 @@ def test_the_home_and_the_tree_are_hidden(place: Place) -> None:
 
 @needs_bwrap
 def test_the_work_dir_is_writable_and_seen_outside(place: Place) -> None:
-    out = place.workdir / "built.o"
+    out = place.workdir / "build" / "built.o"
     ran = python(f"open({str(out)!r}, 'w').write('object')", True, cwd=place.workdir)
     assert ran.returncode == 0, ran.stderr
     assert out.read_text() == "object"
 
 
 @needs_bwrap
-def test_the_base_trees_stay_read_only(place: Place) -> None:
-    """The base's checkpatch.pl checks the next series: a build of this
-    one may not rewrite it, though the rest of the work dir is its."""
-    script = place.workdir / "trees" / "debian-1" / "scripts" / "checkpatch.pl"
-    script.parent.mkdir(parents=True)
-    script.write_text("the base's checker\n")
-    code = f"open({str(script)!r}, 'w').write('forged')"
+@pytest.mark.parametrize(
+    "name",
+    [
+        # The base's checkpatch.pl checks the next series.
+        "trees/debian-1/scripts/checkpatch.pl",
+        # git, run by qseries, follows a worktree's .git file.
+        "work/build-debian-1/.git",
+        # perl and b4 read their configuration from the work dir's home.
+        "home/.get_maintainer.conf",
+        # A cached check result is shown again as it is.
+        "cache/checks/v2.json",
+        # The next run ends the processes a record names.
+        "runs/1.json",
+    ],
+)
+def test_the_series_writes_only_where_qseries_trusts_nothing(
+    place: Place, name: str
+) -> None:
+    """Outside build/, tmp/, cache/ccache and bench/, the work dir is
+    read-only to the series' code: what qseries runs or believes later
+    outside the sandbox is not the series' to plant or change."""
+    target = place.workdir / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("qseries'\n")
+    code = f"open({str(target)!r}, 'w').write('forged')"
     ran = python(code, True, cwd=place.workdir)
     assert ran.returncode != 0 and "Read-only file system" in ran.stderr, ran
-    assert script.read_text() == "the base's checker\n"
+    assert target.read_text() == "qseries'\n"
+    beside = target.parent / "planted"
+    ran = python(f"open({str(beside)!r}, 'w')", True, cwd=place.workdir)
+    assert ran.returncode != 0 and not beside.exists(), ran
     assert python(code, False).returncode == 0  # outside, it could
+
+
+@needs_bwrap
+@pytest.mark.parametrize("name", sandbox.WRITABLE)
+def test_the_series_writes_its_builds_and_scratch(place: Place, name: str) -> None:
+    out = place.workdir / name / "made-by-the-series"
+    ran = python(f"open({str(out)!r}, 'w').write('x')", True, cwd=place.workdir)
+    assert ran.returncode == 0, ran.stderr
+    assert out.read_text() == "x"
+
+
+@needs_bwrap
+def test_the_series_cannot_signal_what_runs_outside(place: Place) -> None:
+    """A pid namespace of its own: `kill -9 -1` from the series' tests
+    would otherwise reach every process of the user (root, in CI)."""
+    outside = subprocess.Popen(["sleep", "60"])
+    try:
+        code = (
+            "import os, signal, sys\n"
+            "try:\n"
+            f"    os.kill({outside.pid}, signal.SIGKILL)\n"
+            "except ProcessLookupError:\n"
+            "    sys.exit('no such process')\n"
+        )
+        ran = python(code, True)
+        assert ran.returncode != 0 and "no such process" in ran.stderr, ran
+        assert outside.poll() is None
+    finally:
+        outside.kill()
+        outside.wait()
+
+
+@needs_bwrap
+def test_the_users_secrets_stay_outside(
+    place: Place, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The series' code gets what builds and tests need of the user's
+    environment, and what qseries sets for it; not a CI token."""
+    monkeypatch.setenv("CI_JOB_TOKEN", "glpat-secret")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    code = "import os; print(sorted(os.environ))"
+    env = {**os.environ, "QTEST_QEMU_BINARY": "/q", "MINE": "set by qseries"}
+    ran = proc.run_bounded([sys.executable, "-c", code], env, 30, untrusted=True)
+    seen = ran.stdout
+    assert "CI_JOB_TOKEN" not in seen
+    for kept in ("PATH", "LC_ALL", "QTEST_QEMU_BINARY", "MINE", "QSERIES_RUN"):
+        assert kept in seen or kept == "QSERIES_RUN", (kept, seen)
+    plain = proc.run_bounded([sys.executable, "-c", code], env, 30)
+    assert "CI_JOB_TOKEN" in plain.stdout  # trusted commands: as before
 
 
 @needs_bwrap
@@ -155,14 +225,17 @@ def test_no_network(place: Place) -> None:
 
 @needs_bwrap
 def test_no_way_out_through_our_processes(place: Place) -> None:
-    """Our pids are visible, but not our root, environment or memory:
-    /proc/PID/root of a process outside would be the whole file system."""
+    """Not our root, environment or memory: /proc/PID/root of a process
+    outside would be the whole file system.  Our pids are not even seen
+    (a pid namespace of its own); were they, the user namespace would
+    still refuse all three."""
     ours = Path(f"/proc/{os.getpid()}")
     through_root = ours / "root" / place.home.relative_to("/") / "secret"
     assert read(through_root, untrusted=False).stdout == "home secret\n"
     for path in (through_root, ours / "environ", ours / "mem"):
         ran = read(path, untrusted=True)
-        assert ran.returncode != 0 and "Permission denied" in ran.stderr, ran
+        assert ran.returncode != 0, ran
+        assert "Permission denied" in ran.stderr or "No such file" in ran.stderr
 
 
 @needs_bwrap
@@ -192,16 +265,17 @@ def test_no_unix_sockets_in_run(place: Place) -> None:
 
 
 @needs_bwrap
-def test_a_network_namespace_of_its_own_and_our_pids(place: Place) -> None:
-    """The command is in another net namespace but in our pid namespace
-    (the run's cleanup finds and signals sandboxed processes by pid)."""
+def test_network_and_pid_namespaces_of_its_own(place: Place) -> None:
+    """The command is in another net and pid namespace.  A child pid
+    namespace is still seen from ours: the run's cleanup finds and
+    signals sandboxed processes by the pids it sees."""
     code = (
         "import os\n"
         "print(os.readlink('/proc/self/ns/net'), os.readlink('/proc/self/ns/pid'))"
     )
     net, pid = python(code, untrusted=True).stdout.split()
     assert net != os.readlink("/proc/self/ns/net")
-    assert pid == os.readlink("/proc/self/ns/pid")
+    assert pid != os.readlink("/proc/self/ns/pid")
 
 
 @needs_bwrap
@@ -393,7 +467,7 @@ time.sleep(60)
 def test_a_time_limit_stops_the_command_with_sigterm(place: Place) -> None:
     """The group's SIGTERM reaches bwrap and the command at once; bwrap
     going first must not turn it into a SIGKILL of the command."""
-    done = place.workdir / "done"
+    done = place.workdir / "tmp" / "done"
     argv = [sys.executable, "-c", CLEANS_UP, str(done)]
     ran = proc.run_bounded(argv, os.environ, 2, untrusted=True)
     assert ran.timed_out and Path(f"{done}.started").exists()
@@ -404,7 +478,7 @@ def test_a_time_limit_stops_the_command_with_sigterm(place: Place) -> None:
 def test_a_stop_from_asyncio_lets_the_command_clean_up(place: Place) -> None:
     """As a QEMU of the QMP checks is stopped (Started.stop; no pipe to
     it, as to a QEMU: asyncio's wait() would wait for the pipe's end)."""
-    done = place.workdir / "done"
+    done = place.workdir / "tmp" / "done"
 
     async def run() -> int:
         started = await proc.start_async(
