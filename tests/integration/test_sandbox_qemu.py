@@ -2,9 +2,10 @@
 and the QMP client in qseries' own process still reaches it.
 
 A real QEMU with the fake, started by FakeVfioVM with a run's sandbox
-set: the QEMU process (a descendant of bwrap) is in a network namespace
-other than ours but in our pid namespace, QMP over the unix socket in
-the work dir works, and the fake device's log is written there.
+set: the QEMU process (a descendant of bwrap) is in network and pid
+namespaces other than ours (we still see it, by our pid), QMP over the
+unix socket in the work dir's scratch works, and the fake device's log
+is written there.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ def sandboxed(tmp_path: Path) -> Iterator[list[str]]:
 def test_the_qemu_of_the_qmp_checks_runs_in_the_sandbox(
     qemu: Path, fake: Path, tmp_path: Path, sandboxed: list[str]
 ) -> None:
-    vm = FakeVfioVM(qemu, fake, tmp_path, "vm")
+    # The series' code writes only the work dir's scratch (tmp/).
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    vm = FakeVfioVM(qemu, fake, scratch, "vm")
     found: list[str] = []
 
     async def run() -> None:
@@ -56,12 +60,20 @@ def test_the_qemu_of_the_qmp_checks_runs_in_the_sandbox(
             ]
             assert len(pids) == 1, pids
             found.append(os.readlink(f"/proc/{pids[0]}/ns/net"))
+            found.append(os.readlink(f"/proc/{pids[0]}/ns/pid"))
             status = await vm.cmd("query-status")
             assert status["status"] == "running"
-            # The fake in QEMU logged its pid: the one we see (one pid
-            # namespace), into the work dir.
-            assert f"init {pids[0]} " in vm.log.read_text()
+            # The fake in QEMU logged its pid, into the work dir: the
+            # one it has in its own pid namespace (NSpid: ours, then its).
+            status_file = Path(f"/proc/{pids[0]}/status").read_text()
+            nspid = next(
+                line.split()[1:] for line in status_file.splitlines()
+                if line.startswith("NSpid:")
+            )  # fmt: skip
+            assert len(nspid) == 2 and nspid[0] == str(pids[0]), nspid
+            assert f"init {nspid[1]} " in vm.log.read_text()
 
     asyncio.run(run())
     assert sandboxed == []  # the sandbox was used, nothing said about it
-    assert found and found[0] != os.readlink("/proc/self/ns/net")
+    assert found[0] != os.readlink("/proc/self/ns/net")
+    assert found[1] != os.readlink("/proc/self/ns/pid")
