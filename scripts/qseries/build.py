@@ -377,9 +377,13 @@ def configure(
     if code != 0:
         raise _fail("configure", log)
     # Whole or not at all: a half-written stamp must not count as done.
-    partial = stamp.with_suffix(".tmp")
-    partial.write_text(json.dumps({"tree": str(tree), "args": args}))
-    partial.replace(stamp)
+    # A new name of its own (O_EXCL), renamed over the stamp: the build
+    # dir is the series' to write, and a link it left at a fixed name
+    # would have this write land wherever it points.
+    fd, partial = tempfile.mkstemp(prefix=".qseries-configure.", dir=builddir)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(json.dumps({"tree": str(tree), "args": args}))
+    os.replace(partial, stamp)
     return True
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 
 from qseries import build, proc, sandbox, testing
+from qseries.build import BuildError
+from qseries.source import WorkDir
 
 from ..conftest import REPO
 
@@ -347,6 +349,8 @@ REFUSED = """
 import os, sys
 from pathlib import Path
 from qseries import build, proc, sandbox, testing
+from qseries.build import BuildError
+from qseries.source import WorkDir
 run = sandbox.RunSandbox(Path(sys.argv[1]), [Path(sys.argv[2])], print)
 proc.set_sandbox(run)
 ran = proc.run_bounded([sys.executable, "-c", "print('ran')"], os.environ, 30,
@@ -400,6 +404,48 @@ def test_configure_runs_sandboxed(place: Place) -> None:
     script.chmod(0o755)
     builddir = place.workdir / "build" / "tree"
     build.configure(tree, builddir, sys.executable, place.workdir / "log")
+    assert (builddir / "netns").read_text().strip() not in ("", ours())
+
+
+@needs_bwrap
+def test_what_configure_leaves_in_the_build_dir_is_not_written_through(
+    place: Place,
+) -> None:
+    """The series' configure leaves links where qseries writes its stamp
+    after it: qseries, outside the sandbox, must not write through them
+    (a file of the user's home at the end of one)."""
+    victim = place.root / "victim"
+    victim.write_text("the user's\n")
+    tree = place.workdir / "work" / "tree"
+    tree.mkdir(parents=True)
+    script = tree / "configure"
+    script.write_text(
+        "#!/bin/sh\n: > build.ninja\n"
+        + "".join(
+            f"ln -s {victim} {name}\n"
+            for name in ("qseries-configure.json", "qseries-configure.tmp")
+        )
+    )
+    script.chmod(0o755)
+    builddir = place.workdir / "build" / "tree"
+    build.configure(tree, builddir, sys.executable, place.workdir / "log")
+    assert victim.read_text() == "the user's\n"
+    stamp = builddir / "qseries-configure.json"
+    assert not stamp.is_symlink() and '"tree"' in stamp.read_text()
+
+
+@needs_bwrap
+def test_the_fake_device_builds_in_the_sandbox(place: Place) -> None:
+    """The fake's build dir is in build/, the series' to write: a
+    build.ninja planted there runs sandboxed, not as qseries."""
+    wd = WorkDir(place.workdir)
+    builddir = testing.fake_builddir(REPO, wd)
+    builddir.mkdir(parents=True)
+    (builddir / "build.ninja").write_text(
+        "rule net\n  command = " + NET + " > netns\nbuild netns: net\ndefault netns\n"
+    )
+    with pytest.raises(BuildError):
+        testing.build_fake(REPO, wd)  # no fake library: the planted rule ran
     assert (builddir / "netns").read_text().strip() not in ("", ours())
 
 
