@@ -223,8 +223,9 @@ def _popen_args(
     pass_fds: Sequence[int],
     cwd: Path | None,
     untrusted: bool = False,
-) -> tuple[list[str], dict[str, Any]]:
-    """The command line and what every entry point gives Popen (or
+) -> tuple[list[str], dict[str, Any], bool]:
+    """The command line, whether it runs in the sandbox, and what every
+    entry point gives Popen (or
     asyncio, which passes it on): a session of its own, the child's
     environment, the death signal (through setpriv, else a preexec_fn),
     the run's sandbox if untrusted.  A program that is not there is not
@@ -242,13 +243,23 @@ def _popen_args(
         "pass_fds": tuple(pass_fds),
     }
     runnable = _runnable(argv, child, cwd)
+    wrapped = False
     if untrusted and _sandbox is not None and runnable:
-        argv = _sandbox.wrap(argv, cwd)
+        command = _sandbox.wrap(argv, cwd)
+        wrapped = command != list(argv)
+        argv = command
         args["env"] = _sandbox.environment(child)
     if _SETPRIV is not None and runnable:
-        return [*death_signal_argv(), *argv], args
+        return [*death_signal_argv(), *argv], args, wrapped
     args["preexec_fn"] = _in_child(os.getpid())
-    return list(argv), args
+    return list(argv), args, wrapped
+
+
+def _status(code: int, wrapped: bool) -> int:
+    """A command's exit status as Popen gives it for a command run
+    directly: bwrap, the init of the sandbox's pid namespace, exits with
+    128+N when its command was killed by signal N (Popen's -N)."""
+    return -(code - 128) if wrapped and 128 < code < 128 + 65 else code
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -324,7 +335,7 @@ def run_bounded(
 
     FileNotFoundError (no such program) is the caller's to report.
     """
-    command, args = _popen_args(argv, env, keep, pass_fds, cwd, untrusted)
+    command, args, wrapped = _popen_args(argv, env, keep, pass_fds, cwd, untrusted)
     proc = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -336,7 +347,8 @@ def run_bounded(
     )
     try:
         out, err = proc.communicate(input, timeout=timeout)
-        return Ran(tuple(argv), proc.returncode, out, err, False, timeout)
+        code = _status(proc.returncode, wrapped)
+        return Ran(tuple(argv), code, out, err, False, timeout)
     except subprocess.TimeoutExpired:
         stop_group(proc)
         # The pipes close once every holder is gone; a grandchild that
@@ -345,7 +357,8 @@ def run_bounded(
             out, err = proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             out, err = "", ""
-        return Ran(tuple(argv), proc.returncode, out, err, True, timeout)
+        code = _status(proc.returncode, wrapped)
+        return Ran(tuple(argv), code, out, err, True, timeout)
     except BaseException:
         stop_group(proc)
         raise
@@ -400,7 +413,7 @@ def start_conversation(
     line each (Conversation.ask, time_limit seconds per answer); on the
     way out its stdin is closed and the group stopped if it lingers.
     Its stderr is not kept.  FileNotFoundError is the caller's."""
-    command, args = _popen_args(argv, env, keep, (), None)
+    command, args, _ = _popen_args(argv, env, keep, (), None)
     proc = subprocess.Popen(
         command,
         stdin=subprocess.PIPE,
@@ -442,7 +455,7 @@ def run_streaming(
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {shlex.join(argv)}\n")
         out.flush()
-        command, args = _popen_args(argv, env, keep, (), cwd, untrusted)
+        command, args, wrapped = _popen_args(argv, env, keep, (), cwd, untrusted)
         proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -456,7 +469,7 @@ def run_streaming(
             remaining = deadline - time.monotonic()
             if remaining > 0:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    return proc.wait(timeout=remaining)
+                    return _status(proc.wait(timeout=remaining), wrapped)
             stop_group(proc)
             out.write(f"qseries: stopped after its time limit of {timeout:g} s\n")
             raise CommandTimeout(argv, timeout, log)
@@ -503,9 +516,15 @@ class Started:
     """A child started from asyncio (start_async), in a session of its
     own, stopped whole once its time limit has passed."""
 
-    def __init__(self, process: asyncio.subprocess.Process, argv: Sequence[str]):
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        argv: Sequence[str],
+        wrapped: bool = False,
+    ):
         self.process = process
         self.argv = tuple(argv)
+        self.wrapped = wrapped
         self.timed_out = False
         self._timers: list[asyncio.TimerHandle] = []
 
@@ -515,7 +534,8 @@ class Started:
 
     @property
     def returncode(self) -> int | None:
-        return self.process.returncode
+        code = self.process.returncode
+        return None if code is None else _status(code, self.wrapped)
 
     def _expire(self) -> None:
         """The time limit: SIGTERM to the group now, SIGKILL after GRACE."""
@@ -533,7 +553,7 @@ class Started:
         code = await self.process.wait()
         for timer in self._timers:
             timer.cancel()
-        return code
+        return _status(code, self.wrapped)
 
     async def stop(self, grace: float | None = None) -> int:
         """End its group: SIGTERM, up to grace seconds for the group (as
@@ -570,7 +590,7 @@ async def start_async(
 
     FileNotFoundError is the caller's.
     """
-    command, args = _popen_args(argv, env, keep, pass_fds, cwd, untrusted)
+    command, args, wrapped = _popen_args(argv, env, keep, pass_fds, cwd, untrusted)
     process = await asyncio.create_subprocess_exec(
         *command,
         stdin=subprocess.DEVNULL,
@@ -578,7 +598,7 @@ async def start_async(
         stderr=stderr,
         **args,
     )
-    started = Started(process, argv)
+    started = Started(process, argv, wrapped)
     loop = asyncio.get_running_loop()
     started._timers.append(loop.call_later(time_limit, started._expire))
     return started

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -447,6 +448,33 @@ def test_the_fake_device_builds_in_the_sandbox(place: Place) -> None:
     with pytest.raises(BuildError):
         testing.build_fake(REPO, wd)  # no fake library: the planted rule ran
     assert (builddir / "netns").read_text().strip() not in ("", ours())
+
+
+@needs_bwrap
+def test_a_command_killed_by_a_signal_says_so_as_if_run_directly(
+    place: Place,
+) -> None:
+    """bwrap, the init of the sandbox's pid namespace, exits 128+N when
+    its command dies of signal N: callers still see Popen's -N (a QEMU
+    that aborts, as a fault scenario expects, is 'killed by signal 6')."""
+    abort = "import os, signal; os.kill(os.getpid(), signal.SIGABRT)"
+    assert python(abort, False).returncode == -signal.SIGABRT
+    assert python(abort, True).returncode == -signal.SIGABRT
+    assert python("raise SystemExit(3)", True).returncode == 3
+
+    async def started() -> int:
+        child = await proc.start_async(
+            [sys.executable, "-c", abort], os.environ, 30, untrusted=True
+        )
+        code = await child.wait()
+        assert child.returncode == code
+        return code
+
+    assert asyncio.run(started()) == -signal.SIGABRT
+    log = place.workdir / "tmp" / "log"
+    argv = [sys.executable, "-c", abort]
+    code = proc.run_streaming(argv, os.environ, 30, place.workdir, log, untrusted=True)
+    assert code == -signal.SIGABRT
 
 
 # A qtest that lists one case and, run, says which net namespace it is in.
