@@ -173,10 +173,13 @@ class FakeVfioVM:
         wire: Wire | None = None,
         devices: int = 1,
         migration_events: bool = True,
+        device_options: str = "",
     ):
         self.qemu = qemu
         self.devices = [DEVICE_ID if i == 0 else f"vfio{i}" for i in range(devices)]
         self.migration_events = migration_events
+        # More properties of each vfio-pci device ("name=value,...").
+        self.device_options = device_options
         self.wire = wire
         self.fake = fake
         self.name = name
@@ -189,6 +192,8 @@ class FakeVfioVM:
         self.qmp_path = self.dir / "qmp.sock"
         self.stderr_path = self.dir / "stderr.log"
         self.events: list[Event] = []
+        # Every event as QEMU sent it, in order.
+        self.messages: list[dict[str, Any]] = []
         self.client = QMPClient(name)
         self.listener = EventListener()
         self.proc: Started | None = None
@@ -208,7 +213,8 @@ class FakeVfioVM:
             devices += [
                 "-device",
                 f"vfio-pci,id={name},sysfsdev={quoted(str(self.device_dir(i)))},"
-                f"enable-migration=on,migration-events={events}",
+                f"enable-migration=on,migration-events={events}"
+                + (f",{self.device_options}" if self.device_options else ""),
             ]
         return [
             str(self.qemu),
@@ -281,6 +287,7 @@ class FakeVfioVM:
         async for message in self.listener:
             received_us = time.time_ns() // 1000
             mono = time.monotonic()
+            self.messages.append(dict(message))
             stamp = cast(dict[str, Any], message.get("timestamp") or {})
             data = cast(dict[str, Any], message.get("data") or {})
             name = str(message["event"])

@@ -1,0 +1,168 @@
+"""The VFIO lab's scenario table, the guest script's framing, and the
+judges of the records (pure: records are built here from event lists)."""
+
+from __future__ import annotations
+
+import pytest
+
+from qseries.labs.vfio_migration import judge, scenarios
+from qseries.labs.vfio_migration.scenarios import QmpEvent, ScenarioRun, Side
+from qseries.series import Wire
+
+V1 = Wire(completion="VFIO_MIGRATION", notice_event="VFIO_MIGRATION_PREPARE")
+V2 = Wire(
+    completion="VFIO_MIGRATION",
+    notice_event="VFIO_MIGRATION",
+    notice_state="pre-copy-p2p-prepare",
+    announces="pre-copy-p2p",
+)
+
+
+def side(vm: str, *items: tuple[str, str]) -> Side:
+    events = [QmpEvent("RESUME", {}, 0)]
+    events += [QmpEvent(e, {"device-state": s}, i) for i, (e, s) in enumerate(items)]
+    return Side(vm, tuple(events))
+
+
+def done(*states: str) -> list[tuple[str, str]]:
+    return [("VFIO_MIGRATION", s) for s in states]
+
+
+V2_SOURCE = [
+    *done("running-p2p", "running", "pre-copy"),
+    ("VFIO_MIGRATION", "pre-copy-p2p-prepare"),
+    *done("pre-copy-p2p", "stop-copy", "stop"),
+]
+BASE_SOURCE = done("running-p2p", "running", "pre-copy", "pre-copy-p2p", "stop-copy")
+BASE_SOURCE += done("stop")
+
+
+def test_the_lab_loads_and_counts_repeated_waits() -> None:
+    lab = scenarios.load()
+    names = [s.name for s in lab.scenarios]
+    assert names == ["stop-cont", "migrate/running", "migrate/paused"]
+    assert set(lab.flags.split(",")) == {"stop_copy", "p2p", "pre_copy"}
+    resumes = [s.nth for s in lab.scenarios[0].steps if s.wait == "RESUME"]
+    assert resumes == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "step, message",
+    [
+        ("{vm: nowhere, run: cont}", "vm 'nowhere' is not one of"),
+        ("{vm: source, run: cont, wait: STOP}", "either runs a command or waits"),
+        ("{vm: source, run: reboot}", "run 'reboot' is not one of"),
+        ("{vm: source, wait: STOP, colour: red}", "unknown keys ['colour']"),
+        ("{vm: destination, run: migrate}", "only the source migrates"),
+    ],
+)
+def test_a_bad_step_is_named(step: str, message: str) -> None:
+    text = (
+        "scenarios:\n  - name: x\n    vms: [source, destination]\n"
+        f"    steps: [{step}]\n"
+    )
+    with pytest.raises(scenarios.ScenarioError) as caught:
+        scenarios.parse(text)
+    assert "scenario x, step 1" in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_an_unknown_scenario_is_refused() -> None:
+    with pytest.raises(scenarios.ScenarioError, match="no scenario 'reboot'"):
+        scenarios.select(scenarios.load(), ["reboot"])
+
+
+def test_the_guest_script_runs_every_step_in_order() -> None:
+    lab = scenarios.load()
+    script = scenarios.guest_script(lab.scenarios)
+    body = script.split("steps_1() {", 1)[1].split("\n}\n", 1)[0]
+    lines = [line.strip() for line in body.strip().splitlines()]
+    # The destination listens before the source starts and migrates.
+    assert lines[0].startswith('vm_start destination 4 "$MDEV1" -incoming')
+    assert lines[1].startswith('vm_start source 3 "$MDEV0" -S')
+    assert lines[-3] == "migrate 3 || return 1"
+    assert '\'"status": "completed"\'' in lines[-2]
+    assert scenarios.DEVICE_OPTIONS in script
+    assert script.count("emit ") == 5 + 1  # five sides, and the function
+
+
+def test_results_are_read_by_frame_and_errors_kept() -> None:
+    lab = scenarios.load()
+    text = "\r\n".join(
+        [
+            "QSERIES-BEGIN stop-cont source",
+            '{"QMP": {}}',
+            '{"timestamp": {"seconds": 1, "microseconds": 5}, "event": '
+            '"VFIO_MIGRATION", "data": {"device-state": "running"}}',
+            "not json",
+            "QSERIES-STDERR stop-cont source",
+            "a warning",
+            "QSERIES-END stop-cont source",
+            "QSERIES-SCENARIO-ERROR: migrate/paused: source: no MIGRATION after 30 s",
+        ]
+    )
+    runs = scenarios.read_results(text, lab.scenarios)
+    first = runs[0].sides[0]
+    assert [(e.name, e.state, e.qemu_us) for e in first.events] == [
+        ("VFIO_MIGRATION", "running", 1_000_005)
+    ]
+    assert first.stderr == "a warning"
+    assert runs[0].error is None
+    assert runs[1].error == "the guest reported nothing of it"
+    assert runs[2].error == "source: no MIGRATION after 30 s"
+
+
+def test_v2_series_passes_and_a_late_notice_fails() -> None:
+    good = ScenarioRun("m", (side("source", *V2_SOURCE),))
+    assert judge.judge_series("mtty", good, V2).ok
+    late = list(V2_SOURCE)
+    late[3], late[4] = late[4], late[3]  # the notice after the move
+    result = judge.judge_series("mtty", ScenarioRun("m", (side("source", *late),)), V2)
+    assert not result.ok
+    assert "pre-copy-p2p reached with no VFIO_MIGRATION(pre-copy-p2p-prepare)" in (
+        result.detail
+    )
+
+
+def test_v1_needs_a_notice_before_every_move() -> None:
+    items = [("VFIO_MIGRATION_PREPARE", "stop"), ("VFIO_MIGRATION", "stop")]
+    assert judge.notice_faults(items, V1) == []
+    assert judge.notice_faults(items + done("running"), V1) == [
+        "event 3: running reached with no VFIO_MIGRATION_PREPARE for it before"
+    ]
+    assert judge.notice_faults([("VFIO_MIGRATION_PREPARE", "stop")], V1) == [
+        "the last notice, of stop, was never closed"
+    ]
+
+
+def test_the_control_must_lack_exactly_the_notice() -> None:
+    base = ScenarioRun("m", (side("source", *BASE_SOURCE),))
+    series = ScenarioRun("m", (side("source", *V2_SOURCE),))
+    result = judge.judge_control("mtty", base, V2, series)
+    assert result.ok and "fails for lack of the notice" in result.detail
+    # Nothing announced: the control passes as the series does.
+    quiet = ScenarioRun("s", (side("source", *done("running-p2p", "running")),))
+    assert "nothing to announce" in judge.judge_control("mtty", quiet, V2, None).detail
+    # A control that differs beyond the notice is wrong.
+    other = ScenarioRun("m", (side("source", *BASE_SOURCE[:-1]),))
+    assert not judge.judge_control("mtty", other, V2, series).ok
+    # A control with the notice is not the base.
+    assert not judge.judge_control("mtty", series, V2, None).ok
+
+
+def test_fake_and_kernel_rows() -> None:
+    fake = [ScenarioRun("m", (side("source", *V2_SOURCE),))]
+    same = [ScenarioRun("m", (side("source", *V2_SOURCE),))]
+    rows = judge.rows("series", fake, same, V2)
+    assert [r.verdict for r in rows] == ["equal"]
+    assert judge.compare_result(rows).ok
+    other = [ScenarioRun("m", (side("source", *V2_SOURCE[:-1]),))]
+    rows = judge.rows("series", fake, other, V2)
+    assert [r.verdict for r in rows] == ["DIFFERENT"]
+    assert not judge.compare_result(rows).ok
+    why = {("m", "source"): "mtty stops at once"}
+    assert judge.rows("series", fake, other, V2, why)[0].verdict == "explained"
+    table = judge.markdown(rows, "v2 on x", ["a fact"])
+    assert "| series | m | source | DIFFERENT |" in table
+    failed = [ScenarioRun("m", (), "no RESUME")]
+    assert judge.rows("series", fake, failed, V2)[0].verdict == "missing"
