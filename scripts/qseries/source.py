@@ -351,13 +351,40 @@ def local_archive(mirror: str) -> Path | None:
     return Path(urllib.parse.unquote(url.path))
 
 
-def _signed(archive: Path) -> bool:
-    """Whether a local archive has signed Release files for our suites."""
+def _signed(archive: Path, suites: Sequence[str] = DEBIAN_SUITES) -> bool:
+    """Whether a local archive has signed Release files for these suites."""
     return all(
         (archive / "dists" / suite / "InRelease").is_file()
         or (archive / "dists" / suite / "Release.gpg").is_file()
-        for suite in DEBIAN_SUITES
+        for suite in suites
     )
+
+
+def list_options(local: Path | None, suites: Sequence[str] = DEBIAN_SUITES) -> str:
+    """The [options] of a sources.list line: the Debian keyring signs,
+    but an unsigned local archive is one the user made and named."""
+    if local is not None and not _signed(local, suites):
+        return " [trusted=yes]"
+    if Path(DEBIAN_KEYRING).exists():
+        return f" [signed-by={DEBIAN_KEYRING}]"
+    return ""
+
+
+def private_apt_options(root: Path, sources: Path) -> list[str]:
+    """apt's -o options for a configuration of its own under root: the
+    sources, lists and cache there, not the system's."""
+    opts = {
+        "Dir::Etc::SourceList": str(sources),
+        "Dir::Etc::SourceParts": str(root / "sources.list.d"),
+        "Dir::State::Lists": str(root / "lists"),
+        "Dir::Cache": str(root / "cache"),
+        "Debug::NoLocking": "1",
+        **APT_NETWORK_OPTIONS,
+    }
+    if os.geteuid() == 0:
+        # _apt cannot write into the work dir; download as ourselves.
+        opts["APT::Sandbox::User"] = "root"
+    return [arg for k, v in opts.items() for arg in ("-o", f"{k}={v}")]
 
 
 class Apt:
@@ -404,27 +431,11 @@ class Apt:
                 old.unlink()
 
     def source_options(self) -> str:
-        """The [options] of our deb-src lines: the Debian keyring signs,
-        but an unsigned local archive is one the user made and named."""
-        if self.local is not None and not _signed(self.local):
-            return " [trusted=yes]"
-        if Path(DEBIAN_KEYRING).exists():
-            return f" [signed-by={DEBIAN_KEYRING}]"
-        return ""
+        """The [options] of our deb-src lines (list_options)."""
+        return list_options(self.local)
 
     def options(self) -> list[str]:
-        opts = {
-            "Dir::Etc::SourceList": str(self.sources),
-            "Dir::Etc::SourceParts": str(self.root / "sources.list.d"),
-            "Dir::State::Lists": str(self.root / "lists"),
-            "Dir::Cache": str(self.root / "cache"),
-            "Debug::NoLocking": "1",
-            **APT_NETWORK_OPTIONS,
-        }
-        if os.geteuid() == 0:
-            # _apt cannot write into the work dir; download as ourselves.
-            opts["APT::Sandbox::User"] = "root"
-        return [arg for k, v in opts.items() for arg in ("-o", f"{k}={v}")]
+        return private_apt_options(self.root, self.sources)
 
     def is_fresh(self) -> bool:
         """Whether a complete update of these sources is less than a day old.
