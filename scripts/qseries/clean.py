@@ -9,6 +9,11 @@ the base touches (source.py).  `reproduce` keeps the bases used last;
 `qseries clean` also removes the bases no version's range holds, and
 with --all everything but the lock and the records of runs.
 
+A guest's kernel kit (labs/vfio_migration/kernel.py) takes one
+directory, kernel/VERSION: its packages, what they unpack to and the
+mtty.ko built for it; its kit.json's time is its last use.  The kernel
+used last stays; older ones go, and what an interrupted run left.
+
 Both run under the work dir's lock (cli.main takes it for every
 command), so nothing removed here is in use.
 """
@@ -35,6 +40,13 @@ KEEP_ALWAYS = (LOCK_NAME, "runs")
 # Half-made trees that source.clean_leftovers removes: not bases.
 LEFTOVERS = (".partial", ".tmp-extract.", ".orig.tar.")
 DEBIAN_PREFIX = "debian-"
+# kernel.py's layout: the kits under kernel/, each with its stamp; apt/
+# is their package index, kept.
+KERNEL_DIR = "kernel"
+KIT_STAMP = "kit.json"
+KERNEL_APT = "apt"
+KERNEL_PARTIAL = ".partial"
+KEEP_KERNELS = 1
 
 
 @dataclass(frozen=True)
@@ -214,7 +226,47 @@ def plan(
         for p, why in _orphans(workdir, kept)
         if p not in seen
     ]
+    if keep is not None:
+        removals += [Removal(p, disk_usage(p), why) for p, why in _old_kernels(workdir)]
     return removals
+
+
+def kernels(workdir: WorkDir) -> list[tuple[Path, float]]:
+    """The kernel kits of the work dir with their last use, used last
+    first; a kit not complete yet counts from its directory's time."""
+    root = workdir.path / KERNEL_DIR
+    found = []
+    if root.is_dir():
+        for entry in root.iterdir():
+            if (
+                not entry.is_dir()
+                or entry.is_symlink()
+                or entry.name == KERNEL_APT
+                or entry.name.endswith(KERNEL_PARTIAL)
+            ):
+                continue
+            try:
+                used = (entry / KIT_STAMP).stat().st_mtime
+            except OSError:
+                used = entry.stat().st_mtime
+            found.append((entry, used))
+    return sorted(found, key=lambda k: (-k[1], k[0].name))
+
+
+def _old_kernels(workdir: WorkDir) -> list[tuple[Path, str]]:
+    """The kernel kits beyond the KEEP_KERNELS used last, and what an
+    interrupted kit left half-made at the top of kernel/."""
+    old = [
+        (path, f"kernel {path.name} is not the one used last")
+        for path, _ in kernels(workdir)[KEEP_KERNELS:]
+    ]
+    root = workdir.path / KERNEL_DIR
+    if root.is_dir():
+        old += [
+            (p, "left half-made by an interrupted run")
+            for p in sorted(root.glob(f"*{KERNEL_PARTIAL}"))
+        ]
+    return old
 
 
 def remove(removals: list[Removal]) -> None:

@@ -48,6 +48,7 @@ MADE = (
     "cache",
     "debian",
     "home",
+    "kernel",
     "logs",
     "reports",
     "tmp",

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from qseries import clean, generators
+from qseries.labs.vfio_migration import kernel
 from qseries.series import load
 from qseries.source import MARKER, WorkDir
+from qseries.workdir import MADE
 
 from ..conftest import REPO
 
@@ -116,6 +118,7 @@ def test_all_keeps_the_lock_the_runs_and_what_qseries_did_not_make(
     (work.path / "lock").write_text("pid 1: qseries clean\n")
     (work.path / "runs").mkdir()
     (work.path / "bench.json").write_text("{}\n")
+    make_kernel(work.path, "6.12.95+deb12-amd64", used=1000)
     # A work dir named by mistake: the user's own files stay.
     (work.path / "notes.txt").write_text("mine\n")
     (work.path / "src").mkdir()
@@ -126,6 +129,7 @@ def test_all_keeps_the_lock_the_runs_and_what_qseries_did_not_make(
         "build",
         "logs",
         "debian",
+        "kernel",
         "bench.json",
     }
     clean.remove(removals)
@@ -168,3 +172,61 @@ def test_reproduce_bound_says_each_removal(
     assert all("not among the 2 used last" in line for line in said)
     assert sorted(p.name for p in (work.path / "trees").iterdir()) == sorted(keep)
     assert clean.size_line(work).startswith(f"the work dir {work.path} holds ")
+
+
+def make_kernel(work: Path, version: str, used: float | None) -> Path:
+    """A kernel kit's directory (kernel.py's layout), used at `used`;
+    None: a kit not complete yet (no kit.json)."""
+    home = work / "kernel" / version
+    (home / "debs").mkdir(parents=True)
+    (home / "debs" / "linux-image.deb").write_bytes(b"d" * 10_000)
+    (home / "mtty").mkdir()
+    (home / "mtty" / "mtty.ko").write_bytes(b"k" * 1000)
+    if used is not None:
+        stamp = home / kernel.KIT_STAMP
+        stamp.write_text("{}\n")
+        os.utime(stamp, (used, used))
+    return home
+
+
+def test_kernels_but_the_one_used_last_go(tmp_path: Path) -> None:
+    work = WorkDir(tmp_path / "w")
+    old = make_kernel(work.path, "6.12.9+deb12-amd64", used=1000)
+    new = make_kernel(work.path, "6.12.95+deb12-amd64", used=3000)
+    unfinished = make_kernel(work.path, "6.12.38+deb12-amd64", used=None)
+    # A kit's use is its stamp's time, not its directory's.
+    os.utime(old, (9000, 9000))
+    os.utime(new, (100, 100))
+    os.utime(unfinished, (500, 500))
+    apt = work.path / "kernel" / "apt"
+    (apt / "lists").mkdir(parents=True)
+    half = work.path / "kernel" / "6.12.96+deb12-amd64.partial"
+    half.mkdir()
+    assert [p for p, _ in clean.kernels(work)] == [new, old, unfinished]
+    removals = clean.plan(work, keep=2)
+    assert [(r.path, r.why) for r in removals] == [
+        (old, "kernel 6.12.9+deb12-amd64 is not the one used last"),
+        (unfinished, "kernel 6.12.38+deb12-amd64 is not the one used last"),
+        (half, "left half-made by an interrupted run"),
+    ]
+    assert removals[0].bytes >= 11_000
+    clean.remove(removals)
+    assert sorted(p.name for p in (work.path / "kernel").iterdir()) == [
+        "6.12.95+deb12-amd64",
+        "apt",
+    ]
+    # A kit used since is the one kept.
+    again = make_kernel(work.path, "6.12.9+deb12-amd64", used=4000)
+    assert [r.path for r in clean.plan(work, keep=2)] == [new]
+    # keep=None keeps any number, kernels too.
+    assert clean.plan(work, keep=None) == []
+    assert again.is_dir()
+
+
+def test_clean_knows_the_kernel_kit_layout() -> None:
+    assert (clean.KERNEL_DIR, clean.KIT_STAMP, clean.KERNEL_PARTIAL) == (
+        kernel.KERNEL_DIR,
+        kernel.KIT_STAMP,
+        kernel.PARTIAL,
+    )
+    assert clean.KERNEL_DIR in MADE
