@@ -424,6 +424,12 @@ def _every_tool(chroot: Chroot) -> None:
     # bwrap, which makes the sandbox the series' code runs in.
     assert chroot.run("bwrap", ["bwrap", "--version"]).startswith("bubblewrap ")
 
+    # Debian's QEMU, the machine the kernel device's guest boots in, with
+    # the option ROM its -kernel boot loads (qemu-system-data).
+    outer = chroot.run("qemu", ["/usr/bin/qemu-system-x86_64", "--version"])
+    assert outer.startswith("QEMU emulator version "), outer
+    assert (root / "usr" / "share" / "qemu" / "linuxboot_dma.bin").is_file()
+
 
 def test_a_killed_run_s_mounts_are_swept_by_the_next(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
