@@ -108,7 +108,7 @@ def judge_series(device: str, run: ScenarioRun, wire: Wire) -> Result:
     return Result(
         _name(device, run),
         PASS,
-        f"every announced move came after its notice ({notices} notices)"
+        f"every announced move came after its notice ({notices} in all)"
         if notices
         else "nothing to announce, and no notice",
         items,
@@ -148,7 +148,7 @@ def judge_control(
             name,
             PASS,
             f"fails for lack of the notice, as it must: {missing} announced "
-            "moves with none",
+            f"move{'s' if missing > 1 else ''} with none",
             items,
         )
     return Result(name, PASS, "nothing to announce: passes as the series does", items)
@@ -229,7 +229,12 @@ def compare_result(table: Sequence[Row]) -> Result:
     )
 
 
-def markdown(table: Sequence[Row], title: str, facts: Sequence[str]) -> str:
+def markdown(
+    table: Sequence[Row],
+    title: str,
+    facts: Sequence[str],
+    not_possible: Sequence[tuple[str, str]] = (),
+) -> str:
     lines = [f"# Fake vs kernel: {title}", ""]
     lines += [f"- {fact}" for fact in facts]
     lines += [
@@ -247,4 +252,7 @@ def markdown(table: Sequence[Row], title: str, facts: Sequence[str]) -> str:
             f"| {r.build} | {r.scenario} | {r.side} | {verdict} | "
             f"{shown(r.fake or ())} | {kernel} |"
         )
+    if not_possible:
+        lines += ["", "Not possible on mtty (proven on the fake only):", ""]
+        lines += [f"- {what}: {why}" for what, why in not_possible]
     return "\n".join(lines) + "\n"

@@ -6,6 +6,12 @@ RUN=${RUN:-/run}
 WAIT_TENTHS=300
 QUIET_TENTHS=5
 QUIT_SECONDS=10
+# STAMP=1 (the bench): each line a QEMU says reaches its .out file
+# through a FIFO and a reader that writes it after the guest's clock as
+# it read it, "@SECONDS.MICROSECONDS LINE" (busybox ash's EPOCHREALTIME:
+# microseconds, and no process forked per line); and each scenario's
+# start and end go to the results as "QSERIES-CLOCK NAME start|end TIME".
+STAMP=${STAMP:-0}
 exec 9> "$RESULTS"
 
 say_error() {
@@ -20,18 +26,42 @@ vm_start() {
     fd=$2
     dev=$3
     shift 3
-    rm -f "$RUN/$name.in" "$RUN/$name.out" "$RUN/$name.err"
+    rm -f "$RUN/$name.in" "$RUN/$name.out" "$RUN/$name.err" "$RUN/$name.qmp"
+    # There before QEMU's shell opens it (after the FIFO): what waits
+    # for QEMU's answer reads it from the start.
+    : > "$RUN/$name.out"
     mkfifo "$RUN/$name.in"
+    out="$RUN/$name.out"
+    if [ "$STAMP" = 1 ]; then
+        mkfifo "$RUN/$name.qmp"
+        stamp_lines >> "$out" < "$RUN/$name.qmp" &
+        eval "stamper_$name=\$!"
+        out="$RUN/$name.qmp"
+    fi
     "$QEMU" -machine q35 -accel qtest -nodefaults -display none -m 64M \
         -L "$QEMU_DATA" \
         -device "vfio-pci,id=vfio0,sysfsdev=$dev,$DEVICE_OPTIONS" \
         -qmp stdio "$@" \
-        < "$RUN/$name.in" > "$RUN/$name.out" 2> "$RUN/$name.err" &
+        < "$RUN/$name.in" > "$out" 2> "$RUN/$name.err" &
     eval "pid_$name=\$!"
     eval "exec $fd> \"\$RUN/$name.in\""
     send "$fd" '{"execute": "qmp_capabilities"}'
     # Its first return: QEMU is up, its -incoming listening.
     wait_event "$name" 1 "answer to qmp_capabilities" '"return"'
+}
+
+# stamp_lines: stdin to stdout, each line after the time it was read.
+stamp_lines() {
+    while IFS= read -r line || [ -n "$line" ]; do
+        printf '@%s %s\n' "$EPOCHREALTIME" "$line"
+    done
+}
+
+# mark start|end: the guest's clock at a scenario's start or end.
+mark() {
+    if [ "$STAMP" = 1 ]; then
+        echo "QSERIES-CLOCK $scenario $1 $EPOCHREALTIME" >&9
+    fi
 }
 
 # send FD JSON: one QMP command.
@@ -106,6 +136,9 @@ vm_quit() {
     wait "$pid"
     kill "$watchdog" 2> /dev/null
     wait "$watchdog" 2> /dev/null
+    if [ "$STAMP" = 1 ]; then
+        eval "wait \$stamper_$name"  # until it wrote its last line
+    fi
     eval "exec $fd>&-"
 }
 

@@ -11,6 +11,7 @@ exited, as Side records, so that the two can be compared list by list.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ BEGIN = "QSERIES-BEGIN"
 STDERR = "QSERIES-STDERR"
 END = "QSERIES-END"
 ERROR = "QSERIES-SCENARIO-ERROR:"
+# With STAMP=1 (the bench), each line of a QEMU's stream comes after the
+# guest's clock when the script read it, and each scenario's start and
+# end are lines of their own (scenario-lib.sh).
+STAMPED = re.compile(r"@(\d+)\.(\d{6}) (.*)")
+CLOCK = "QSERIES-CLOCK"
 
 
 class ScenarioError(QSeriesError):
@@ -67,6 +73,8 @@ class Scenario:
 class Lab:
     flags: str  # the fake's FAKEVFIO_MIGRATION_FLAGS, mtty's fixed ones
     scenarios: tuple[Scenario, ...]
+    # What only the fake can run: (what, why not on mtty).
+    not_on_mtty: tuple[tuple[str, str], ...] = ()
 
 
 def _fail(where: str, what: str) -> ScenarioError:
@@ -133,7 +141,16 @@ def parse(text: str) -> Lab:
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names):
         raise _fail("top", "two scenarios share a name")
-    return Lab(flags=str(raw.get("flags", "")), scenarios=tuple(scenarios))
+    not_on_mtty = raw.get("not-on-mtty") or []
+    if not isinstance(not_on_mtty, list) or not all(
+        isinstance(n, dict) and {"what", "why"} <= set(n) for n in not_on_mtty
+    ):
+        raise _fail("not-on-mtty", "a list of {what, why}")
+    return Lab(
+        flags=str(raw.get("flags", "")),
+        scenarios=tuple(scenarios),
+        not_on_mtty=tuple((str(n["what"]), str(n["why"])) for n in not_on_mtty),
+    )
 
 
 def load() -> Lab:
@@ -163,6 +180,7 @@ class QmpEvent:
     name: str
     data: Mapping[str, Any]
     qemu_us: int  # QEMU's timestamp
+    guest_us: int | None = None  # when the guest's script read it (STAMP=1)
 
     @property
     def state(self) -> str | None:
@@ -190,7 +208,18 @@ class ScenarioRun:
         return next((s for s in self.sides if s.vm == vm), None)
 
 
-def event_of(message: Mapping[str, Any]) -> QmpEvent | None:
+def unstamped(line: str) -> tuple[int | None, str]:
+    """The guest's clock in microseconds a stamped line was read at
+    (None for a line without a stamp), and the line as QEMU said it."""
+    found = STAMPED.fullmatch(line)
+    if found is None:
+        return None, line
+    return int(found[1]) * 1_000_000 + int(found[2]), found[3]
+
+
+def event_of(
+    message: Mapping[str, Any], guest_us: int | None = None
+) -> QmpEvent | None:
     """A QMP event from a decoded message (None for anything else)."""
     name = message.get("event")
     if not isinstance(name, str):
@@ -202,19 +231,22 @@ def event_of(message: Mapping[str, Any]) -> QmpEvent | None:
         data=dict(data) if isinstance(data, dict) else {},
         qemu_us=int(stamp.get("seconds", 0)) * 1_000_000
         + int(stamp.get("microseconds", 0)),
+        guest_us=guest_us,
     )
 
 
 def events_of(lines: Sequence[str]) -> tuple[QmpEvent, ...]:
-    """The events of a QMP stream, one JSON message a line."""
+    """The events of a QMP stream, one JSON message a line (each after
+    its stamp, if the guest stamped them)."""
     out: list[QmpEvent] = []
-    for line in lines:
+    for stamped in lines:
+        guest_us, line = unstamped(stamped)
         try:
             message = json.loads(line)
         except ValueError:
             continue  # a line QEMU cut short, or not QMP
         if isinstance(message, dict):
-            event = event_of(message)
+            event = event_of(message, guest_us)
             if event is not None:
                 out.append(event)
     return tuple(out)
@@ -246,12 +278,19 @@ def _step_shell(step: Step) -> str:
     )
 
 
-def guest_script(scenarios: Sequence[Scenario]) -> str:
+def guest_script(scenarios: Sequence[Scenario], stamp: bool = False) -> str:
     """The busybox sh script that runs the scenarios in the guest, each
     QEMU on an mdev of its own (the source on MDEV0, the destination on
-    MDEV1), and writes what they said to the results port."""
+    MDEV1), and writes what they said to the results port.  stamp: with
+    the guest's clock on every line a QEMU says, and at each scenario's
+    start and end (the bench)."""
+    names = [s.name for s in scenarios]
+    if len(set(names)) != len(names):
+        raise ValueError("the results are framed by name: name each scenario once")
     library = resources.files(__package__).joinpath("scenario-lib.sh").read_text()
     lines = [library, f"DEVICE_OPTIONS={shlex.quote(DEVICE_OPTIONS)}", ""]
+    if stamp:
+        lines[-1:-1] = ["STAMP=1"]
     for i, scenario in enumerate(scenarios):
         mdev = {"source": "$MDEV0", "destination": "$MDEV1"}
         lines.append(f"scenario={shlex.quote(scenario.name)}")
@@ -271,12 +310,16 @@ def guest_script(scenarios: Sequence[Scenario]) -> str:
             lines.append(f"    {_step_shell(step)} || return 1")
         lines.append("}")
         vms = " ".join(scenario.vms)
+        if stamp:
+            lines.append("mark start")
         lines.append(f"steps_{i}")
         lines.append(f"settle {vms}")
         for vm in scenario.vms:
             lines.append(f"vm_quit {vm} {FDS[vm]}")
         for vm in scenario.vms:
             lines.append(f"emit {vm}")
+        if stamp:
+            lines.append("mark end")
         lines.append("")
     return "\n".join(lines) + "\n"
 
