@@ -64,19 +64,22 @@ test: bootstrap
 	$(BIN)/pytest -q
 
 # Each version reproduced on its default base (the negative control
-# first, then the series with its mutations), then the newest on every
-# base of its range (the matrix: Debian's 10.2.x and trixie's 10.0.x),
-# where the default base is only rebuilt incrementally, and every older
-# one on trixie's line too, STABLE, which every range includes so that
-# a base remains when sid moves on (the build there is incremental too).
+# first, then the series with its mutations), on both devices: the fake
+# and the kernel's mtty in a guest (for the series and the control).
+# Then the newest on every base of its range (the matrix: Debian's
+# 10.2.x and trixie's 10.0.x), where the default base is only rebuilt
+# incrementally, and every older one on trixie's line too, STABLE,
+# which every range includes so that a base remains when sid moves on
+# (the build there is incremental too); those on the fake only.
 STABLE = 10.0
 
 qemu-tests: bootstrap
-	for v in $(VERSIONS); do $(BIN)/qseries reproduce --series $$v || exit 1; done
+	for v in $(VERSIONS); do \
+		$(BIN)/qseries reproduce --series $$v --device both || exit 1; done
 	$(BIN)/qseries matrix --series $(NEWEST) --no-bisect --no-mutations
 	for v in $(filter-out $(NEWEST),$(VERSIONS)); do \
 		$(BIN)/qseries reproduce --series $$v --base-version $(STABLE) \
-			--no-bisect --no-mutations || exit 1; done
+			--no-bisect --no-mutations --device fake || exit 1; done
 
 # The repository's QMP tests (tests/integration: the qmp checks, the
 # files a failure keeps, the timeline picture in Chromium) on each

@@ -21,11 +21,15 @@ from pathlib import Path
 from . import build as build_mod
 from . import demo, pipeline, testing
 from .gitutil import Git
+from .labs.vfio_migration.measure import MTTY_PORTS
 from .proc import run_bounded
 from .series import SERIES_DATA, Version, Wire
 from .source import Apt, BaseTree, SourceSpec, WorkDir, say
 from .vm import FakeVfioVM
 
+# The most repetitions of the lab's scenarios in the guest's one boot:
+# two of mtty's mdevs each.
+MAX_REPEAT = MTTY_PORTS // 2
 # Longest a step of the by-hand run may take (a cold ninja on 2 cores
 # takes about 4 minutes).
 STEP_TIMEOUT = 30 * 60
@@ -476,6 +480,11 @@ class Plan:
     delay_ms: int  # injected into the quiesce transition for the lead
     cold: bool  # the cold builds (minutes each)
     reproduce: bool  # reproduce cold and warm against the same by hand
+    # The devices measured: the fake (every figure above) and the
+    # kernel's mtty in a guest (labs/vfio_migration/kbench.py).
+    devices: frozenset[str] = frozenset({"fake"})
+    repeat: int = 5  # each scenario's runs in the guest's one boot
+    kernel: str | None = None  # the kernel for mtty (None: the newest)
 
 
 def run(request: pipeline.Request, workdir: WorkDir, plan: Plan) -> Figures:
@@ -489,11 +498,37 @@ def run(request: pipeline.Request, workdir: WorkDir, plan: Plan) -> Figures:
     finally:
         setup.close()
     test = version.test
+    figures = Figures({"base": base.describe(), "series": version.name})
+    targets = [build_mod.QEMU_TARGET, f"tests/qtest/{test.qtest}", *test.targets]
+    if "fake" in plan.devices:
+        _fake_figures(request, workdir, plan, figures, version, base, patches, fake)
+    if "kernel" in plan.devices:
+        from .labs.vfio_migration import kbench
+
+        full = build_mod.compose(base, patches, workdir)
+        qemu = build_mod.build(base, full, workdir, targets).qemu
+        kbench.boots(qemu, version.wire, workdir, plan.repeat, figures.add, plan.kernel)
+        if plan.reproduce:
+            kbench.cold_and_warm(qemu, workdir, figures.add, plan.kernel)
+    return figures
+
+
+def _fake_figures(
+    request: pipeline.Request,
+    workdir: WorkDir,
+    plan: Plan,
+    figures: Figures,
+    version: Version,
+    base: BaseTree,
+    patches: list[Path],
+    fake: Path,
+) -> None:
+    """Every figure of the fake device's runs."""
+    test = version.test
     control = build_mod.compose(
         base, [p for p in patches if testing.adds_qtest(p)], workdir
     )
     full = build_mod.compose(base, patches, workdir)
-    figures = Figures({"base": base.describe(), "series": version.name})
     targets = [build_mod.QEMU_TARGET, f"tests/qtest/{test.qtest}", *test.targets]
     qtest_fake = fake if test.preload == "env" else None
     if plan.cold:
@@ -520,4 +555,3 @@ def run(request: pipeline.Request, workdir: WorkDir, plan: Plan) -> Figures:
             figures,
             plan.cold,
         )
-    return figures

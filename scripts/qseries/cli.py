@@ -24,6 +24,7 @@ from . import sandbox as sandbox_mod
 from . import series as series_mod
 from . import trailers as trailers_mod
 from .errors import EXIT_FAILED, QSeriesError, UsageError
+from .labs.vfio_migration.device import kernel_unavailable
 from .source import BaseTree, SourceSpec, WorkDir, get_base, say
 from .workdir import (
     WorkDirLock,
@@ -354,12 +355,20 @@ def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
     if args.qemu is not None:
         testing.check_qemu(args.qemu)
     pipeline.scratch_in_workdir(workdir)
+    devices = _devices(args, "fake")
+    if "fake" not in devices and (args.fault_cases or args.faults):
+        raise UsageError(
+            "the fault matrix runs on the fake device only",
+            "use --device fake or both with --faults",
+        )
     request = _request(
         args,
         *_test_stages(args),
         qemu=args.qemu,
         faults=tuple(args.fault_cases),
         write_table=args.write_table,
+        devices=devices,
+        kernel=args.kernel,
     )
     results = pipeline.run(request, workdir).results
     if args.json:
@@ -377,6 +386,8 @@ def cmd_reproduce(args: argparse.Namespace, workdir: WorkDir) -> int:
         reports=True,
         reuse=True,
         report_dir=args.report_dir.absolute() if args.report_dir else None,
+        devices=_devices(args, "auto"),
+        kernel=args.kernel,
     )
     outcome = pipeline.run(request, workdir)
     directory = outcome.report_dir
@@ -485,12 +496,21 @@ def cmd_ci_gitlab(args: argparse.Namespace, workdir: WorkDir) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
+    if not 1 <= args.repeat <= bench_mod.MAX_REPEAT:
+        raise UsageError(
+            f"--repeat {args.repeat}: from 1 to {bench_mod.MAX_REPEAT} "
+            "(each repetition takes two of mtty's 24 mdevs)",
+            "pass --repeat 5",
+        )
     pipeline.scratch_in_workdir(workdir)
     plan = bench_mod.Plan(
         cycles=args.cycles,
         delay_ms=args.delay_ms,
         cold=not args.skip_cold,
         reproduce=args.reproduce,
+        devices=_devices(args, "fake"),
+        repeat=args.repeat,
+        kernel=args.kernel,
     )
     figures = bench_mod.run(_request(args, pipeline.TEST), workdir, plan)
     out = args.json_file or workdir.path / "bench.json"
@@ -503,6 +523,44 @@ def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
         print(f"{key:<{width}}  {value}")
     print(f"written to {out}")
     return 0
+
+
+DEVICE_CHOICES = ("fake", "kernel", "both")
+
+
+def _add_device_options(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default=None,
+        help="prove it on the fake VFIO device, on the Linux kernel's mtty "
+        f"sample device in a guest, or on both (default: {default})",
+    )
+    p.add_argument(
+        "--kernel",
+        metavar="VERSION",
+        help="the kernel for --device kernel: a Debian linux-image ABI such as "
+        "6.12.95+deb12 (default: the newest of the lab's series)",
+    )
+
+
+def _devices(args: argparse.Namespace, default: str) -> frozenset[str]:
+    """The devices of --device; for reproduce's 'auto', the kernel too
+    where a guest can boot, and one line why where it cannot."""
+    chosen = args.device or default
+    if chosen == "auto":
+        why = kernel_unavailable()
+        if why is None:
+            return frozenset({"fake", "kernel"})
+        say(f"the kernel device does not run here: {why}")
+        return frozenset({"fake"})
+    if chosen in ("kernel", "both"):
+        why = kernel_unavailable()
+        if why is not None:
+            raise UsageError(f"--device {chosen}: {why}", "or run with --device fake")
+    if args.kernel is not None and chosen == "fake":
+        raise UsageError("--kernel is for --device kernel or both", "drop --kernel")
+    return frozenset({"fake", "kernel"} if chosen == "both" else {chosen})
 
 
 def _add_stage_options(p: argparse.ArgumentParser) -> None:
@@ -727,6 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --faults: write the matrix's table to the file series.yaml "
         "names (test.faults.table)",
     )
+    _add_device_options(p, "fake")
     _add_stage_options(p)
 
     p = command(
@@ -745,6 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where the reports go (default: WORKDIR/reports/vN-BASE)",
     )
+    _add_device_options(p, "both where a guest can boot, else fake")
     _add_stage_options(p)
     p.add_argument(
         "--no-control",
@@ -880,6 +940,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also reproduce cold (an empty work dir) against the same steps "
         "by hand, and warm after a template edit against bare ninja + qtest",
+    )
+    _add_device_options(p, "fake")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        metavar="R",
+        help="on the kernel device, each scenario R times in one boot (default 5)",
     )
     p.add_argument(
         "--json-file",

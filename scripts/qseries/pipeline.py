@@ -30,6 +30,7 @@ from . import faults as faults_mod
 from . import mbox as mbox_mod
 from . import series as series_mod
 from .errors import QSeriesError, SourceError, UsageError
+from .labs.vfio_migration.proof import DeviceProof
 from .report import FAIL, PASS, SKIP, Group, Phase, Result
 from .source import BaseTree, SourceSpec, WorkDir, get_base, say
 
@@ -61,11 +62,18 @@ class Request:
     delay_ms: int = 300  # injected into the quiesce arc for the timeline
     faults: tuple[str, ...] = ()  # only these cases of the fault matrix
     write_table: bool = False  # write the fault table into the repository
+    # The devices the version is proven on: the fake (its qtest, the
+    # mutations, QEMU's tests, the qmp checks) and the kernel's mtty in
+    # a guest (the lab's scenarios, compared with the fake's).
+    devices: frozenset[str] = frozenset({"fake"})
+    kernel: str | None = None  # the kernel version for mtty (None: newest)
 
     def __post_init__(self) -> None:
         unknown = self.stages - set(STAGES)
         if unknown:
             raise ValueError(f"unknown stages {sorted(unknown)}")
+        if not self.devices or self.devices - {"fake", "kernel"}:
+            raise ValueError(f"unknown devices {sorted(self.devices)}")
 
 
 @dataclass
@@ -119,6 +127,7 @@ class Pipeline:
         self._mailed_series: mbox_mod.MailedSeries | None = None
         self._fake: Path | None = None
         self._build_ready = False
+        self._proof: DeviceProof | None = None
         version = self.series.version(request.version)
         if request.mbox is not None:
             try:
@@ -433,10 +442,9 @@ class Pipeline:
         return self._fake
 
     def test(self, control: bool) -> None:
-        """The version's qtest, then (not on the control) the mutations,
-        QEMU's own qtests and QEMU's runner; then the QMP checks."""
+        """The series (or the control) built, then proven on each device
+        of the request."""
         request = self.request
-        plan = self.version.test
         what = "control" if control else "series"
         fake = self.fake()
         built = self.build(what, qemu=request.qemu is None)
@@ -444,6 +452,61 @@ class Pipeline:
             self.outcome.build = built
             self._whole_series_built(built)
         qemu = request.qemu.absolute() if request.qemu else built.qemu
+        if "fake" in request.devices:
+            self._test_fake(control, built, qemu, fake)
+        if "kernel" in request.devices:
+            self._test_kernel(control, qemu)
+
+    def _proof_of(self) -> DeviceProof:
+        if self._proof is None:
+            self._proof = DeviceProof(
+                self.workdir,
+                self.version.wire,
+                self.fake,
+                self.workdir.sub("tmp"),
+                say,
+                self.request.kernel,
+            )
+        return self._proof
+
+    def _kernel_kit(self) -> None:
+        with self.phase("kernel kit"):
+            say(f"kernel device: {self._proof_of().prepare()}")
+
+    def _test_kernel(self, control: bool, qemu: Path) -> None:
+        """The lab's scenarios on the kernel's mtty (and, to compare, on
+        the fake); after the series, the fake-vs-kernel table."""
+        proof = self._proof_of()
+        build = "control" if control else "series"
+        self.group(
+            f"{'control ' if control else ''}kernel device",
+            lambda: proof.run(build, qemu),
+        )
+        if control:
+            return
+
+        def compare() -> list[Result]:
+            based_on = self.base().based_on()
+            results, text = proof.compare(f"{self.version.name} on {based_on}")
+            if text:
+                name = f"fake-vs-kernel-{self.version.name}.md"
+                self.outcome.tables[name] = text
+                self.outcome.facts.append(
+                    f"fake vs kernel: {results[0].detail} (the table: {name})"
+                )
+            return results
+
+        self.group("fake vs kernel", compare)
+        self.outcome.facts += [f for f in proof.facts if f not in self.outcome.facts]
+
+    def _test_fake(
+        self, control: bool, built: build_mod.Build, qemu: Path, fake: Path
+    ) -> None:
+        """The version's qtest, the mutations, QEMU's tests and the qmp
+        checks: everything that runs on the fake device."""
+        request = self.request
+        plan = self.version.test
+        what = "control" if control else "series"
         # The fake qseries builds, for a qtest that takes it from the
         # environment; a patch that carries its own is found by its qtest.
         qtest_fake = fake if plan.preload == "env" else None
@@ -592,7 +655,11 @@ class Pipeline:
 
     def run(self) -> Outcome:
         stages = self.request.stages
-        steps: list[tuple[str, Callable[[], object]]] = [("source", self.base)]
+        steps: list[tuple[str, Callable[[], object]]] = []
+        if "kernel" in self.request.devices and (CONTROL in stages or TEST in stages):
+            # First: a --kernel Debian does not list stops the run at once.
+            steps.append(("kernel kit", self._kernel_kit))
+        steps.append(("source", self.base))
         if CHECK in stages:
             steps.append((CHECK, self.check))
         if BISECT in stages and self.request.qemu is None:

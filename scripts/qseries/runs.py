@@ -39,8 +39,14 @@ RUNS_DIR = "runs"
 # or changed is its own (no other run held the lock meanwhile).
 SCRATCH_ROOTS = ("tmp",)
 # Directories a run makes and always removes at its end (bench's cold
-# reproduce and its steps by hand): any left there is a dead run's.
-THROWAWAY = ("bench/cold-reproduce", "bench/by-hand")
+# reproduce and its steps by hand, the same for the kernel stage): any
+# left there is a dead run's.
+THROWAWAY = (
+    "bench/cold-reproduce",
+    "bench/by-hand",
+    "bench/kernel-stage",
+    "bench/kernel-by-hand",
+)
 # How long the processes of a dead run have to stop on SIGTERM.
 GRACE = 5.0
 

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -1074,6 +1075,88 @@ def _(tmp: Path) -> list[str]:
 
 
 # (end of section: checkers and the sandbox (hostile input))
+
+
+# -- kernel device (issue 19) ---
+
+
+@case("device-unknown", "--device names no device of the lab")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "test", "--device", "gpu"]
+
+
+@case("device-kernel-with-faults", "--faults asked of the kernel device")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "test", "--device", "kernel", "--faults"]
+
+
+@case("device-kernel-for-fake", "--kernel given with --device fake")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "test", "--kernel", "6.12.1+deb12"]
+
+
+@case(
+    "device-kernel-no-outer-qemu",
+    "--device kernel where no qemu-system-x86_64 can boot a guest",
+    PATH="/usr/bin/no-such-dir",
+)
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "test", "--device", "kernel"]
+
+
+@case("bench-repeat-zero", "bench --repeat 0: no run of the scenarios to measure")
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "bench", "--repeat", "0"]
+
+
+# The kernel device's archive: a small local Debian archive of the kernel
+# packages (tests/kernel_archive.py), named to qseries by the case's
+# prefix, relative to the case's directory.
+WITH_ARCHIVE = (
+    "sh",
+    "-c",
+    'QSERIES_DEBIAN_MIRROR="file://$PWD/archive" exec "$@"',
+    "sh",
+)
+
+
+def kernel_archive(tmp: Path, **options: Any) -> None:
+    from ..kernel_archive import KernelArchive
+
+    KernelArchive(tmp / "archive", tmp / "archive-build", **options).build()
+
+
+@case(
+    "device-kernel-not-listed",
+    "--kernel names a version Debian's index does not list",
+    prefix=WITH_ARCHIVE,
+)
+def _(tmp: Path) -> list[str]:
+    kernel_archive(tmp)
+    return [
+        "--series-file",
+        series(tmp),
+        "test",
+        "--device",
+        "kernel",
+        "--kernel",
+        "6.12.99",
+    ]
+
+
+@case(
+    "device-kernel-headers-mismatch",
+    "the kernel's headers do not match its image (mtty.ko's vermagic)",
+    prefix=WITH_ARCHIVE,
+)
+def _(tmp: Path) -> list[str]:
+    from ..kernel_archive import VERSION
+
+    kernel_archive(tmp, headers_vermagic=f"{VERSION} SMP mod_unload ")
+    return ["--series-file", series(tmp), "test", "--device", "kernel"]
+
+
+# (end of section: kernel device)
 
 
 # -- running the cases -------------------------------------------------------

@@ -3,11 +3,16 @@ judges of the records (pure: records are built here from event lists)."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from qseries.labs.vfio_migration import judge, scenarios
+from qseries.labs.vfio_migration.device import KernelDevice
 from qseries.labs.vfio_migration.scenarios import QmpEvent, ScenarioRun, Side
 from qseries.series import Wire
+from qseries.source import WorkDir
 
 V1 = Wire(completion="VFIO_MIGRATION", notice_event="VFIO_MIGRATION_PREPARE")
 V2 = Wire(
@@ -44,6 +49,15 @@ def test_the_lab_loads_and_counts_repeated_waits() -> None:
     assert set(lab.flags.split(",")) == {"stop_copy", "p2p", "pre_copy"}
     resumes = [s.nth for s in lab.scenarios[0].steps if s.wait == "RESUME"]
     assert resumes == [1, 2]
+    assert any("fault matrix" in what for what, _ in lab.not_on_mtty)
+
+
+def test_what_mtty_cannot_run_is_listed_with_a_reason() -> None:
+    with pytest.raises(scenarios.ScenarioError, match="not-on-mtty"):
+        scenarios.parse(
+            "scenarios:\n  - {name: x, vms: [source], steps: [{vm: source, "
+            "run: cont}]}\nnot-on-mtty: [{what: faults}]\n"
+        )
 
 
 @pytest.mark.parametrize(
@@ -166,3 +180,13 @@ def test_fake_and_kernel_rows() -> None:
     assert "| series | m | source | DIFFERENT |" in table
     failed = [ScenarioRun("m", (), "no RESUME")]
     assert judge.rows("series", fake, failed, V2)[0].verdict == "missing"
+
+
+def test_mtty_is_not_asked_for_more_migrations_than_it_takes(tmp_path: Path) -> None:
+    lab = scenarios.load()
+    migrating = [s for s in lab.scenarios if s.name.startswith("migrate/")]
+    third = dataclasses.replace(migrating[0], name="migrate/again")
+    device = KernelDevice(WorkDir(tmp_path))
+    with pytest.raises(scenarios.ScenarioError, match="3 scenarios migrate"):
+        device.run(tmp_path / "qemu", [*lab.scenarios, third], "series")
+    assert not (tmp_path / "kernel").exists()  # refused before any download
