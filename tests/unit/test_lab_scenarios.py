@@ -49,7 +49,7 @@ def test_the_lab_loads_and_counts_repeated_waits() -> None:
     assert set(lab.flags.split(",")) == {"stop_copy", "p2p", "pre_copy"}
     resumes = [s.nth for s in lab.scenarios[0].steps if s.wait == "RESUME"]
     assert resumes == [1, 2]
-    assert any("fault matrix" in what for what, _ in lab.not_on_mtty)
+    assert any("fault matrix" in why for _, why in lab.not_on_mtty)
 
 
 def test_what_mtty_cannot_run_is_listed_with_a_reason() -> None:
