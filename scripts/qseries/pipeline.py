@@ -469,9 +469,9 @@ class Pipeline:
             )
         return self._proof
 
-    def _kernel_kit(self) -> None:
-        with self.phase("kernel kit"):
-            say(f"kernel device: {self._proof_of().prepare()}")
+    def _kernel_pinned(self) -> None:
+        with self.phase("kernel"):
+            say(f"kernel device: {self._proof_of().pinned()}")
 
     def _test_kernel(self, control: bool, qemu: Path) -> None:
         """The lab's scenarios on the kernel's mtty (and, to compare, on
@@ -656,9 +656,13 @@ class Pipeline:
     def run(self) -> Outcome:
         stages = self.request.stages
         steps: list[tuple[str, Callable[[], object]]] = []
-        if "kernel" in self.request.devices and (CONTROL in stages or TEST in stages):
-            # First: a --kernel Debian does not list stops the run at once.
-            steps.append(("kernel kit", self._kernel_kit))
+        kernel = "kernel" in self.request.devices and (
+            CONTROL in stages or TEST in stages
+        )
+        if kernel and self.request.kernel is not None:
+            # First: a --kernel Debian does not list stops the run at once
+            # (the index only; the kit is fetched when there is a QEMU).
+            steps.append(("kernel", self._kernel_pinned))
         steps.append(("source", self.base))
         if CHECK in stages:
             steps.append((CHECK, self.check))

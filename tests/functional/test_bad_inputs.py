@@ -1080,11 +1080,6 @@ def _(tmp: Path) -> list[str]:
 # -- kernel device (issue 19) ---
 
 
-@case("device-unknown", "--device names no device of the lab")
-def _(tmp: Path) -> list[str]:
-    return ["--series-file", series(tmp), "test", "--device", "gpu"]
-
-
 @case("device-kernel-with-faults", "--faults asked of the kernel device")
 def _(tmp: Path) -> list[str]:
     return ["--series-file", series(tmp), "test", "--device", "kernel", "--faults"]
@@ -1093,15 +1088,6 @@ def _(tmp: Path) -> list[str]:
 @case("device-kernel-for-fake", "--kernel given with --device fake")
 def _(tmp: Path) -> list[str]:
     return ["--series-file", series(tmp), "test", "--kernel", "6.12.1+deb12"]
-
-
-@case(
-    "device-kernel-no-outer-qemu",
-    "--device kernel where no qemu-system-x86_64 can boot a guest",
-    PATH="/usr/bin/no-such-dir",
-)
-def _(tmp: Path) -> list[str]:
-    return ["--series-file", series(tmp), "test", "--device", "kernel"]
 
 
 @case("bench-repeat-zero", "bench --repeat 0: no run of the scenarios to measure")
@@ -1142,18 +1128,6 @@ def _(tmp: Path) -> list[str]:
         "--kernel",
         "6.12.99",
     ]
-
-
-@case(
-    "device-kernel-headers-mismatch",
-    "the kernel's headers do not match its image (mtty.ko's vermagic)",
-    prefix=WITH_ARCHIVE,
-)
-def _(tmp: Path) -> list[str]:
-    from ..kernel_archive import VERSION
-
-    kernel_archive(tmp, headers_vermagic=f"{VERSION} SMP mod_unload ")
-    return ["--series-file", series(tmp), "test", "--device", "kernel"]
 
 
 # (end of section: kernel device)

@@ -190,3 +190,17 @@ def test_mtty_is_not_asked_for_more_migrations_than_it_takes(tmp_path: Path) -> 
     with pytest.raises(scenarios.ScenarioError, match="3 scenarios migrate"):
         device.run(tmp_path / "qemu", [*lab.scenarios, third], "series")
     assert not (tmp_path / "kernel").exists()  # refused before any download
+
+
+def test_no_outer_qemu_is_said_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qseries.labs.vfio_migration import device, guest
+
+    assert device.kernel_unavailable() is None  # the bootstrap installs it
+    monkeypatch.setattr(guest, "OUTER_QEMU", tmp_path / "qemu-system-x86_64")
+    why = device.kernel_unavailable()
+    assert why == (
+        f"no {tmp_path}/qemu-system-x86_64 to boot the guest with "
+        "(apt-get install qemu-system-x86)"
+    )

@@ -9,7 +9,6 @@ the files that tell more when something failed (the guest's console).
 from __future__ import annotations
 
 import platform
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +37,6 @@ DEVICES = (FAKE, KERNEL)
 # through the same two mdevs fails on the destination ("load of
 # migration failed: Bad file descriptor"), and every one after it.
 MIGRATIONS_PER_BOOT = 2
-# The outer machine of the kernel device: Debian's QEMU (qemu-system-x86).
-OUTER_QEMU = "qemu-system-x86_64"
 
 
 def kernel_unavailable() -> str | None:
@@ -48,9 +45,12 @@ def kernel_unavailable() -> str | None:
         return (
             f"the kernel device boots an amd64 guest, and this is {platform.machine()}"
         )
-    if shutil.which(OUTER_QEMU) is None:
+    from . import guest
+
+    if not guest.OUTER_QEMU.is_file():
         return (
-            f"no {OUTER_QEMU} to boot the guest with (apt-get install qemu-system-x86)"
+            f"no {guest.OUTER_QEMU} to boot the guest with "
+            "(apt-get install qemu-system-x86)"
         )
     return None
 
@@ -112,13 +112,18 @@ class KernelDevice:
         self._kit: KernelKit | None = None
 
     def kit(self) -> KernelKit:
-        """The kernel, its modules and mtty.ko: fetched and built once (a
-        run asks for it first, so that a bad --kernel stops it early)."""
+        """The kernel, its modules and mtty.ko: fetched and built once."""
         if self._kit is None:
             from .kernel import kernel_kit
 
             self._kit = kernel_kit(self.workdir, version=self.version)
         return self._kit
+
+    def pinned(self) -> str:
+        from .kernel import kernel_version
+
+        version, package = kernel_version(self.workdir, version=self.version)
+        return f"Linux {version} (Debian {package}), as pinned"
 
     def run(self, qemu: Path, scenarios: Sequence[Scenario], label: str) -> DeviceRun:
         from .guest import run_in_guest

@@ -42,10 +42,10 @@ class DeviceProof:
         self.facts: list[str] = []
         self.evidence: list[Path] = []
 
-    def prepare(self) -> str:
-        """Fetch and build the kernel kit; what it is, in one line."""
-        kit = self.kernel.kit()
-        return f"Linux {kit.version} with mtty.ko"
+    def pinned(self) -> str:
+        """The kernel --kernel names, as Debian's index lists it (an error
+        if it does not), in one line; nothing is downloaded."""
+        return self.kernel.pinned()
 
     def _fake_device(self) -> FakeDevice:
         return FakeDevice(self.fake(), self.tmpdir, self.lab.flags)
