@@ -111,7 +111,7 @@ def test_a_guest_that_hangs_is_stopped_whole(
 
     def run() -> None:
         try:
-            guest.run_in_guest(kit, qemu, "sleep 600\n", guests, "hang", 0, 15.0)
+            guest.run_in_guest(kit, qemu, "sleep 600\n", guests, "hang", 0, 10.0)
         except BaseException as err:
             failed.append(err)
 
@@ -127,7 +127,7 @@ def test_a_guest_that_hangs_is_stopped_whole(
     assert isinstance(err, guest.GuestError)
     message = str(err)
     assert "\n" not in message
-    assert "did not power off within 15 s" in message
+    assert "did not power off within 10 s" in message
     assert str(guests.path / "kernel" / "guest" / "hang" / "console.log") in message
     alive = [pid for pid in seen if Path(f"/proc/{pid}").exists()]
     assert not alive, f"left running: {alive}"
