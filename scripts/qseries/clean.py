@@ -45,6 +45,8 @@ DEBIAN_PREFIX = "debian-"
 KERNEL_DIR = "kernel"
 KIT_STAMP = "kit.json"
 KERNEL_APT = "apt"
+# The guests' files (initramfs, console logs, the KVM verdicts): not a kit.
+KERNEL_GUEST = "guest"
 KERNEL_PARTIAL = ".partial"
 KEEP_KERNELS = 1
 
@@ -241,7 +243,7 @@ def kernels(workdir: WorkDir) -> list[tuple[Path, float]]:
             if (
                 not entry.is_dir()
                 or entry.is_symlink()
-                or entry.name == KERNEL_APT
+                or entry.name in (KERNEL_APT, KERNEL_GUEST)
                 or entry.name.endswith(KERNEL_PARTIAL)
             ):
                 continue

@@ -60,3 +60,16 @@ def wire(built: dict[str, str]) -> series.Wire:
     """What the version under test sends on QMP (series.yaml)."""
     path = _existing(built, "series_file")
     return series.load(path, generators.specs()).version(built["version"]).wire
+
+
+@pytest.fixture(scope="session")
+def busybox(real_workdir: Path) -> Path:
+    """The guest's shell (busybox-static of the kernel kit), to run the
+    guest's scenario script on this host."""
+    from qseries.labs.vfio_migration import kernel
+    from qseries.source import WorkDir
+    from qseries.workdir import WorkDirLock
+
+    with WorkDirLock(real_workdir, "pytest: the kernel kit's busybox") as lock:
+        lock.acquire(True)
+        return kernel.kernel_kit(WorkDir(real_workdir)).busybox

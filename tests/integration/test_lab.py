@@ -24,7 +24,10 @@ def test_every_scenario_keeps_the_promise_on_the_fake(
 ) -> None:
     lab = scenarios.load()
     runs = fake_mod.run(lab.scenarios, qemu, fake, tmp_path, lab.flags)
-    results = [judge.judge_series("fake", run, wire) for run in runs]
+    results = [
+        judge.judge_series("fake", run, wire, scenario)
+        for run, scenario in zip(runs, lab.scenarios, strict=True)
+    ]
     assert all(r.ok for r in results), [r.detail for r in results]
     # The scenario that reaches PRE_COPY_P2P has the notice on both
     # versions; the one from a paused source goes through no P2P state.
@@ -44,7 +47,7 @@ def _device_dir(path: Path, group: int) -> Path:
 
 
 def test_the_guest_script_records_what_the_python_driver_does(
-    qemu: Path, fake: Path, wire: Wire, tmp_path: Path
+    qemu: Path, fake: Path, wire: Wire, busybox: Path, tmp_path: Path
 ) -> None:
     lab = scenarios.load()
     script = tmp_path / "scenario.sh"
@@ -63,7 +66,8 @@ def test_the_guest_script_records_what_the_python_driver_does(
         "LD_PRELOAD": str(fake),
         "FAKEVFIO_MIGRATION_FLAGS": lab.flags,
     }
-    subprocess.run(["sh", str(script)], env=env, check=True, timeout=300)
+    # The guest's own shell: busybox ash, not this host's sh.
+    subprocess.run([str(busybox), "sh", str(script)], env=env, check=True, timeout=300)
     from_shell = scenarios.read_results(results.read_text(), lab.scenarios)
     from_python = fake_mod.run(lab.scenarios, qemu, fake, tmp_path / "py", lab.flags)
     assert [r.error for r in from_shell] == [None] * len(lab.scenarios)

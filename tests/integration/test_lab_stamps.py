@@ -13,17 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from qseries.labs.vfio_migration import fake as fake_mod
-from qseries.labs.vfio_migration import judge, kernel, measure, scenarios
+from qseries.labs.vfio_migration import judge, measure, scenarios
 from qseries.series import Wire
-from qseries.source import WorkDir
-
-
-@pytest.fixture(scope="module")
-def busybox(real_workdir: Path) -> Path:
-    return kernel.kernel_kit(WorkDir(real_workdir)).busybox
 
 
 def _device_dir(path: Path, group: int) -> Path:

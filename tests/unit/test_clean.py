@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qseries import clean, generators
-from qseries.labs.vfio_migration import kernel
+from qseries.labs.vfio_migration import guest, kernel
 from qseries.series import load
 from qseries.source import MARKER, WorkDir
 from qseries.workdir import MADE
@@ -202,6 +202,8 @@ def test_kernels_but_the_one_used_last_go(tmp_path: Path) -> None:
     (apt / "lists").mkdir(parents=True)
     half = work.path / "kernel" / "6.12.96+deb12-amd64.partial"
     half.mkdir()
+    guests = work.path / "kernel" / "guest"
+    (guests / "series").mkdir(parents=True)  # newer than every kit: no kit
     assert [p for p, _ in clean.kernels(work)] == [new, old, unfinished]
     removals = clean.plan(work, keep=2)
     assert [(r.path, r.why) for r in removals] == [
@@ -214,6 +216,7 @@ def test_kernels_but_the_one_used_last_go(tmp_path: Path) -> None:
     assert sorted(p.name for p in (work.path / "kernel").iterdir()) == [
         "6.12.95+deb12-amd64",
         "apt",
+        "guest",
     ]
     # A kit used since is the one kept.
     again = make_kernel(work.path, "6.12.9+deb12-amd64", used=4000)
@@ -230,3 +233,4 @@ def test_clean_knows_the_kernel_kit_layout() -> None:
         kernel.PARTIAL,
     )
     assert clean.KERNEL_DIR in MADE
+    assert clean.KERNEL_GUEST == guest.GUEST_DIR

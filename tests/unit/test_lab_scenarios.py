@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from qseries.labs.vfio_migration import judge, scenarios
-from qseries.labs.vfio_migration.device import KernelDevice
+from qseries.labs.vfio_migration.device import DeviceRun, KernelDevice
+from qseries.labs.vfio_migration.proof import DeviceProof
 from qseries.labs.vfio_migration.scenarios import QmpEvent, ScenarioRun, Side
 from qseries.series import Wire
 from qseries.source import WorkDir
@@ -97,7 +98,12 @@ def test_the_guest_script_runs_every_step_in_order() -> None:
     assert lines[-3] == "migrate 3 || return 1"
     assert '\'"status": "completed"\'' in lines[-2]
     assert scenarios.DEVICE_OPTIONS in script
-    assert script.count("emit ") == 5 + 1  # five sides, and the function
+    ends = [line for line in script.split("\n") if line.startswith("scenario_end ")]
+    assert ends == [
+        "scenario_end source",
+        "scenario_end source destination",
+        "scenario_end source destination",
+    ]
 
 
 def test_results_are_read_by_frame_and_errors_kept() -> None:
@@ -126,16 +132,46 @@ def test_results_are_read_by_frame_and_errors_kept() -> None:
     assert runs[2].error == "source: no MIGRATION after 30 s"
 
 
+# A scenario of one source, that must reach the quiesce.
+M = scenarios.Scenario("m", ("source",), (), (("source", ("pre-copy-p2p",)),))
+S = scenarios.Scenario("s", ("source",), (), (("source", ("running",)),))
+
+
 def test_v2_series_passes_and_a_late_notice_fails() -> None:
     good = ScenarioRun("m", (side("source", *V2_SOURCE),))
-    assert judge.judge_series("mtty", good, V2).ok
+    assert judge.judge_series("mtty", good, V2, M).ok
     late = list(V2_SOURCE)
     late[3], late[4] = late[4], late[3]  # the notice after the move
-    result = judge.judge_series("mtty", ScenarioRun("m", (side("source", *late),)), V2)
+    result = judge.judge_series(
+        "mtty", ScenarioRun("m", (side("source", *late),)), V2, M
+    )
     assert not result.ok
     assert "pre-copy-p2p reached with no VFIO_MIGRATION(pre-copy-p2p-prepare)" in (
         result.detail
     )
+
+
+def test_a_run_that_never_gets_there_proves_nothing() -> None:
+    """A QEMU that sends no VFIO event, or stops short of the quiesce,
+    fails the series and the control alike."""
+    silent = ScenarioRun("m", (Side("source", ()),))
+    result = judge.judge_series("mtty", silent, V2, M)
+    assert not result.ok and result.detail == "source never reported pre-copy-p2p"
+    control = judge.judge_control("mtty", silent, V2, M, None)
+    assert not control.ok
+    assert control.detail == (
+        "failed for another reason: source never reported pre-copy-p2p"
+    )
+    short = ScenarioRun("m", (side("source", *done("running-p2p", "running")),))
+    assert not judge.judge_series("mtty", short, V2, M).ok
+
+
+def test_a_notice_closed_by_another_state_fails() -> None:
+    items = [*done("pre-copy"), ("VFIO_MIGRATION", "pre-copy-p2p-prepare")]
+    items += done("stop-copy", "stop")
+    assert judge.notice_faults(items, V2) == [
+        "event 3: the notice of pre-copy-p2p closed by stop-copy"
+    ]
 
 
 def test_v1_needs_a_notice_before_every_move() -> None:
@@ -152,16 +188,18 @@ def test_v1_needs_a_notice_before_every_move() -> None:
 def test_the_control_must_lack_exactly_the_notice() -> None:
     base = ScenarioRun("m", (side("source", *BASE_SOURCE),))
     series = ScenarioRun("m", (side("source", *V2_SOURCE),))
-    result = judge.judge_control("mtty", base, V2, series)
+    result = judge.judge_control("mtty", base, V2, M, series)
     assert result.ok and "fails for lack of the notice" in result.detail
     # Nothing announced: the control passes as the series does.
     quiet = ScenarioRun("s", (side("source", *done("running-p2p", "running")),))
-    assert "nothing to announce" in judge.judge_control("mtty", quiet, V2, None).detail
+    assert "nothing to announce" in (
+        judge.judge_control("mtty", quiet, V2, S, None).detail
+    )
     # A control that differs beyond the notice is wrong.
     other = ScenarioRun("m", (side("source", *BASE_SOURCE[:-1]),))
-    assert not judge.judge_control("mtty", other, V2, series).ok
+    assert not judge.judge_control("mtty", other, V2, M, series).ok
     # A control with the notice is not the base.
-    assert not judge.judge_control("mtty", series, V2, None).ok
+    assert not judge.judge_control("mtty", series, V2, M, None).ok
 
 
 def test_fake_and_kernel_rows() -> None:
@@ -204,3 +242,39 @@ def test_no_outer_qemu_is_said_before_anything_runs(
         f"no {tmp_path}/qemu-system-x86_64 to boot the guest with "
         "(apt-get install qemu-system-x86)"
     )
+
+
+def _proof(tmp_path: Path) -> DeviceProof:
+    return DeviceProof(
+        WorkDir(tmp_path), V2, lambda: tmp_path / "fake", tmp_path, print
+    )
+
+
+def _device_run(device: str, *items: tuple[str, str]) -> DeviceRun:
+    return DeviceRun(device, [ScenarioRun("m", (side("source", *items),))], 1.0)
+
+
+def test_the_proof_compares_the_devices_and_the_control(tmp_path: Path) -> None:
+    proof = _proof(tmp_path)
+    proof.runs[("series", "kernel")] = _device_run("kernel", *V2_SOURCE)
+    proof.runs[("series", "fake")] = _device_run("fake", *V2_SOURCE)
+    proof.runs[("control", "kernel")] = _device_run("kernel", *BASE_SOURCE)
+    proof.runs[("control", "fake")] = _device_run("fake", *BASE_SOURCE[:-1])
+    results, text = proof.compare("v2 on QEMU 10.2.2")
+    by_name = {r.name: r for r in results}
+    # The fake's control differs from mtty's: one row, named.
+    assert [r.verdict for r in proof.table()] == ["equal", "DIFFERENT"]
+    assert not by_name["fake vs kernel"].ok
+    assert by_name["mtty: the notice changes nothing else"].ok
+    assert "| control | m | source | DIFFERENT |" in text
+    assert "Not possible on mtty" in text
+    # A control that says more than the series without its notices.
+    proof.runs[("control", "kernel")] = _device_run("kernel", *BASE_SOURCE[:-1])
+    matches = proof.control_matches()
+    assert matches is not None and not matches.ok
+    # Nothing that ran whole on both: no pass.
+    proof.runs[("control", "kernel")] = DeviceRun(
+        "kernel", [ScenarioRun("m", (), "no RESUME")], 1.0
+    )
+    matches = proof.control_matches()
+    assert matches is not None and not matches.ok

@@ -8,6 +8,7 @@ the files that tell more when something failed (the guest's console).
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -144,8 +145,11 @@ class KernelDevice:
                 f"booting Linux {kit.version} with mtty for the {label} "
                 f"({len(scenarios)} scenarios)"
             )
+        # A directory of its own per run: the console log a report names
+        # stays after the next run.
+        name = f"{label}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         guest = run_in_guest(
-            kit, qemu, guest_script(scenarios), self.workdir, label, mdevs=2
+            kit, qemu, guest_script(scenarios), self.workdir, name, mdevs=2
         )
         runs = read_results(guest.results, scenarios)
         facts = [

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from qemu.qmp import Runstate
+from qemu.qmp import QMPError, Runstate
 
 from ...vm import FakeVfioVM, socket_path
 from .scenarios import (
@@ -30,7 +30,8 @@ from .scenarios import (
     event_of,
 )
 
-QUIET_S = 0.3
+# As the guest script's QUIET_TENTHS: both drivers quit after as long a quiet.
+QUIET_S = 0.5
 WAIT_S = 30.0
 QUIT_S = 10.0
 
@@ -85,10 +86,14 @@ async def _steps(
         )
     for step in scenario.steps:
         vm = vms[step.vm]
-        if step.run == "migrate":
-            await vm.cmd("migrate", uri=uri)
-        elif step.run is not None:
-            await vm.cmd(step.run)
+        if step.run is not None:
+            try:
+                if step.run == "migrate":
+                    await vm.cmd("migrate", uri=uri)
+                else:
+                    await vm.cmd(step.run)
+            except QMPError as err:
+                return f"{step.describe()} failed: {err}"
         else:
             deadline = time.monotonic() + WAIT_S
             while sum(_matches(e, step) for e in _said(vm)) < step.nth:
@@ -117,10 +122,14 @@ async def run_scenario(
             )
             await machine.__aenter__()
             vms[vm] = machine
-        error = await _steps(scenario, vms, uri)
+        try:
+            error = await _steps(scenario, vms, uri)
+        except QMPError as err:
+            error = f"QMP failed: {err}"
         await _settle(list(vms.values()))
-        for machine in vms.values():
-            error = await _quit(machine) or error
+        for vm in scenario.vms:  # in the order the guest script quits them
+            stopped = await _quit(vms[vm])
+            error = error or stopped  # the first error says the most
         sides = tuple(
             Side(vm, tuple(_said(vms[vm])), vms[vm].stderr()) for vm in scenario.vms
         )

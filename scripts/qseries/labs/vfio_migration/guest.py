@@ -66,6 +66,9 @@ CMDLINE = "console=ttyS0 panic=-1 quiet"
 # What /init says on the console (guest-init.sh).
 MARK = "qseries-guest: "
 ERROR_MARK = "QSERIES-GUEST-ERROR: "
+# Under the work dir's kernel/: one directory per guest run (clean.py
+# knows the name: it is no kernel kit).
+GUEST_DIR = "guest"
 # The KVM probe: a boot to /init and straight off.  The prototype's
 # TCG boot reached /init in about 3 s; a KVM that works is faster, and
 # one that does not aborts (a PVM host here: an assertion on the MSRs),
@@ -547,7 +550,7 @@ def probe_kvm(kit: GuestKit, where: Path) -> dict[str, object]:
 def choose_accel(kit: GuestKit, workdir: WorkDir) -> str:
     """KVM if it boots this kernel here (tried once, remembered), else
     TCG; said in one line either way."""
-    root = workdir.sub("kernel", "guest")
+    root = workdir.sub("kernel", GUEST_DIR)
     key = verdict_key(kit.version, host_facts())
     verdict = read_verdict(root / VERDICTS, key)
     if verdict is None:
@@ -581,8 +584,9 @@ def run_in_guest(
     """Boot the guest, run script in it (/scenario.sh, with MDEV0..,
     QEMU, QEMU_DATA and RESULTS set), power it off; what it wrote.
 
-    Its files are WORKDIR/kernel/guest/NAME/: the initramfs, the console
-    log (console.log) and the results port's output (results.log).
+    Its files are WORKDIR/kernel/guest/NAME/: the initramfs (removed
+    after a run that went well), the console log (console.log) and the
+    results port's output (results.log).
     accel: "kvm" or "tcg" to choose, None to use KVM where it works."""
     if not NAME.fullmatch(name):
         raise ValueError(f"guest name {name!r} is no plain file name")
@@ -590,7 +594,7 @@ def run_in_guest(
         raise GuestError(f"{OUTER_QEMU} is not installed", OUTER_HINT)
     if not qemu.is_file():
         raise GuestError(f"{qemu} is not a QEMU binary", "build it first")
-    where = workdir.sub("kernel", "guest", name)
+    where = workdir.sub("kernel", GUEST_DIR, name)
     console = where / "console.log"
     results = where / "results.log"
     initrd = where / "initramfs.cpio.gz"
@@ -636,4 +640,5 @@ def run_in_guest(
             f"the outer QEMU of guest {name} exited with {code} (console: {console})",
             "see the console log",
         )
+    initrd.unlink()  # made anew for every run; the logs stay
     return GuestRun(accel, said, console, seconds, boot.init_seconds, boot.status)

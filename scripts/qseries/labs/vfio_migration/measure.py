@@ -59,7 +59,7 @@ def repeated_script(
     lines = guest_script(chosen, stamp=True).split("\n")
     per = len(scenarios)
     for k in range(times - 1, 0, -1):  # from the end: the indexes before hold
-        at = lines.index(f"scenario={shlex.quote(chosen[k * per].name)}")
+        at = lines.index(f"scenario_begin {shlex.quote(chosen[k * per].name)}")
         lines.insert(at, f"MDEV0=$MDEV{2 * k} MDEV1=$MDEV{2 * k + 1}")
     return chosen, "\n".join(lines), 2 * times
 

@@ -60,9 +60,11 @@ class DeviceProof:
         fake = self._fake_device().run(qemu, chosen, build)
         self.runs[(build, fake.device)] = fake
         results: list[Result] = []
+        by_name = {s.name: s for s in chosen}
         for run in kernel.runs:
+            scenario = by_name[run.scenario]
             if build == SERIES:
-                results.append(judge.judge_series("mtty", run, self.wire))
+                results.append(judge.judge_series("mtty", run, self.wire, scenario))
             else:
                 series = self.runs.get((SERIES, kernel.device))
                 theirs = (
@@ -70,7 +72,9 @@ class DeviceProof:
                     if series
                     else None
                 )
-                results.append(judge.judge_control("mtty", run, self.wire, theirs))
+                results.append(
+                    judge.judge_control("mtty", run, self.wire, scenario, theirs)
+                )
         if any(not r.ok for r in results):
             for path in kernel.evidence:
                 results[-1].items.append(f"the guest's console: {path}")
@@ -120,6 +124,10 @@ class DeviceProof:
                         f"{judge.shown(mine)}, the series without its notices "
                         f"{judge.shown(expected)}",
                     )
+        if not compared:
+            return Result(
+                name, FAIL, "no scenario ran whole on both the series and the control"
+            )
         return Result(
             name,
             PASS,

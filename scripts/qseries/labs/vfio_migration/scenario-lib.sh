@@ -34,16 +34,19 @@ vm_start() {
     out="$RUN/$name.out"
     if [ "$STAMP" = 1 ]; then
         mkfifo "$RUN/$name.qmp"
-        stamp_lines >> "$out" < "$RUN/$name.qmp" &
+        stamp_lines >> "$out" < "$RUN/$name.qmp" 3>&- 4>&- 9>&- &
         eval "stamper_$name=\$!"
         out="$RUN/$name.qmp"
     fi
+    # Without the script's own descriptors: the results port, the other
+    # QEMU's QMP stream.
     "$QEMU" -machine q35 -accel qtest -nodefaults -display none -m 64M \
         -L "$QEMU_DATA" \
         -device "vfio-pci,id=vfio0,sysfsdev=$dev,$DEVICE_OPTIONS" \
         -qmp stdio "$@" \
-        < "$RUN/$name.in" > "$out" 2> "$RUN/$name.err" &
-    eval "pid_$name=\$!"
+        < "$RUN/$name.in" > "$out" 2> "$RUN/$name.err" 3>&- 4>&- 9>&- &
+    eval "pid_$name=\$! fd_$name=$fd"
+    started="$started $name"
     eval "exec $fd> \"\$RUN/$name.in\""
     send "$fd" '{"execute": "qmp_capabilities"}'
     # Its first return: QEMU is up, its -incoming listening.
@@ -142,13 +145,44 @@ vm_quit() {
     eval "exec $fd>&-"
 }
 
-# emit NAME: what NAME said on QMP and on stderr, framed.
+# emit NAME: what NAME said on QMP and on stderr, framed (each marker on
+# a line of its own, also after a last line without its newline).
 emit() {
     echo "QSERIES-BEGIN $scenario $1" >&9
     cat "$RUN/$1.out" >&9
-    echo "QSERIES-STDERR $scenario $1" >&9
+    printf '\nQSERIES-STDERR %s %s\n' "$scenario" "$1" >&9
     cat "$RUN/$1.err" >&9
-    echo "QSERIES-END $scenario $1" >&9
+    printf '\nQSERIES-END %s %s\n' "$scenario" "$1" >&9
+}
+
+# scenario_begin NAME: a scenario starts, with nothing of the one before.
+scenario_begin() {
+    scenario=$1
+    started=""
+    rm -f "$RUN"/*.in "$RUN"/*.out "$RUN"/*.err "$RUN"/*.qmp
+    mark start
+}
+
+# scenario_end NAME...: after the scenario's steps (or the first that
+# failed), until its QEMUs are quiet; then each of them that started
+# quits, in this order, and what it said is written.
+scenario_end() {
+    ran=""
+    for name in "$@"; do
+        case " $started " in
+            *" $name "*) ran="$ran $name" ;;
+        esac
+    done
+    if [ -n "$ran" ]; then
+        settle $ran
+    fi
+    for name in $ran; do
+        eval "vm_quit $name \$fd_$name"
+    done
+    for name in $ran; do
+        emit "$name"
+    done
+    mark end
 }
 
 # migrate FD: the source migrates to MIGRATE_URI.

@@ -67,6 +67,11 @@ class Scenario:
     name: str
     vms: tuple[str, ...]
     steps: tuple[Step, ...]
+    # The device states each QEMU must report (its completions).
+    reaches: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def must_reach(self, vm: str) -> tuple[str, ...]:
+        return dict(self.reaches).get(vm, ())
 
 
 @dataclass(frozen=True)
@@ -128,10 +133,19 @@ def parse(text: str) -> Lab:
         if not isinstance(steps, list) or not steps:
             raise _fail(where, "steps is a list")
         seen: dict[Any, int] = {}
+        reaches = entry.get("reaches") or {}
+        if not isinstance(reaches, dict) or not all(
+            vm in vms and isinstance(states, list) for vm, states in reaches.items()
+        ):
+            raise _fail(where, "reaches maps a vm of the scenario to a list of states")
         scenarios.append(
             Scenario(
                 name=entry["name"],
                 vms=tuple(vms),
+                reaches=tuple(
+                    (str(vm), tuple(str(x) for x in states))
+                    for vm, states in reaches.items()
+                ),
                 steps=tuple(
                     _step(s, f"{where}, step {j + 1}", vms, seen)
                     for j, s in enumerate(steps)
@@ -293,7 +307,7 @@ def guest_script(scenarios: Sequence[Scenario], stamp: bool = False) -> str:
         lines[-1:-1] = ["STAMP=1"]
     for i, scenario in enumerate(scenarios):
         mdev = {"source": "$MDEV0", "destination": "$MDEV1"}
-        lines.append(f"scenario={shlex.quote(scenario.name)}")
+        lines.append(f"scenario_begin {shlex.quote(scenario.name)}")
         lines.append(f'MIGRATE_URI="unix:$RUN/migrate-{i}.sock"')
         lines.append(f"steps_{i}() {{")
         for vm in sorted(scenario.vms, key=lambda v: v != "destination"):
@@ -309,17 +323,8 @@ def guest_script(scenarios: Sequence[Scenario], stamp: bool = False) -> str:
         for step in scenario.steps:
             lines.append(f"    {_step_shell(step)} || return 1")
         lines.append("}")
-        vms = " ".join(scenario.vms)
-        if stamp:
-            lines.append("mark start")
         lines.append(f"steps_{i}")
-        lines.append(f"settle {vms}")
-        for vm in scenario.vms:
-            lines.append(f"vm_quit {vm} {FDS[vm]}")
-        for vm in scenario.vms:
-            lines.append(f"emit {vm}")
-        if stamp:
-            lines.append("mark end")
+        lines.append(f"scenario_end {' '.join(scenario.vms)}")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -339,11 +344,12 @@ def read_results(text: str, scenarios: Sequence[Scenario]) -> list[ScenarioRun]:
             errors.setdefault(name, what)
         elif words[0] == BEGIN and len(words) == 3:
             current = ([], [])
-            blocks[(words[1], words[2])] = current
             into_stderr = False
         elif words[0] == STDERR and len(words) == 3:
             into_stderr = True
         elif words[0] == END and len(words) == 3:
+            if current is not None:  # a block counts once it is whole
+                blocks[(words[1], words[2])] = current
             current = None
         elif current is not None:
             current[1 if into_stderr else 0].append(raw)
