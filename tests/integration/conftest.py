@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,44 @@ def busybox(real_workdir: Path) -> Path:
     with WorkDirLock(real_workdir, "pytest: the kernel kit's busybox") as lock:
         lock.acquire(True)
         return kernel.kernel_kit(WorkDir(real_workdir)).busybox
+
+
+def run_guest_script_here(
+    script: str,
+    busybox: Path,
+    qemu: Path,
+    fake: Path,
+    flags: str,
+    tmp: Path,
+    mdevs: int = 2,
+) -> str:
+    """Run a guest scenario script on this host, in the guest's shell
+    (busybox ash), with what /init gives it (RUN, RESULTS, QEMU,
+    QEMU_DATA, MDEV0...), each mdev a device directory of the fake,
+    which is preloaded; what it wrote to RESULTS."""
+    run = tmp / "run"
+    run.mkdir()
+    results = tmp / "results.txt"
+    env = {
+        **os.environ,
+        "RUN": str(run),
+        "RESULTS": str(results),
+        "QEMU": str(qemu),
+        "QEMU_DATA": str(qemu.parent / "pc-bios"),
+        "LD_PRELOAD": str(fake),
+        "FAKEVFIO_MIGRATION_FLAGS": flags,
+    }
+    for i in range(mdevs):
+        device = tmp / f"d{i}"
+        device.mkdir()
+        # Only the group number counts: the link may dangle.
+        (device / "iommu_group").symlink_to(f"../../../kernel/iommu_groups/{4242 + i}")
+        env[f"MDEV{i}"] = str(device)
+    (tmp / "scenario.sh").write_text(script)
+    subprocess.run(
+        [str(busybox), "sh", str(tmp / "scenario.sh")],
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    return results.read_text()

@@ -10,13 +10,13 @@ then the devices', not the drivers'.  About 5 s.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 from qseries.labs.vfio_migration import fake as fake_mod
 from qseries.labs.vfio_migration import judge, scenarios
 from qseries.series import Wire
+
+from .conftest import run_guest_script_here
 
 
 def test_every_scenario_keeps_the_promise_on_the_fake(
@@ -40,35 +40,14 @@ def test_every_scenario_keeps_the_promise_on_the_fake(
     assert all("p2p" not in state for _, state in judge.said(paused, wire))
 
 
-def _device_dir(path: Path, group: int) -> Path:
-    path.mkdir()
-    (path / "iommu_group").symlink_to(f"../../../kernel/iommu_groups/{group}")
-    return path
-
-
 def test_the_guest_script_records_what_the_python_driver_does(
     qemu: Path, fake: Path, wire: Wire, busybox: Path, tmp_path: Path
 ) -> None:
     lab = scenarios.load()
-    script = tmp_path / "scenario.sh"
-    script.write_text(scenarios.guest_script(lab.scenarios))
-    run = tmp_path / "run"
-    run.mkdir()
-    results = tmp_path / "results.txt"
-    env = {
-        **os.environ,
-        "RUN": str(run),
-        "RESULTS": str(results),
-        "QEMU": str(qemu),
-        "QEMU_DATA": str(qemu.parent / "pc-bios"),
-        "MDEV0": str(_device_dir(tmp_path / "d0", 4242)),
-        "MDEV1": str(_device_dir(tmp_path / "d1", 4243)),
-        "LD_PRELOAD": str(fake),
-        "FAKEVFIO_MIGRATION_FLAGS": lab.flags,
-    }
-    # The guest's own shell: busybox ash, not this host's sh.
-    subprocess.run([str(busybox), "sh", str(script)], env=env, check=True, timeout=300)
-    from_shell = scenarios.read_results(results.read_text(), lab.scenarios)
+    text = run_guest_script_here(
+        scenarios.guest_script(lab.scenarios), busybox, qemu, fake, lab.flags, tmp_path
+    )
+    from_shell = scenarios.read_results(text, lab.scenarios)
     from_python = fake_mod.run(lab.scenarios, qemu, fake, tmp_path / "py", lab.flags)
     assert [r.error for r in from_shell] == [None] * len(lab.scenarios)
     rows = judge.rows("series", from_python, from_shell, wire)

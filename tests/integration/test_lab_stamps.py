@@ -8,8 +8,6 @@ are the same as without stamps.  About 10 s.
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,11 +15,7 @@ from qseries.labs.vfio_migration import fake as fake_mod
 from qseries.labs.vfio_migration import judge, measure, scenarios
 from qseries.series import Wire
 
-
-def _device_dir(path: Path, group: int) -> Path:
-    path.mkdir()
-    (path / "iommu_group").symlink_to(f"../../../kernel/iommu_groups/{group}")
-    return path
+from .conftest import run_guest_script_here
 
 
 def test_every_event_is_stamped_when_the_script_read_it(
@@ -29,28 +23,9 @@ def test_every_event_is_stamped_when_the_script_read_it(
 ) -> None:
     lab = scenarios.load()
     chosen, text, mdevs = measure.repeated_script(lab.scenarios, 2)
-    script = tmp_path / "scenario.sh"
-    script.write_text(text)
-    run = tmp_path / "run"
-    run.mkdir()
-    results = tmp_path / "results.txt"
-    env = {
-        **os.environ,
-        "RUN": str(run),
-        "RESULTS": str(results),
-        "QEMU": str(qemu),
-        "QEMU_DATA": str(qemu.parent / "pc-bios"),
-        **{
-            f"MDEV{i}": str(_device_dir(tmp_path / f"d{i}", 4242 + i))
-            for i in range(mdevs)
-        },
-        "LD_PRELOAD": str(fake),
-        "FAKEVFIO_MIGRATION_FLAGS": lab.flags,
-    }
     before = time.time_ns() // 1000
-    subprocess.run([str(busybox), "sh", str(script)], env=env, check=True, timeout=300)
+    text = run_guest_script_here(text, busybox, qemu, fake, lab.flags, tmp_path, mdevs)
     after = time.time_ns() // 1000
-    text = results.read_text()
     runs = scenarios.read_results(text, chosen)
     assert [r.error for r in runs] == [None] * len(chosen)
     events = [e for r in runs for s in r.sides for e in s.events]

@@ -12,15 +12,8 @@ import pytest
 from qseries import runs
 from qseries.labs.vfio_migration import kbench, measure, scenarios
 from qseries.labs.vfio_migration.scenarios import QmpEvent, ScenarioRun, Side
-from qseries.series import Wire
 
-V1 = Wire(completion="VFIO_MIGRATION", notice_event="VFIO_MIGRATION_PREPARE")
-V2 = Wire(
-    completion="VFIO_MIGRATION",
-    notice_event="VFIO_MIGRATION",
-    notice_state="pre-copy-p2p-prepare",
-    announces="pre-copy-p2p",
-)
+from .wires import V1, V2
 
 
 def qmp(event: str, state: str | None, us: int) -> str:

@@ -12,16 +12,9 @@ from qseries.labs.vfio_migration import judge, scenarios
 from qseries.labs.vfio_migration.device import DeviceRun, KernelDevice
 from qseries.labs.vfio_migration.proof import DeviceProof
 from qseries.labs.vfio_migration.scenarios import QmpEvent, ScenarioRun, Side
-from qseries.series import Wire
 from qseries.source import WorkDir
 
-V1 = Wire(completion="VFIO_MIGRATION", notice_event="VFIO_MIGRATION_PREPARE")
-V2 = Wire(
-    completion="VFIO_MIGRATION",
-    notice_event="VFIO_MIGRATION",
-    notice_state="pre-copy-p2p-prepare",
-    announces="pre-copy-p2p",
-)
+from .wires import V1, V2
 
 
 def side(vm: str, *items: tuple[str, str]) -> Side:
