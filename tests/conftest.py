@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qseries.series import SERIES_DATA
+from qseries.core.series import SERIES_DATA
 
 REPO = Path(__file__).resolve().parent.parent
 

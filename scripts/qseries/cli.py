@@ -14,19 +14,15 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import atomic, ci, generators, handoff, pipeline, proc, report, runs, testing
-from . import bench as bench_mod
-from . import build as build_mod
-from . import clean as clean_mod
-from . import generate as gen
-from . import matrix as matrix_mod
-from . import sandbox as sandbox_mod
-from . import series as series_mod
-from . import trailers as trailers_mod
-from .errors import EXIT_FAILED, QSeriesError, UsageError
-from .labs.vfio_migration.device import kernel_unavailable
-from .source import BaseTree, SourceSpec, WorkDir, get_base, say
-from .workdir import (
+from .core import generators
+from .core import series as series_mod
+from .core.results import passed
+from .ground import atomic, proc, runs
+from .ground import sandbox as sandbox_mod
+from .ground.console import say
+from .ground.errors import EXIT_FAILED, QSeriesError, UsageError
+from .ground.workdir import (
+    WorkDir,
     WorkDirLock,
     check_directory,
     check_output,
@@ -34,6 +30,19 @@ from .workdir import (
     first_existing,
     prepare,
 )
+from .labs.vfio_migration.device import kernel_unavailable
+from .mail import handoff
+from .mail import trailers as trailers_mod
+from .pipeline import bench as bench_mod
+from .pipeline import ci
+from .pipeline import clean as clean_mod
+from .pipeline import matrix as matrix_mod
+from .pipeline import stages as pipeline
+from .qemu import build as build_mod
+from .qemu import generate as gen
+from .qemu import testing
+from .qemu.source import BaseTree, SourceSpec, get_base
+from .reports import report
 
 # What `build` and `test` put on top of the base.
 WHAT = ("series", "control", "base")
@@ -178,7 +187,7 @@ def cmd_check(args: argparse.Namespace, workdir: WorkDir) -> int:
         _print_json(report.to_json(results))
     else:
         print(report.table(results))
-    return 0 if report.passed(results) else 1
+    return 0 if passed(results) else 1
 
 
 def cmd_diff(args: argparse.Namespace, workdir: WorkDir) -> int:
@@ -375,7 +384,7 @@ def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
         _print_json(report.to_json(results))
     else:
         print(report.table(results, tests=True))
-    return 0 if report.passed(results) else 1
+    return 0 if passed(results) else 1
 
 
 def cmd_reproduce(args: argparse.Namespace, workdir: WorkDir) -> int:

@@ -78,8 +78,8 @@ def test_encoded_mails_pass(
 def test_qapi_gen_without_the_vfio_events_file_fails(
     base_root: Path, tmp_path: Path
 ) -> None:
-    from qseries.check import _qapi_gen
-    from qseries.source import WorkDir
+    from qseries.ground.workdir import WorkDir
+    from qseries.qemu.check import _qapi_gen
 
     # The tree's own qapi-gen.py on a schema that no longer includes
     # vfio.json: it succeeds, but writes no qapi-events-vfio.h.

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import check, report
-from qseries.source import WorkDir
+from qseries.core.results import PASS
+from qseries.ground.workdir import WorkDir
+from qseries.qemu import check
 
 from ..conftest import FIXTURES, RunCli, git
 from .test_check_mbox import generated, threaded, write_mbox
@@ -235,6 +236,6 @@ def test_bytecode_beside_the_base_code_is_never_run(
     result = check.check_qapi(
         tree, SERIES.version("v1"), WorkDir(tmp_path / "work"), code=code
     )
-    assert result.status == report.PASS, result
+    assert result.status == PASS, result
     assert not touched.exists()
     assert [p.name for p in planted.parent.iterdir()] == [planted.name]

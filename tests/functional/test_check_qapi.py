@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from qseries import check, generators, report, series
-from qseries.source import WorkDir
-from qseries.templates import Templates
+from qseries.core import generators, series
+from qseries.core.results import FAIL, PASS, Result
+from qseries.core.templates import Templates
+from qseries.ground.workdir import WorkDir
+from qseries.qemu import check
 
 from ..conftest import REPO
 
@@ -41,7 +43,7 @@ def schema_tree(root: Path, tmp_path: Path, name: str) -> Path:
     return tree
 
 
-def qapi(tree: Path, name: str, tmp_path: Path) -> report.Result:
+def qapi(tree: Path, name: str, tmp_path: Path) -> Result:
     # The copy holds the base's QAPI code beside the patched schema.
     return check.check_qapi(
         tree, SERIES.version(name), WorkDir(tmp_path / "work"), code=tree
@@ -54,7 +56,7 @@ def test_each_version_passes_with_its_own_notice(
 ) -> None:
     tree = schema_tree(Path(str(real_base["root"])), tmp_path, name)
     result = qapi(tree, name, tmp_path)
-    assert result.status == report.PASS, result
+    assert result.status == PASS, result
     assert result.detail.endswith("qapi-gen.py ok")
 
 
@@ -67,7 +69,7 @@ def test_v2_wants_the_value_documented_with_since(
     assert "state.  (since 11.0)" in text
     vfio.write_text(text.replace("state.  (since 11.0)", "state."))
     result = qapi(tree, "v2", tmp_path)
-    assert result.status == report.FAIL
+    assert result.status == FAIL
     [item] = result.items
     assert item.startswith(
         "the doc of 'pre-copy-p2p-prepare' does not say '(since 11.0)': "
@@ -81,7 +83,7 @@ def test_v2_without_the_value_fails(
     tree = schema_tree(root, tmp_path, "v2")
     shutil.copy(root / "qapi" / "vfio.json", tree / "qapi")
     result = qapi(tree, "v2", tmp_path)
-    assert result.status == report.FAIL
+    assert result.status == FAIL
     assert result.detail == (
         "no enum member of VFIO_MIGRATION has the value 'pre-copy-p2p-prepare'"
     )
@@ -91,7 +93,7 @@ def test_v1_schema_is_not_v2(real_base: dict[str, object], tmp_path: Path) -> No
     """A version checked against another version's schema fails: the check
     reads the wire of the version it is given."""
     tree = schema_tree(Path(str(real_base["root"])), tmp_path, "v1")
-    assert qapi(tree, "v1", tmp_path).status == report.PASS
+    assert qapi(tree, "v1", tmp_path).status == PASS
     result = qapi(tree, "v2", tmp_path)
-    assert result.status == report.FAIL
+    assert result.status == FAIL
     assert "'pre-copy-p2p-prepare'" in result.detail

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from qseries import ci, generators
-from qseries import series as series_mod
-from qseries.errors import TemplateError, UsageError
+from qseries.core import generators
+from qseries.core import series as series_mod
+from qseries.ground.errors import TemplateError, UsageError
+from qseries.pipeline import ci
 
 from ..conftest import GIT_ENV, REPO, RunCli, git
 

@@ -112,7 +112,7 @@ def test_ascii_terminal_does_not_end_the_run(
 HOLDER = """
 import sys
 from pathlib import Path
-from qseries.workdir import WorkDirLock, prepare
+from qseries.ground.workdir import WorkDirLock, prepare
 prepare(Path(sys.argv[1]))
 lock = WorkDirLock(Path(sys.argv[1]), "qseries test")
 lock.acquire(wait=False)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import build
-from qseries.source import BaseTree, WorkDir
+from qseries.ground.workdir import WorkDir
+from qseries.qemu import build
+from qseries.qemu.source import BaseTree
 
 from ..conftest import FIXTURES, git
 

@@ -171,9 +171,10 @@ def test_repo_layout() -> None:
 def test_compose_control_and_series(
     run_cli: RunCli, mini_tree: Path, tmp_path: Path
 ) -> None:
-    from qseries.build import compose
-    from qseries.source import WorkDir, tree_base
-    from qseries.testing import adds_qtest
+    from qseries.ground.workdir import WorkDir
+    from qseries.qemu.build import compose
+    from qseries.qemu.source import tree_base
+    from qseries.qemu.testing import adds_qtest
 
     out = tmp_path / "out"
     assert generate(run_cli, mini_tree, out).returncode == 0
@@ -236,8 +237,9 @@ def test_cover_names_the_commit_not_the_checkout(
 def test_stale_worktree_is_made_anew(mini_tree: Path, tmp_path: Path) -> None:
     import shutil
 
-    from qseries.build import checkout
-    from qseries.source import WorkDir, tree_base
+    from qseries.ground.workdir import WorkDir
+    from qseries.qemu.build import checkout
+    from qseries.qemu.source import tree_base
 
     workdir = WorkDir(tmp_path / "work")
     base = tree_base(workdir, mini_tree)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from qseries.errors import EXIT_USAGE
+from qseries.ground.errors import EXIT_USAGE
+from qseries.ground.workdir import WorkDir
 from qseries.labs.vfio_migration import kernel
 from qseries.labs.vfio_migration.kernel import (
     HeadersMismatch,
@@ -24,7 +25,7 @@ from qseries.labs.vfio_migration.kernel import (
     kernel_kit,
     kernel_version,
 )
-from qseries.source import NoSpaceError, WorkDir
+from qseries.qemu.source import NoSpaceError
 
 from ..kernel_archive import (
     BUSYBOX_VERSION,

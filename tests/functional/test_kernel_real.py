@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from qseries.ground.workdir import WorkDir, WorkDirLock
 from qseries.labs.vfio_migration.kernel import kernel_kit, module_field
-from qseries.source import WorkDir
-from qseries.workdir import WorkDirLock
 
 pytestmark = pytest.mark.qemu
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from qseries import proc, runs
+from qseries.ground import proc, runs
 
 from .test_signals import build_dir_of, plain, start
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from qseries import proc
+from qseries.ground import proc
 
 from ..conftest import REPO, RunCli, copy_series
 from ..debian_archive import Archive

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import generators, series, testing
-from qseries.csource import find_function
+from qseries.core import generators, series
+from qseries.core.csource import find_function
+from qseries.qemu import testing
 
 from ..conftest import REPO
 

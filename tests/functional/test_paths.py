@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from qseries import build, generators, report, series, testing
-from qseries.source import WorkDir
+from qseries.core import generators, series
+from qseries.core.results import PASS
+from qseries.ground.workdir import WorkDir
+from qseries.qemu import build, testing
 
 from ..conftest import REPO, RunCli
 
@@ -174,7 +176,7 @@ def test_listing_and_qemus_qtests_leave_no_scratch(
         fake_qtest(qtests / name, body)
     assert testing.list_cases(binary, Path("/bin/true"), None) == ["/x/a"]
     results = testing.qemu_qtests(tmp_path / "build", Path("/bin/true"), timeout=30)
-    assert [r.status for r in results] == [report.PASS] * len(testing.QEMU_QTESTS)
+    assert [r.status for r in results] == [PASS] * len(testing.QEMU_QTESTS)
     assert list(tmp.iterdir()) == []
 
 
@@ -202,7 +204,7 @@ def test_qemus_runner_gets_a_short_tmpdir_relative_to_the_build_dir(
     )
     plan = series.load(REPO / "series.yaml", generators.specs()).version("v2").test
     result = testing.qemu_runner(builddir, plan, timeout=30)
-    assert result.status == report.PASS, result
+    assert result.status == PASS, result
     seen = recorded(record)
     assert seen["cwd"] == str(builddir)
     assert not seen["tmpdir"].startswith("/")

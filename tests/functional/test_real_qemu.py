@@ -240,9 +240,10 @@ def test_mutations_apply_to_the_patched_file(
     make of the real base (a mutation that no longer applies is an error)."""
     import dataclasses
 
-    from qseries import generators, series, testing
-    from qseries.errors import AnchorError
-    from qseries.templates import Templates
+    from qseries.core import generators, series
+    from qseries.core.templates import Templates
+    from qseries.ground.errors import AnchorError
+    from qseries.qemu import testing
 
     root = Path(str(base["root"]))
     version = series.load(REPO / "series.yaml", generators.specs()).version(name)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from qseries import proc
+from qseries.ground import proc
 
 from ..conftest import REPO, sigint_as_from_a_terminal
 

@@ -16,15 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from qseries.errors import SourceError
-from qseries.source import (
-    DEBIAN_SUITES,
-    DOWNLOADED_STAMP,
-    Apt,
-    WorkDir,
-    debian_base,
-)
-from qseries.versions import VersionRange
+from qseries.core.versions import VersionRange
+from qseries.ground.errors import SourceError
+from qseries.ground.workdir import WorkDir
+from qseries.qemu.source import DEBIAN_SUITES, DOWNLOADED_STAMP, Apt, debian_base
 
 from ..conftest import git, loosen_objects
 

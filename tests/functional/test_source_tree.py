@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries.errors import EXIT_USAGE, SourceError
-from qseries.source import TreeOptionError, WorkDir, tree_base
+from qseries.ground.errors import EXIT_USAGE, SourceError
+from qseries.ground.workdir import WorkDir
+from qseries.qemu.source import TreeOptionError, tree_base
 
 from ..conftest import FIXTURES, REPO, RunCli, git, loosen_objects
 

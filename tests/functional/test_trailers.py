@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from qseries import generators, series
+from qseries.core import generators, series
 
 from ..conftest import REPO, RunCli, copy_series
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from qseries import generators, series
+from qseries.core import generators, series
 
 BUILD_JSON = "QSERIES_BUILD_JSON"
 
@@ -67,9 +67,8 @@ def wire(built: dict[str, str]) -> series.Wire:
 def busybox(real_workdir: Path) -> Path:
     """The guest's shell (busybox-static of the kernel kit), to run the
     guest's scenario script on this host."""
+    from qseries.ground.workdir import WorkDir, WorkDirLock
     from qseries.labs.vfio_migration import kernel
-    from qseries.source import WorkDir
-    from qseries.workdir import WorkDirLock
 
     with WorkDirLock(real_workdir, "pytest: the kernel kit's busybox") as lock:
         lock.acquire(True)

@@ -3,8 +3,9 @@
 examples/rdma_guard.py watches a migrating source QEMU whose fake device
 takes 300 ms to enter PRE_COPY_P2P, and simulates an RDMA link with a
 50 ms timeout that the device stops answering from the start of that
-transition (scripts/qseries/demo.py runs the scenario, as the product's
-qmp check, qseries.qmpcheck, does; its judges must agree).  Masking on the
+transition (the lab's demo.py runs the scenario, as the product's qmp
+check, qseries.labs.vfio_migration.qmpcheck, does; its judges must
+agree).  Masking on the
 prepare notice keeps the link; masking on the completion, all a
 consumer could do without the series, drops it; a failed transition is
 reported as such.  The margins (300 ms against 50 ms) leave a noisy
@@ -19,9 +20,14 @@ from typing import Any
 
 import pytest
 
-from qseries import qmpcheck
-from qseries.demo import QUIESCE_STATE, DemoResult, MaskOn, guard_module
-from qseries.qmpcheck import Finding
+from qseries.labs.vfio_migration import qmpcheck
+from qseries.labs.vfio_migration.demo import (
+    QUIESCE_STATE,
+    DemoResult,
+    MaskOn,
+    guard_module,
+)
+from qseries.labs.vfio_migration.qmpcheck import Finding
 
 
 def demo(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qseries.vm import Event, FakeVfioVM
+from qseries.labs.vfio_migration.vm import Event, FakeVfioVM
 
 # VFIO_MIGRATION is QEMU's (since 9.1), the same in every version.
 COMPLETION = "VFIO_MIGRATION"

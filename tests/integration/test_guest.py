@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import generators, series
+from qseries.core import generators, series
+from qseries.ground.workdir import WorkDir, WorkDirLock
 from qseries.labs.vfio_migration import guest, kernel
-from qseries.source import WorkDir
-from qseries.workdir import WorkDirLock
 
 from .conftest import _missing
 

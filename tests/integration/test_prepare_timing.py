@@ -1,6 +1,7 @@
 """The prepare notice reaches a QMP client while a slow quiesce runs.
 
-The product's own check, qseries.qmpcheck.timing (the "qmp timing" of
+The product's own check, qseries.labs.vfio_migration.qmpcheck.timing
+(the "qmp timing" of
 `qseries test` and `reproduce`), on the version's QEMU: the source's
 fake device sleeps 500 ms inside PRE_COPY -> PRE_COPY_P2P, the first
 step of the switchover of a device with P2P and pre-copy, the one
@@ -16,8 +17,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from qseries import qmpcheck
-from qseries.series import Wire
+from qseries.core.series import Wire
+from qseries.labs.vfio_migration import qmpcheck
 
 
 def test_notice_leads_slow_quiesce(

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from qseries import proc, sandbox
-from qseries.vm import FakeVfioVM
+from qseries.ground import proc, sandbox
+from qseries.labs.vfio_migration.vm import FakeVfioVM
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap is not installed"

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import timeline as tl
-from qseries.series import Wire
-from qseries.timeline import Timeline
+from qseries.core.series import Wire
+from qseries.labs.vfio_migration import timeline as tl
+from qseries.labs.vfio_migration.timeline import Timeline
 
 DELAY_MS = 300
 SLACK_MS = 5.0  # timestamps of two processes, rounded to the microsecond

@@ -18,11 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from qseries import atomic, cli, generators, pipeline
-from qseries import generate as gen
-from qseries.errors import QSeriesError
-from qseries.series import load
-from qseries.source import SourceSpec, WorkDir
+from qseries import cli
+from qseries.core import generators
+from qseries.core.series import load
+from qseries.ground import atomic
+from qseries.ground.errors import QSeriesError
+from qseries.ground.workdir import WorkDir
+from qseries.pipeline import stages as pipeline
+from qseries.qemu import generate as gen
+from qseries.qemu.source import SourceSpec
 
 from ..conftest import REPO
 

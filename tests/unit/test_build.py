@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from qseries import build
-from qseries.source import WorkDir
+from qseries.ground.console import Progress
+from qseries.ground.proc import run_logged
+from qseries.ground.workdir import WorkDir
+from qseries.qemu import build
 
 
 class Tty(io.StringIO):
@@ -20,7 +22,7 @@ class Tty(io.StringIO):
 
 def test_progress_plain_lines_every_tenth() -> None:
     out = io.StringIO()
-    p = build.Progress("ninja x", out)
+    p = Progress("ninja x", out)
     for i in range(1, 101):
         p.update(i, 100)
     lines = out.getvalue().splitlines()
@@ -31,7 +33,7 @@ def test_progress_plain_lines_every_tenth() -> None:
 
 def test_progress_bar_on_a_terminal() -> None:
     out = Tty()
-    p = build.Progress("ninja x", out)
+    p = Progress("ninja x", out)
     p.update(15, 30)
     p.update(30, 30)
     text = out.getvalue()
@@ -43,8 +45,8 @@ def test_run_logged_counts_ninja_steps(tmp_path: Path) -> None:
     script = "for i in range(1, 4):\n    print(f'[{i}/3] step {i}')\n"
     log = tmp_path / "log"
     out = io.StringIO()
-    code, steps = build.run_logged(
-        [sys.executable, "-c", script], tmp_path, log, build.Progress("t", out)
+    code, steps = run_logged(
+        [sys.executable, "-c", script], tmp_path, log, Progress("t", out)
     )
     assert (code, steps) == (0, 3)
     assert "[3/3] step 3" in log.read_text()
@@ -52,7 +54,7 @@ def test_run_logged_counts_ninja_steps(tmp_path: Path) -> None:
 
 
 def test_run_logged_failure_code(tmp_path: Path) -> None:
-    code, steps = build.run_logged(
+    code, steps = run_logged(
         [sys.executable, "-c", "raise SystemExit(3)"], tmp_path, tmp_path / "log", None
     )
     assert (code, steps) == (3, 0)
@@ -247,7 +249,7 @@ printf 'rule stamp\\n  command = touch $out\\nbuild qemu-system-x86_64: stamp\\n
 def test_build_of_a_tree_just_checked_out_does_not_check_it_out_again(
     tmp_path: Path,
 ) -> None:
-    from qseries.source import BaseTree
+    from qseries.qemu.source import BaseTree
 
     from ..conftest import git
 

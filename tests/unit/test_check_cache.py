@@ -3,8 +3,9 @@ inputs: only those that do not depend on a moment of the archive."""
 
 from __future__ import annotations
 
-from qseries import check, pipeline
-from qseries.report import FAIL, PASS, SKIP, Result
+from qseries.core.results import FAIL, PASS, SKIP, Result
+from qseries.pipeline import stages as pipeline
+from qseries.qemu import check
 
 
 def test_passing_results_are_kept() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from qseries.check import check_mails, read_mail
+from qseries.core.mail import read_mail
+from qseries.qemu.check import check_mails
 
 from ..conftest import REPO
 

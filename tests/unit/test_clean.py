@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from qseries import clean, generators
+from qseries.core import generators
+from qseries.core.series import load
+from qseries.ground.workdir import MADE, WorkDir
 from qseries.labs.vfio_migration import guest, kernel
-from qseries.series import load
-from qseries.source import MARKER, WorkDir
-from qseries.workdir import MADE
+from qseries.pipeline import clean
+from qseries.qemu.source import MARKER
 
 from ..conftest import REPO
 

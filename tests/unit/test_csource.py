@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from qseries import csource
+from qseries.core import csource
 
 TEXT = """\
 static int helper(int a);

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from qseries import faults
-from qseries.faults import Case, CaseRun, SideRun
-from qseries.report import FAIL, PASS, SKIP
-from qseries.series import FaultPlan, Scenario, Wire
-from qseries.vm import Event, LogRecord, read_log
+from qseries.core.results import FAIL, PASS, SKIP
+from qseries.core.series import FaultPlan, Scenario, Wire
+from qseries.labs.vfio_migration import faults
+from qseries.labs.vfio_migration.faults import Case, CaseRun, SideRun
+from qseries.labs.vfio_migration.vm import Event, LogRecord, read_log
 
 V1 = Wire("VFIO_MIGRATION", "VFIO_MIGRATION_PREPARE")
 V2 = Wire("VFIO_MIGRATION", "VFIO_MIGRATION", "pre-copy-p2p-prepare", "pre-copy-p2p")
@@ -324,8 +324,8 @@ def test_read_log_keeps_transitions_and_resets(tmp_path: Path) -> None:
 def test_bad_scenarios_are_refused_with_their_line(
     tmp_path: Path, text: str, message: str
 ) -> None:
-    from qseries import generators, series
-    from qseries.errors import SeriesFileError
+    from qseries.core import generators, series
+    from qseries.ground.errors import SeriesFileError
 
     from ..conftest import copy_series
 
@@ -350,7 +350,7 @@ def test_bad_scenarios_are_refused_with_their_line(
 
 
 def test_case_ids_must_name_a_case() -> None:
-    from qseries.errors import UsageError
+    from qseries.ground.errors import UsageError
 
     faults.check_case_ids(PLAN, ["migrate-p2p", "migrate-p2p/source/PRE_COPY>STOP"])
     for bad in (

@@ -12,9 +12,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qseries import generators, mbox, series
-from qseries.errors import QSeriesError
-from qseries.source import WorkDir
+from qseries.core import generators, series
+from qseries.ground.errors import QSeriesError
+from qseries.ground.workdir import WorkDir
+from qseries.mail import mbox
 
 from ..conftest import REPO, copy_series
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import generators, series
-from qseries.errors import AnchorError, TemplateError
-from qseries.templates import Templates
+from qseries.core import generators, series
+from qseries.core.templates import Templates
+from qseries.ground.errors import AnchorError, TemplateError
 
 from ..conftest import FIXTURES, REPO
 
@@ -55,7 +55,7 @@ def migration(files: dict[str, str] | None = None, version: str = "v1") -> str:
 
 
 def body_of(text: str, name: str) -> str:
-    from qseries.csource import find_function
+    from qseries.core.csource import find_function
 
     fn = find_function(text, name)
     return text[fn.body[0] : fn.body[1]]

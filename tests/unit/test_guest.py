@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from qseries.ground.workdir import WorkDir
 from qseries.labs.vfio_migration import guest
-from qseries.source import WorkDir
 
 
 @dataclass(frozen=True)

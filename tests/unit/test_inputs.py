@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import pipeline
-from qseries.source import SourceSpec, WorkDir
+from qseries.ground.workdir import WorkDir
+from qseries.pipeline import stages as pipeline
+from qseries.qemu.source import SourceSpec
 
 from ..conftest import copy_series
 
@@ -150,7 +151,7 @@ def test_only_named_files_are_read(keys: Keys, tmp_path: Path) -> None:
 
 
 def test_a_computed_include_never_takes_a_work_dir_beside_it(tmp_path: Path) -> None:
-    from qseries.templates import Templates
+    from qseries.core.templates import Templates
 
     root = tmp_path / "series"
     root.mkdir()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qseries.errors import EXIT_USAGE
+from qseries.ground.errors import EXIT_USAGE
 from qseries.labs.vfio_migration.kernel import (
     HeadersMismatch,
     KernelError,

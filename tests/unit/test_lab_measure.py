@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from qseries import runs
+from qseries.ground import runs
 from qseries.labs.vfio_migration import kbench, measure, scenarios
 from qseries.labs.vfio_migration.scenarios import QmpEvent, ScenarioRun, Side
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from qseries.ground.workdir import WorkDir
 from qseries.labs.vfio_migration import judge, scenarios
 from qseries.labs.vfio_migration.device import DeviceRun, KernelDevice
 from qseries.labs.vfio_migration.proof import DeviceProof
 from qseries.labs.vfio_migration.scenarios import QmpEvent, ScenarioRun, Side
-from qseries.source import WorkDir
 
 from .wires import V1, V2
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import mailprobe
-from qseries.errors import UsageError
-from qseries.source import WorkDir
+from qseries.ground.errors import UsageError
+from qseries.ground.workdir import WorkDir
+from qseries.mail import mailprobe
 
 # b4 0.16's find_trailers backtracks on this for minutes.
 SPINNING = f"Tested-by: {'A' * 5000} <a@b.net>"

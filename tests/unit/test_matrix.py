@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import generators, matrix, series
-from qseries.versions import VersionRange, upstream_of_debian
+from qseries.core import generators, series
+from qseries.core.versions import VersionRange, upstream_of_debian
+from qseries.pipeline import matrix
 
 REPO = Path(__file__).resolve().parents[2]
 STABLE = "1:10.0.13+ds-0+deb13u1"  # trixie, Debian stable
@@ -76,7 +77,7 @@ def test_only_a_base_above_the_range_may_be_missing() -> None:
 
 
 def test_each_base_has_its_own_report_directory(tmp_path: Path) -> None:
-    from qseries.source import WorkDir
+    from qseries.ground.workdir import WorkDir
 
     workdir = WorkDir(tmp_path)
     a = matrix.report_dir(workdir, "v2", "Debian 1:10.2.2+ds-1")

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from qseries import generators, mbox, series
-from qseries.errors import QSeriesError, UsageError
-from qseries.source import WorkDir
+from qseries.core import generators, series
+from qseries.core.mail import MailedSeries
+from qseries.ground.errors import QSeriesError, UsageError
+from qseries.ground.workdir import WorkDir
+from qseries.mail import mbox
 
 from ..conftest import REPO
 
@@ -60,7 +62,7 @@ def write(tmp_path: Path, parts: list[str], lead: str = "") -> Path:
     return path
 
 
-def read(tmp_path: Path, path: Path) -> mbox.MailedSeries:
+def read(tmp_path: Path, path: Path) -> MailedSeries:
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
     return mbox.read_series(path, SERIES, WorkDir(tmp_path / "work"), scratch)

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from qseries.check import without_base
-from qseries.errors import UsageError
-from qseries.source import DEBIAN_SUITES, Apt, WorkDir, above_range, local_archive
-from qseries.versions import VersionRange
+from qseries.core.versions import VersionRange
+from qseries.ground.errors import UsageError
+from qseries.ground.workdir import WorkDir
+from qseries.qemu.check import without_base
+from qseries.qemu.source import DEBIAN_SUITES, Apt, above_range, local_archive
 
 MAIL = """\
 From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001

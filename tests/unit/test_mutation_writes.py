@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from qseries import report, series, testing
-from qseries.build import BuildError
-from qseries.series import Mutation
+from qseries.core import series
+from qseries.core.results import PASS, Result
+from qseries.core.series import Mutation
+from qseries.qemu import testing
+from qseries.qemu.build import BuildError
 
 from ..conftest import git
 
@@ -69,9 +71,9 @@ def test_no_write_through_a_symlink_the_build_left(tmp_path: Path, kind: str) ->
     qemu = builddir / "qemu-system-x86_64"
     checked: list[str] = []
 
-    def fault_check(m: Mutation) -> report.Result:
+    def fault_check(m: Mutation) -> Result:
         checked.append(m.name)
-        return report.Result(f"mutation {m.name}", report.PASS, "")
+        return Result(f"mutation {m.name}", PASS, "")
 
     with pytest.raises(BuildError) as info:
         testing.run_mutations(

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import build, proc
+from qseries.ground import proc
+from qseries.ground.console import Progress
+from qseries.ground.proc import run_logged
 
 from ..conftest import REPO, sigint_as_from_a_terminal
 
@@ -122,14 +124,14 @@ def test_an_exception_stops_the_group(
 def test_run_logged_stops_its_group_when_interrupted(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
 
-    class Interrupting(build.Progress):
+    class Interrupting(Progress):
         def update(self, done: int, total: int) -> None:
             wait_for(pids, 1)
             raise KeyboardInterrupt
 
     argv = ["sh", "-c", f"sleep 300 & echo $! >> {pids}; echo '[1/9] cc x'; wait"]
     with pytest.raises(KeyboardInterrupt):
-        build.run_logged(argv, tmp_path, tmp_path / "log", Interrupting("t"))
+        run_logged(argv, tmp_path, tmp_path / "log", Interrupting("t"))
     assert wait_gone([int(p) for p in pids.read_text().split()]) == []
 
 
@@ -159,7 +161,8 @@ HARNESS = textwrap.dedent(
     """\
     import os
     import sys
-    from qseries import cli, proc
+    from qseries import cli
+    from qseries.ground import proc
 
     def long_command(args, workdir):
         proc.run_bounded(["sh", sys.argv[1], sys.argv[2]], os.environ, 600)
@@ -234,7 +237,7 @@ def test_sigterm_raises_terminated_which_no_except_exception_takes() -> None:
     script = textwrap.dedent(
         """\
         import os, signal, sys
-        from qseries import proc
+        from qseries.ground import proc
         proc.on_sigterm_raise()
         try:
             try:

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from qseries import generators, qmpcheck, report, series
-from qseries.demo import DemoResult
-from qseries.qmpcheck import DROPS, KEEPS, REPORTS, TIMING, Finding
-from qseries.vm import Event, Transition
+from qseries.core import generators, series
+from qseries.core.results import FAIL, PASS
+from qseries.labs.vfio_migration import qmpcheck
+from qseries.labs.vfio_migration.demo import DemoResult
+from qseries.labs.vfio_migration.qmpcheck import DROPS, KEEPS, REPORTS, TIMING, Finding
+from qseries.labs.vfio_migration.vm import Event, Transition
 
 from ..conftest import REPO
 
@@ -247,7 +249,7 @@ def test_the_control_wants_each_notice_check_to_fail_for_lack_of_it() -> None:
         finding(REPORTS, False, no_notice=True),
     ]
     results = qmpcheck.expect_control(findings)
-    assert [r.status for r in results] == [report.PASS] * 4
+    assert [r.status for r in results] == [PASS] * 4
     assert results[0].name == "control qmp timing (qemu.qmp)"
     assert results[0].detail == "fails as it must: no prepare notice"
     assert results[2].detail == "passes on the base too (no notice involved)"
@@ -263,10 +265,10 @@ def test_the_control_rejects_a_pass_and_other_failures() -> None:
         ]
     )
     assert [r.status for r in results] == [
-        report.FAIL,
-        report.FAIL,
-        report.FAIL,
-        report.PASS,
+        FAIL,
+        FAIL,
+        FAIL,
+        PASS,
     ]
     assert results[0].detail == "passed without the change: the check proves nothing"
     assert results[1].detail == "fails for another reason: QEMU died"
@@ -278,8 +280,8 @@ def test_the_series_wants_every_check_to_pass() -> None:
         [finding(TIMING, True), finding(KEEPS, False, no_notice=True)]
     )
     assert [(r.name, r.status) for r in results] == [
-        (TIMING, report.PASS),
-        (KEEPS, report.FAIL),
+        (TIMING, PASS),
+        (KEEPS, FAIL),
     ]
 
 
@@ -315,7 +317,7 @@ def test_a_qemu_that_does_not_start_fails_the_control_too(tmp_path: Path) -> Non
     assert all(not f.passed and not f.no_notice for f in findings), findings
     assert all("QEMU exited" in f.detail for f in findings), findings
     results = qmpcheck.expect_control(findings)
-    assert all(r.status == report.FAIL for r in results)
+    assert all(r.status == FAIL for r in results)
 
 
 PACKAGE = REPO / "scripts" / "qseries"

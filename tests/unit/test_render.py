@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from qseries import proc, render
-from qseries.errors import TemplateError, UsageError
-from qseries.templates import CPU_VARIABLE, MEMORY_VARIABLE, Limits, Templates
+from qseries.core import render
+from qseries.core.templates import CPU_VARIABLE, MEMORY_VARIABLE, Limits, Templates
+from qseries.ground import proc
+from qseries.ground.errors import TemplateError, UsageError
 
 SMALL = Limits(memory_mib=256, cpu_seconds=1)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from qseries import report
-from qseries.report import FAIL, PASS, SKIP, Group, Phase, Result, Run
+from qseries.core.results import FAIL, PASS, SKIP, Result
+from qseries.reports import report
+from qseries.reports.report import Group, Phase, Run
 
 
 def sample() -> Run:

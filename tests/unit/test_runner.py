@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import build, proc
-from qseries.gitutil import Git
+from qseries.ground import proc
+from qseries.ground.gitutil import Git
+from qseries.ground.proc import run_logged
 
 from ..conftest import REPO, git
 from .test_proc import alive, wait_for, wait_gone
@@ -110,7 +111,7 @@ PARENT = textwrap.dedent(
     """\
     import asyncio, os, sys
     from pathlib import Path
-    from qseries import proc
+    from qseries.ground import proc
 
     how, pidfile, tmp = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     if sys.argv[4] == "preexec":
@@ -162,7 +163,7 @@ def test_a_hung_build_step_ends_with_one_line_naming_it_and_its_log(
     argv = ["sh", "-c", f'echo $$ > "{pidfile}"; echo "[1/2] cc a.o"; sleep 300']
     started = time.monotonic()
     with pytest.raises(proc.CommandTimeout) as err:
-        build.run_logged(argv, tmp_path, log, None, timeout=1)
+        run_logged(argv, tmp_path, log, None, timeout=1)
     assert time.monotonic() - started < 10
     text = str(err.value)
     assert "\n" not in text

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from qseries import proc, runs
-from qseries.errors import ToolError
+from qseries.ground import proc, runs
+from qseries.ground.errors import ToolError
 
 
 @pytest.fixture

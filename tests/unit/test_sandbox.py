@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from qseries import build, proc, sandbox, testing
-from qseries.build import BuildError
-from qseries.source import WorkDir
+from qseries.ground import proc, sandbox
+from qseries.ground.workdir import WorkDir
+from qseries.qemu import build, testing
+from qseries.qemu.build import BuildError
 
 from ..conftest import REPO
 
@@ -349,9 +350,10 @@ def test_switched_off(place: Place) -> None:
 REFUSED = """
 import os, sys
 from pathlib import Path
-from qseries import build, proc, sandbox, testing
-from qseries.build import BuildError
-from qseries.source import WorkDir
+from qseries.qemu import build, testing
+from qseries.ground import proc, sandbox
+from qseries.qemu.build import BuildError
+from qseries.ground.workdir import WorkDir
 run = sandbox.RunSandbox(Path(sys.argv[1]), [Path(sys.argv[2])], print)
 proc.set_sandbox(run)
 ran = proc.run_bounded([sys.executable, "-c", "print('ran')"], os.environ, 30,

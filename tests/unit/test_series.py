@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries import series
-from qseries.errors import SeriesFileError
-from qseries.generators import specs
+from qseries.core import series
+from qseries.core.generators import specs
+from qseries.ground.errors import SeriesFileError
 
 from ..conftest import REPO, RunCli
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from qseries import inputs, series
-from qseries.errors import SeriesFileError, TemplateError
-from qseries.generators import specs
-from qseries.templates import Templates
+from qseries.core import inputs, series
+from qseries.core.generators import specs
+from qseries.core.templates import Templates
+from qseries.ground.errors import SeriesFileError, TemplateError
 
 from ..conftest import GIT_ENV
 from .test_series import GOOD, write

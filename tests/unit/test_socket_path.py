@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from qseries import vm
+from qseries.labs.vfio_migration import vm
 
 
 def test_a_short_path_is_itself(tmp_path: Path) -> None:

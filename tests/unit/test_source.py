@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from qseries.errors import SourceError, UsageError
-from qseries.source import SourceSpec, WorkDir, select_versions, versions_newest_first
-from qseries.versions import VersionRange
+from qseries.core.versions import VersionRange
+from qseries.ground.errors import SourceError, UsageError
+from qseries.ground.workdir import WorkDir
+from qseries.qemu.source import SourceSpec, select_versions, versions_newest_first
 
 LISTED = [
     "1:10.0.13+ds-0+deb13u1",
@@ -65,7 +66,7 @@ def test_workdir_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 
 
 def test_system_mirror_from_deb822_and_legacy(tmp_path: Path) -> None:
-    from qseries.source import system_mirror
+    from qseries.qemu.source import system_mirror
 
     etc = tmp_path / "apt"
     (etc / "sources.list.d").mkdir(parents=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from qseries.errors import SourceError, ToolError
-from qseries.gitutil import Git, GitTimeout
-from qseries.source import (
+from qseries.ground.errors import SourceError, ToolError
+from qseries.ground.gitutil import Git, GitTimeout
+from qseries.qemu.source import (
     NoSpaceError,
     _command_name,
     _run,
@@ -124,7 +124,7 @@ def test_too_little_space_fails_before_starting(tmp_path: Path) -> None:
 def test_dpkg_dev_only_when_dpkg_source_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from qseries.source import WorkDir
+    from qseries.ground.workdir import WorkDir
 
     dsc = tmp_path / "dl" / "qemu_1.0.dsc"
     dsc.parent.mkdir()

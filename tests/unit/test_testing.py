@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from qseries import generators, proc, report, series, testing
-from qseries.errors import ToolError
-from qseries.source import WorkDir
+from qseries.core import generators, series
+from qseries.core.results import FAIL, PASS, SKIP, Result
+from qseries.ground import proc
+from qseries.ground.errors import ToolError
+from qseries.ground.workdir import WorkDir
+from qseries.qemu import testing
+from qseries.reports import report
 
 from ..conftest import REPO
 
@@ -43,7 +47,7 @@ def test_control_needs_failures_for_lack_of_prepare() -> None:
         ),
     ]
     results = testing.expect_control(runs, PLAN)
-    assert [r.status for r in results] == [report.PASS] * 3
+    assert [r.status for r in results] == [PASS] * 3
     assert results[0].detail == (
         "fails as it must: no prepare notice ("
         + ASSERT
@@ -61,7 +65,7 @@ def test_control_rejects_a_pass_and_other_failures() -> None:
         ],
         PLAN,
     )
-    assert [r.status for r in results] == [report.FAIL] * 4
+    assert [r.status for r in results] == [FAIL] * 4
     assert "proves nothing" in results[0].detail
     assert results[1].detail == "fails for another reason: QEMU crashed"
 
@@ -73,7 +77,7 @@ def test_expect_pass() -> None:
             run("/x/b", False, error="assertion failed"),
         ]
     )
-    assert [r.status for r in results] == [report.PASS, report.FAIL]
+    assert [r.status for r in results] == [PASS, FAIL]
     assert results[1].detail == "assertion failed"
 
 
@@ -89,9 +93,9 @@ def test_mutation_apply_refuses_a_missing_anchor() -> None:
 
 def test_tests_table_closes_with_counts() -> None:
     results = [
-        report.Result("a", report.PASS, ""),
-        report.Result("b", report.FAIL, "x"),
-        report.Result("c", report.SKIP, "y"),
+        Result("a", PASS, ""),
+        Result("b", FAIL, "x"),
+        Result("c", SKIP, "y"),
     ]
     text = report.table(results, tests=True)
     assert text.splitlines()[0].startswith("test ")
@@ -105,14 +109,14 @@ def test_control_rejects_a_crash_after_the_events() -> None:
         (result,) = testing.expect_control(
             [run("/x/stop-cont", False, "vm events: done stop", error=error)], PLAN
         )
-        assert result.status == report.FAIL, error
+        assert result.status == FAIL, error
         assert result.detail == f"fails for another reason: {error}"
 
 
 # The mutations: each is caught only by its own case, for its own reason.
 
 
-def judge(name: str, *runs: testing.CaseRun) -> report.Result:
+def judge(name: str, *runs: testing.CaseRun) -> Result:
     mutation = next(m for m in PLAN.mutations if m.name == name)
     return testing.judge_mutation(mutation, runs)
 
@@ -155,7 +159,7 @@ def test_mutation_caught_for_its_reason() -> None:
             run(path, False, error=ASSERT + error),
             run("/x/other", False, error="timed out after 300 s"),
         )
-        assert result.status == report.PASS, (name, result)
+        assert result.status == PASS, (name, result)
         assert result.detail.startswith("caught: ")
         assert f"{path}: {ASSERT}{error}" in result.items
 
@@ -163,13 +167,13 @@ def test_mutation_caught_for_its_reason() -> None:
 def test_mutation_failing_for_another_reason_is_not_caught() -> None:
     crash = run(STOP_CONT, False, error="timed out after 300 s")
     result = judge("prepare-after-ioctl", crash)
-    assert result.status == report.FAIL
+    assert result.status == FAIL
     assert result.detail == f"failed for another reason: {STOP_CONT}: " + crash.error
     # The right assertion, but from a case that is not the one meant.
     wrong_case = run(
         FAILURE, False, error="assertion failed (prep->time_us <= t->begin_us)"
     )
-    assert judge("prepare-after-ioctl", wrong_case).status == report.FAIL
+    assert judge("prepare-after-ioctl", wrong_case).status == FAIL
     # Another assertion of the right case.
     other = run(NO_OP, False, error='assertion failed (seen == expected): ("" == "")')
     result = judge("prepare-for-no-op", other)
@@ -178,7 +182,7 @@ def test_mutation_failing_for_another_reason_is_not_caught() -> None:
 
 def test_mutation_that_no_case_catches() -> None:
     result = judge("prepare-old-state", run(STOP_CONT, True))
-    assert result.status == report.FAIL
+    assert result.status == FAIL
     assert result.detail.startswith("no test failed: ")
 
 
@@ -198,10 +202,10 @@ def test_listing_that_hangs_is_one_failed_run(tmp_path: Path) -> None:
     runs = testing.series_qtest(binary, Path("/bin/true"), binary, list_timeout=0.5)
     assert time.monotonic() - started < 10
     (result,) = testing.expect_pass(runs)
-    assert result.status == report.FAIL
+    assert result.status == FAIL
     assert result.detail == "hangs -l timed out after 0.5 s"
     (control,) = testing.expect_control(runs, PLAN)
-    assert control.status == report.FAIL
+    assert control.status == FAIL
 
 
 def test_qemu_qtest_that_hangs_fails_and_the_others_count(tmp_path: Path) -> None:
@@ -210,7 +214,7 @@ def test_qemu_qtest_that_hangs_fails_and_the_others_count(tmp_path: Path) -> Non
     script(qtests / "qmp-cmd-test", 'echo "ok 1 /x/b"\necho "ok 2 /x/c"\nsleep 30\n')
     script(qtests / "device-introspect-test", 'echo "ok 1 /x/d"\n')
     results = testing.qemu_qtests(tmp_path / "build", Path("/bin/true"), timeout=1)
-    assert [r.status for r in results] == [report.PASS, report.FAIL, report.PASS]
+    assert [r.status for r in results] == [PASS, FAIL, PASS]
     assert results[1].detail == "timed out after 1 s (2 cases passed by then)"
     assert results[1].items == ["ok 1 /x/b", "ok 2 /x/c"]
 
@@ -293,10 +297,10 @@ def test_control_of_v2_passes_cases_without_the_notice() -> None:
     ]
     results = testing.expect_control(runs, V2.test)
     assert [r.status for r in results] == [
-        report.PASS,
-        report.PASS,
-        report.FAIL,
-        report.FAIL,
+        PASS,
+        PASS,
+        FAIL,
+        FAIL,
     ]
     assert results[1].detail.startswith("fails as it must: no prepare notice")
     assert results[2].detail == missing
@@ -413,7 +417,7 @@ def test_every_case_in_one_run_each_with_its_events(tmp_path: Path) -> None:
     assert all(r.seconds > 0.15 for r in runs)
     assert sum(r.seconds for r in runs) <= elapsed
     results = testing.expect_pass(runs)
-    assert [r.status for r in results] == [report.PASS] * 3
+    assert [r.status for r in results] == [PASS] * 3
     assert results[1].items == ["vm events: b-stop, running"]
 
 
@@ -445,7 +449,7 @@ def test_a_failed_case_runs_again_alone_and_keeps_its_evidence(
     path = Path(log.split("log: ", 1)[1])
     assert path.read_text() == "evidence\n"
     result = testing.expect_pass(runs)[1]
-    assert result.status == report.FAIL
+    assert result.status == FAIL
     assert result.items == ["source events: b alone", log]
     shutil.rmtree(path.parent.parent)
 

@@ -9,8 +9,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from qseries import timeline as tl
-from qseries.timeline import DeviceTransition, Lane, QmpEvent, Timeline
+from qseries.labs.vfio_migration import timeline as tl
+from qseries.labs.vfio_migration.timeline import (
+    DeviceTransition,
+    Lane,
+    QmpEvent,
+    Timeline,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = 1_790_000_000_000_000  # us, CLOCK_REALTIME

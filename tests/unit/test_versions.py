@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from qseries.versions import (
+from qseries.core.versions import (
     QemuVersion,
     VersionError,
     VersionRange,

@@ -15,18 +15,19 @@ from pathlib import Path
 import pytest
 
 import qseries
-from qseries import clean, runs
-from qseries.errors import EXIT_FAILED, EXIT_USAGE, UsageError
-from qseries.source import WorkDir
-from qseries.workdir import (
+from qseries.ground import runs
+from qseries.ground.errors import EXIT_FAILED, EXIT_USAGE, UsageError
+from qseries.ground.workdir import (
     ADOPTABLE,
     MADE,
     MARKER_NAME,
+    WorkDir,
     WorkDirRefused,
     check_output,
     check_workdir,
     prepare,
 )
+from qseries.pipeline import clean
 
 from ..conftest import REPO
 
@@ -244,7 +245,7 @@ NAMESPACE = ("unshare", "--mount", "--propagation", "private")
 FULL_DISK = """
 import os, sys
 from pathlib import Path
-from qseries.workdir import WorkDirError, WorkDirLock, prepare
+from qseries.ground.workdir import WorkDirError, WorkDirLock, prepare
 disk = Path(sys.argv[1])
 try:
     prepare(disk / "new" / "work")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ...source import WorkDir
+from ...ground.workdir import WorkDir
 from . import fake as fake_mod
 from .scenarios import (
     Scenario,

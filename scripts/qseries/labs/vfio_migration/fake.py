@@ -19,7 +19,6 @@ from pathlib import Path
 
 from qemu.qmp import QMPError, Runstate
 
-from ...vm import FakeVfioVM, socket_path
 from .scenarios import (
     NO_DIRTY_TRACKING,
     QmpEvent,
@@ -29,6 +28,7 @@ from .scenarios import (
     Step,
     event_of,
 )
+from .vm import FakeVfioVM, socket_path
 
 # As the guest script's QUIET_TENTHS: both drivers quit after as long a quiet.
 QUIET_S = 0.5

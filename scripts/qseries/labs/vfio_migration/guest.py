@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ... import atomic, proc
-from ...errors import EXIT_USAGE, QSeriesError
-from ...source import WorkDir, say
+from ...ground import atomic, proc
+from ...ground.console import say
+from ...ground.errors import EXIT_USAGE, QSeriesError
+from ...ground.workdir import WorkDir
 
 # Debian's qemu-system-x86: the machine the guest runs in.  A fixed
 # path, not PATH: a QEMU of a series' build on PATH must not be taken

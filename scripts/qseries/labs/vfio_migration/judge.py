@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ...report import FAIL, PASS, Result
-from ...series import Wire
+from ...core.results import FAIL, PASS, Result
+from ...core.series import Wire
 from .scenarios import Scenario, ScenarioRun, Side
 
 Said = tuple[str, str]  # (event, device-state)

@@ -26,10 +26,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ...errors import QSeriesError
-from ...proc import run_bounded
-from ...series import Wire
-from ...source import WorkDir
+from ...core.series import Wire
+from ...ground.errors import QSeriesError
+from ...ground.proc import run_bounded
+from ...ground.workdir import WorkDir
 from . import guest, kernel, measure, scenarios
 from .device import KernelDevice
 

@@ -35,12 +35,14 @@ from pathlib import Path
 
 import yaml
 
-from ...errors import EXIT_USAGE, QSeriesError
-from ...proc import CommandTimeout, Ran, run_streaming
-from ...source import (
+from ...core.versions import compare_debian
+from ...ground.console import say
+from ...ground.errors import EXIT_USAGE, QSeriesError
+from ...ground.proc import CommandTimeout, Ran, run_streaming
+from ...ground.workdir import WorkDir
+from ...qemu.source import (
     APT_UPDATE_TIMEOUT,
     LISTS_MAX_AGE,
-    WorkDir,
     _last_line,
     _remove,
     _run,
@@ -49,12 +51,10 @@ from ...source import (
     need_space,
     private_apt_options,
     read_stamp,
-    say,
     sha256_of,
     system_mirror,
     write_stamp,
 )
-from ...versions import compare_debian
 
 DATA = "kernel.yaml"
 KERNEL_DIR = "kernel"  # under the work dir

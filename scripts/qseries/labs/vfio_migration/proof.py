@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ...report import FAIL, PASS, SKIP, Result
-from ...series import Wire
-from ...source import WorkDir
+from ...core.results import FAIL, PASS, SKIP, Result
+from ...core.series import Wire
+from ...ground.workdir import WorkDir
 from . import judge, scenarios
 from .device import DeviceRun, FakeDevice, KernelDevice
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ...errors import QSeriesError
+from ...ground.errors import QSeriesError
 
 VMS = ("source", "destination")
 COMMANDS = ("cont", "stop", "migrate")

@@ -1,0 +1,333 @@
+"""demo: the RDMA guard of examples/rdma_guard.py on a real migration.
+
+A source and a destination QEMU, each with the fake VFIO device; the
+source's device has the P2P and pre-copy flags and takes delay_ms to
+enter PRE_COPY_P2P, the first step of the switchover once the guest
+stops.  The guard listens on a second QMP monitor of the source and
+simulates an RDMA link of the device from the fake's log.  The source
+migrates to the destination over a unix socket; the result tells
+whether the link survived, and the lead of the prepare notice over the
+completion event, as the guard saw them.
+
+The guard is loaded from its file: it is an example for users and
+imports nothing from qseries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
+
+from .vm import DEVICE_ID, FakeVfioVM, forget_socket_dir, quoted, socket_path
+
+if TYPE_CHECKING:
+    from ...core.series import Wire
+
+GUARD_FILE = Path(__file__).resolve().parents[4] / "examples" / "rdma_guard.py"
+GROUP = 4242  # the IOMMU group FakeVfioVM gives its device
+FLAGS = "stop_copy,p2p,pre_copy"
+QUIESCE_STATE = "pre-copy-p2p"
+QUIESCE_ARC = "PRE_COPY>PRE_COPY_P2P"
+RESOLVE_TIMEOUT = 5.0
+
+MaskOn = Literal["notice", "completion"]
+
+
+@cache
+def guard_module() -> ModuleType:
+    """examples/rdma_guard.py, imported from its path."""
+    if not GUARD_FILE.is_file():
+        raise FileNotFoundError(f"{GUARD_FILE} is missing (needs a source checkout)")
+    spec = importlib.util.spec_from_file_location("rdma_guard", GUARD_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("rdma_guard", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """One run of the scenario; times are CLOCK_REALTIME microseconds."""
+
+    mask_on: str
+    delay_ms: int
+    timeout_ms: float
+    migration: str  # the source's final query-migrate status
+    link_dropped: bool
+    dropped_at_us: int | None  # when the simulated timeout expired
+    silences: tuple[tuple[int, int | None], ...]  # device silent (from fake)
+    masked_us: tuple[int, ...]
+    unmasked_us: tuple[int, ...]
+    notice_us: int | None  # guard received the prepare notice
+    completion_us: int | None  # guard received the VFIO_MIGRATION after it
+    notice_qemu_us: int | None  # QEMU's timestamps of those two events
+    completion_qemu_us: int | None
+    completion_state: str | None
+    guard_events: tuple[str, ...]  # as the guard understood them
+    events: tuple[str, ...]  # "NAME state" of the source's VFIO events
+    failures: tuple[str, ...]  # failed transitions the guard reported
+    problems: tuple[str, ...]  # e.g. "no prepare notice ..."
+
+    @property
+    def lead_ms(self) -> float | None:
+        """Completion time - notice time, as the guard received them."""
+        if self.notice_us is None or self.completion_us is None:
+            return None
+        return (self.completion_us - self.notice_us) / 1000
+
+    def explain(self) -> str:
+        """A few lines for a failed assertion or a person."""
+
+        def rel(us: int | None) -> str:
+            if us is None:
+                return "-"
+            if not self.silences:
+                return f"{us}"
+            return f"{(us - self.silences[0][0]) / 1000:+.1f} ms"
+
+        silences = ", ".join(f"[{rel(b)}, {rel(e)}]" for b, e in self.silences)
+        lead = "-" if self.lead_ms is None else f"{self.lead_ms:.1f} ms"
+        fate = f"DROPPED at {rel(self.dropped_at_us)}" if self.link_dropped else "kept"
+        lines = [
+            f"mask on {self.mask_on}, {self.delay_ms} ms injected, "
+            f"{self.timeout_ms:g} ms RDMA timeout, migration {self.migration}",
+            f"link {fate}"
+            f"; device silent {silences or 'never (no quiesce transition logged)'}",
+            f"masked at {', '.join(map(rel, self.masked_us)) or 'never'}; "
+            f"unmasked at {', '.join(map(rel, self.unmasked_us)) or 'never'}",
+            f"notice at {rel(self.notice_us)}, completion "
+            f"({self.completion_state or '-'}) at {rel(self.completion_us)}, "
+            f"lead {lead}",
+            f"guard heard: {' '.join(self.guard_events) or 'nothing'}",
+            f"source events: {'; '.join(self.events) or 'none'}",
+        ]
+        lines += [f"failure: {f}" for f in self.failures]
+        lines += [f"problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _result(
+    guard: Any,
+    link: Any,
+    src: FakeVfioVM,
+    status: str,
+    mask_on: str,
+    delay_ms: int,
+    timeout_ms: float,
+) -> DemoResult:
+    report = guard.report
+    notice = report.notice
+    completion = report.completion
+    return DemoResult(
+        mask_on=mask_on,
+        delay_ms=delay_ms,
+        timeout_ms=timeout_ms,
+        migration=status,
+        link_dropped=link.dropped_at_us is not None,
+        dropped_at_us=None if link.dropped_at_us is None else int(link.dropped_at_us),
+        silences=tuple(
+            (int(b), None if e is None else int(e)) for b, e in link.silences
+        ),
+        masked_us=tuple(int(t) for t in report.masked_us),
+        unmasked_us=tuple(int(t) for t in report.unmasked_us),
+        notice_us=None if notice is None else int(notice.received_us),
+        completion_us=None if completion is None else int(completion.received_us),
+        notice_qemu_us=None if notice is None else int(notice.qemu_us),
+        completion_qemu_us=None if completion is None else int(completion.qemu_us),
+        completion_state=None if completion is None else str(completion.state),
+        guard_events=tuple(str(e) for e in report.events),
+        events=tuple(
+            f"{e.name} {e.state}" for e in src.events if e.name.startswith("VFIO_")
+        ),
+        failures=tuple(str(f) for f in report.failures),
+        problems=tuple(str(p) for p in report.problems),
+    )
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
+async def run_demo(
+    qemu: Path,
+    fake: Path,
+    tmpdir: Path,
+    *,
+    mask_on: MaskOn = "notice",
+    delay_ms: int = 300,
+    timeout_ms: float = 50.0,
+    fail: str | None = None,
+    say: Callable[[str], None] | None = None,
+    label: str = "demo",
+) -> DemoResult:
+    """Migrate a source with a slow quiesce transition, guarded.
+
+    fail, if given, is an FAKEVFIO_FAIL value for the source's fake
+    (e.g. "PRE_COPY>PRE_COPY_P2P=EIO:once"); the migration then fails.
+    say, if given, gets the guard's running commentary; label names the
+    run's scratch directory in tmpdir (deleted unless the run raised).
+    """
+    rdma_guard = guard_module()
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    # A short directory of its own: the socket path must fit in sun_path.
+    scratch = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=tmpdir))
+    guard_socket = socket_path(scratch / "guard.sock")
+    uri = f"unix:{socket_path(scratch / 'mig.sock')}"
+    src_env = {
+        "FAKEVFIO_MIGRATION_FLAGS": FLAGS,
+        "FAKEVFIO_DELAY": f"{QUIESCE_ARC}={delay_ms}",
+    }
+    if fail:
+        src_env["FAKEVFIO_FAIL"] = fail
+    dst_env = {"FAKEVFIO_MIGRATION_FLAGS": FLAGS}
+    async with (
+        FakeVfioVM(
+            qemu,
+            fake,
+            tmpdir,
+            "source",
+            src_env,
+            args=["-qmp", f"unix:{quoted(guard_socket)},server=on,wait=off"],
+        ) as src,
+        FakeVfioVM(qemu, fake, tmpdir, "destination", dst_env, ["-incoming", uri]),
+    ):
+        link = rdma_guard.SimulatedRdmaLink(
+            src.log, timeout_ms, QUIESCE_STATE, GROUP, say=say
+        )
+        guard = rdma_guard.RdmaGuard(link, DEVICE_ID, QUIESCE_STATE, mask_on, say)
+        stop = asyncio.Event()
+        connected = asyncio.Event()
+        watcher = asyncio.create_task(
+            rdma_guard.watch(str(guard_socket), guard, stop, connected)
+        )
+        try:
+            ready = asyncio.create_task(connected.wait())
+            await asyncio.wait(
+                {ready, watcher}, timeout=30, return_when="FIRST_COMPLETED"
+            )
+            ready.cancel()
+            if watcher.done():
+                watcher.result()  # raises what stopped it
+                raise RuntimeError("the guard stopped before the migration")
+            if not connected.is_set():
+                raise TimeoutError(f"the guard did not connect to {guard_socket}")
+            status = await src.migrate(uri)
+            # The guard hears the events on its own monitor, a little later.
+            await _until(lambda: bool(guard.resolved.is_set()), RESOLVE_TIMEOUT)
+            # The silence is over once the fake logged the end of the request.
+            await _until(
+                lambda: (
+                    link.dropped_at_us is not None
+                    or (bool(link.silences) and link.silences[-1][1] is not None)
+                ),
+                RESOLVE_TIMEOUT,
+            )
+            await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(watcher, 10)
+        result = _result(guard, link, src, status, mask_on, delay_ms, timeout_ms)
+    forget_socket_dir(scratch)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
+@dataclass(frozen=True)
+class Lead:
+    """The notice's lead in one guarded migration, for `qseries bench`."""
+
+    lead_s: float  # completion - notice, as the guard received them
+    latencies_ms: list[float]  # QEMU's timestamp -> the guard, both events
+    result: DemoResult
+
+
+async def switchover_lead(
+    qemu: Path,
+    fake: Path,
+    tmpdir: Path,
+    delay_ms: int = 300,
+    wire: Wire | None = None,
+    run: int = 0,
+) -> Lead:
+    """Run the demo (mask on the notice) with delay_ms injected into the
+    quiesce transition and return the lead of its prepare notice over
+    its completion.  With a wire, the notice must be that version's.
+    Raises RuntimeError when there is no notice, or a wrong one."""
+    result = await run_demo(
+        qemu, fake, tmpdir, delay_ms=delay_ms, mask_on="notice", label=f"lead{run}"
+    )
+    if result.lead_ms is None or result.notice_qemu_us is None:
+        raise RuntimeError(f"no prepare notice and completion:\n{result.explain()}")
+    if result.completion_state != QUIESCE_STATE:
+        raise RuntimeError(f"the quiesce transition failed:\n{result.explain()}")
+    if wire is not None:
+        notices = [
+            wire.classify(name, state or None)
+            for name, _, state in (e.partition(" ") for e in result.events)
+        ]
+        if ("notice", QUIESCE_STATE) not in notices:
+            raise RuntimeError(
+                f"no {wire.describe_notice()} for {QUIESCE_STATE}:\n{result.explain()}"
+            )
+    assert result.notice_us is not None and result.completion_us is not None
+    assert result.completion_qemu_us is not None
+    latencies = [
+        (result.notice_us - result.notice_qemu_us) / 1000,
+        (result.completion_us - result.completion_qemu_us) / 1000,
+    ]
+    return Lead(result.lead_ms / 1000, latencies, result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--qemu", type=Path, required=True)
+    parser.add_argument("--fake", type=Path, required=True)
+    parser.add_argument("--mask-on", choices=("notice", "completion"), default="notice")
+    parser.add_argument("--delay-ms", type=int, default=300)
+    parser.add_argument("--timeout-ms", type=float, default=50.0)
+    parser.add_argument("--fail", help="FAKEVFIO_FAIL for the source")
+    parser.add_argument("--verbose", "-v", action="store_true")
+    args = parser.parse_args(argv)
+
+    def say(line: str) -> None:
+        print(f"  {line}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="qseries-demo-") as tmp:
+        result = asyncio.run(
+            run_demo(
+                args.qemu,
+                args.fake,
+                Path(tmp),
+                mask_on=args.mask_on,
+                delay_ms=args.delay_ms,
+                timeout_ms=args.timeout_ms,
+                fail=args.fail,
+                say=say if args.verbose else None,
+            )
+        )
+    print(result.explain())
+    return 1 if result.link_dropped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,801 @@
+"""The pipeline: source -> apply -> check -> build -> test -> report.
+
+Every command that does more than one thing is this pipeline with some
+of its stages: `check` is source and check, `test` is source, bisect,
+build and test, `reproduce` is all of them and writes the reports.
+cli.py only turns arguments into a Request.
+
+Each stage is timed as a phase; what a stage took from an earlier run
+(the base tree, the configured build directory, check results for the
+same inputs) is said in the phase, so that a second run tells what it
+reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core import generators, inputs
+from ..core import series as series_mod
+from ..core.mail import Mail, MailedSeries, read_mail
+from ..core.results import FAIL, PASS, SKIP, Result, passed
+from ..ground import atomic
+from ..ground.console import say
+from ..ground.errors import QSeriesError, SourceError, UsageError
+from ..ground.workdir import WorkDir
+from ..labs.vfio_migration import faults as faults_mod
+from ..labs.vfio_migration import qmpcheck
+from ..labs.vfio_migration.proof import DeviceProof
+from ..mail import mbox as mbox_mod
+from ..qemu import build as build_mod
+from ..qemu import check, testing
+from ..qemu.source import BaseTree, SourceSpec, get_base
+from ..reports import report
+from ..reports.report import Group, Phase
+
+# The stages a request can ask for, in the order they run.
+CHECK = "check"
+BISECT = "bisect"
+CONTROL = "control"
+TEST = "test"
+MUTATIONS = "mutations"
+TIMELINE = "timeline"
+FAULTS = "faults"
+STAGES = (CHECK, BISECT, CONTROL, TEST, MUTATIONS, TIMELINE, FAULTS)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to run, on what: the typed form of a command line."""
+
+    series_file: Path
+    spec: SourceSpec
+    version: str | None = None  # None: the newest (or the mbox's)
+    mbox: Path | None = None  # a mailed series instead of patches/vN
+    patches_root: Path | None = None  # instead of patches/ beside series.yaml
+    stages: frozenset[str] = frozenset()
+    qemu: Path | None = None  # test this binary rather than the one built
+    reports: bool = False  # write the reports (reproduce)
+    reuse: bool = False  # take check results of the same inputs from the cache
+    report_dir: Path | None = None  # where; default WORKDIR/reports/vN-BASE
+    delay_ms: int = 300  # injected into the quiesce arc for the timeline
+    faults: tuple[str, ...] = ()  # only these cases of the fault matrix
+    write_table: bool = False  # write the fault table into the repository
+    # The devices the version is proven on: the fake (its qtest, the
+    # mutations, QEMU's tests, the qmp checks) and the kernel's mtty in
+    # a guest (the lab's scenarios, compared with the fake's).
+    devices: frozenset[str] = frozenset({"fake"})
+    kernel: str | None = None  # the kernel version for mtty (None: newest)
+
+    def __post_init__(self) -> None:
+        unknown = self.stages - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stages {sorted(unknown)}")
+        if not self.devices or self.devices - {"fake", "kernel"}:
+            raise ValueError(f"unknown devices {sorted(self.devices)}")
+
+
+@dataclass
+class Outcome:
+    """What a run found, stage by stage."""
+
+    version: series_mod.Version
+    base: BaseTree | None = None
+    groups: list[Group] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
+    pictures: list[str] = field(default_factory=list)
+    tables: dict[str, str] = field(default_factory=dict)  # file name -> text
+    report_dir: Path | None = None
+    build: build_mod.Build | None = None
+    # The base has the series, or it does not apply: nothing to build or test.
+    stopped: bool = False
+
+    @property
+    def results(self) -> list[Result]:
+        return [r for g in self.groups for r in g.results]
+
+    @property
+    def passed(self) -> bool:
+        return passed(self.results)
+
+    def to_report(self) -> report.Run:
+        base = self.base.to_json() if self.base else {}
+        where = f" on {self.base.describe()}" if self.base else ""
+        return report.Run(
+            title=f"{self.version.name}{where}",
+            version=self.version.name,
+            base=base,
+            groups=tuple(self.groups),
+            phases=tuple(self.phases),
+            pictures=tuple(self.pictures),
+            facts=tuple(self.facts),
+        )
+
+
+class Pipeline:
+    """One run: the request, the work dir, and what the stages found."""
+
+    def __init__(self, request: Request, workdir: WorkDir):
+        self.request = request
+        self.workdir = workdir
+        self.series = series_mod.load(request.series_file, generators.specs())
+        self.repo = request.series_file.absolute().parent
+        self._scratch: Path | None = None
+        self._mails: tuple[Mail | None, list[Path]] | None = None
+        self._mailed_series: MailedSeries | None = None
+        self._fake: Path | None = None
+        self._build_ready = False
+        self._proof: DeviceProof | None = None
+        version = self.series.version(request.version)
+        if request.mbox is not None:
+            try:
+                version = self._mailed().version
+            except BaseException:
+                self.close()
+                raise
+        self.outcome = Outcome(version)
+        if request.faults and version.test.faults is not None:
+            # Before any work: a case id that names nothing runs nothing.
+            faults_mod.check_case_ids(version.test.faults, request.faults)
+
+    # -- plumbing ----------------------------------------------------------
+
+    @property
+    def version(self) -> series_mod.Version:
+        return self.outcome.version
+
+    @property
+    def scratch(self) -> Path:
+        if self._scratch is None:
+            self._scratch = Path(
+                tempfile.mkdtemp(prefix="run-", dir=self.workdir.sub("tmp"))
+            )
+        return self._scratch
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[list[str]]:
+        """Time a phase; the block appends what it reused to the list."""
+        reused: list[str] = []
+        started = time.monotonic()
+        try:
+            yield reused
+        finally:
+            self.outcome.phases.append(
+                Phase(name, time.monotonic() - started, "; ".join(reused))
+            )
+
+    def group(self, name: str, run: Callable[[], list[Result]]) -> list[Result]:
+        """Run one group of results as a phase of its own."""
+        started = time.monotonic()
+        with self.phase(name):
+            results = run()
+        self.outcome.groups.append(
+            Group(name, tuple(results), time.monotonic() - started)
+        )
+        return results
+
+    # -- source ------------------------------------------------------------
+
+    def base(self) -> BaseTree:
+        if self.outcome.base is None:
+            trees = self.workdir.path / "trees"
+            before = set(trees.iterdir()) if trees.is_dir() else set()
+            with self.phase("source") as reused:
+                base = get_base(self.workdir, self.request.spec, self.version.base)
+                if base.root in before:
+                    reused.append(f"base tree {base.root.name}")
+            self.outcome.base = base
+            # Whether this run found the base's build directory ready: a
+            # build later in the run reuses it only if so.
+            builddir = build_mod.build_dir(self.workdir, base)
+            self._build_ready = (builddir / "build.ninja").exists()
+        return self.outcome.base
+
+    def _mailed(self) -> MailedSeries:
+        """What b4 made of --mbox (read once)."""
+        assert self.request.mbox is not None
+        if self._mailed_series is None:
+            self._mailed_series = mbox_mod.read_series(
+                self.request.mbox, self.series, self.workdir, self.scratch
+            )
+            for line in self._mailed_series.said:
+                say(line)
+        return self._mailed_series
+
+    def patches_dir(self) -> Path:
+        root = self.request.patches_root or self.request.series_file.parent / "patches"
+        return root / self.version.name
+
+    def mails(self) -> tuple[Mail | None, list[Path]]:
+        """The cover letter, if any, and the patches, in order."""
+        if self._mails is None:
+            if self.request.mbox is not None:
+                mailed = self._mailed()
+                self._mails = (mailed.cover, [m.path for m in mailed.patches])
+            else:
+                mails = patch_mails(self.patches_dir())
+                cover = next((m for m in mails if m.is_cover), None)
+                self._mails = (cover, [m.path for m in mails if not m.is_cover])
+        return self._mails
+
+    def origin(self) -> check.Origin:
+        """The base the mails were generated on, so that a backport applies
+        with its objects at hand, or what stands in for it (its `gone`
+        says why); no base when it cannot be had."""
+        cover, _ = self.mails()
+        try:
+            return check.find_origin(cover, self.base(), self.workdir, self.version)
+        except SourceError as err:
+            say(f"applying without the generation base: {err}")
+            return check.Origin(None)
+
+    # -- check -------------------------------------------------------------
+
+    def check(self) -> list[Result]:
+        patches_dir = None if self.request.mbox else self.patches_dir()
+        key = self._check_key()
+        cached = self.workdir.path / "cache" / "checks" / f"{key}.json"
+
+        def run() -> list[Result]:
+            if self.request.reuse and cached.is_file():
+                try:
+                    results = _results_from_json(json.loads(cached.read_text()))
+                except (ValueError, KeyError, TypeError):
+                    results = None
+                if results is not None:
+                    self._reused_check = True
+                    return results
+            results = check.run_checks(
+                self.series,
+                self.version,
+                self.request.spec,
+                self.workdir,
+                patches_dir,
+                self.request.mbox,
+                self._mailed() if self.request.mbox else None,
+            )
+            if _keepable(results):
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(".tmp")
+                tmp.write_text(json.dumps(report.to_json(results)))
+                tmp.replace(cached)
+            return results
+
+        self._reused_check = False
+        results = self.group(CHECK, run)
+        if self._reused_check:
+            last = self.outcome.phases.pop()
+            self.outcome.phases.append(
+                Phase(last.name, last.seconds, "check results for the same inputs")
+            )
+        apply = next((r for r in results if r.name == "apply"), None)
+        if apply is not None and apply.detail == check.ALREADY:
+            self.outcome.facts.append(
+                f"{self.version.name} is already in this base: nothing to build or test"
+            )
+            self.outcome.stopped = True
+        elif apply is not None and apply.status == FAIL:
+            # Nothing later can be built: say why once, and stop.
+            self.outcome.facts.append(
+                f"{self.version.name} does not apply to this base: "
+                + (apply.items[0] if apply.items else apply.detail)
+            )
+            self.outcome.stopped = True
+        return results
+
+    def _check_key(self) -> str:
+        """What the checks' results depend on: the base, the mails as
+        given (names and bytes; an mbox as it is, headers and all), the
+        files series.yaml names and its templates include, the devices
+        file, and qseries itself (see inputs.py)."""
+        digest = hashlib.sha256()
+
+        def add(label: str, data: bytes) -> None:
+            digest.update(f"{label}\0{len(data)}\0".encode())
+            digest.update(data)
+
+        base = self.base()
+        add("base", f"{base.commit} {self.version.name}".encode())
+        if self.request.mbox is not None:
+            add("mbox", self.request.mbox.read_bytes())
+        else:
+            cover, patches = self.mails()
+            for path in [*([cover.path] if cover else []), *patches]:
+                add(path.name, path.read_bytes())
+        for name, path in inputs.series_files(self.series):
+            add(name, path.read_bytes())
+        add(build_mod.DEVICES.name, build_mod.DEVICES.read_bytes())
+        for name, data in inputs.package_files():
+            add(f"{inputs.PACKAGE}/{name}", data)
+        return digest.hexdigest()[:32]
+
+    # -- build -------------------------------------------------------------
+
+    def targets(self, tree: Path, what: str = "prefix") -> list[str]:
+        """QEMU and the qtests of this tree that test runs; the version's
+        extra targets for its series and control (a prefix of the series
+        need not have them)."""
+        names = (self.version.test.qtest, *testing.QEMU_QTESTS)
+        targets = [build_mod.QEMU_TARGET] + [
+            f"tests/qtest/{n}"
+            for n in names
+            if (tree / "tests" / "qtest" / f"{n}.c").exists()
+        ]
+        if what in ("series", "control"):
+            targets += self.version.test.targets
+        return targets
+
+    def build(self, what: str = "series", qemu: bool = True) -> build_mod.Build:
+        """Build the series, its negative control (the qtest patch alone)
+        or the bare base, in the base's build directory."""
+        base = self.base()
+        patches = self.mails()[1] if what != "base" else []
+        if what == "control":
+            patches = [p for p in patches if testing.adds_qtest(p)]
+            if not patches:
+                raise UsageError(f"{self.version.name} has no patch adding a qtest")
+        label = "" if what == "series" else f" ({what})"
+        with self.phase(f"apply{label}"):
+            origin = self.origin() if what != "base" else check.Origin(None)
+            commit = build_mod.compose(
+                base, patches, self.workdir, origin.base, bool(origin.gone)
+            )
+            tree = build_mod.checkout(base, commit, self.workdir)
+        targets = self.targets(tree, what)
+        if not qemu:
+            targets.remove(build_mod.QEMU_TARGET)
+        say(f"building the {what} of {self.version.name} on {base.describe()}")
+        built = build_mod.build(base, commit, self.workdir, targets, tree=tree)
+        reused = self._build_ready and not built.configured
+        self.outcome.phases.append(
+            Phase(
+                f"configure{label}",
+                built.configure_seconds,
+                "the configured build directory" if reused else "",
+            )
+        )
+        self.outcome.phases.append(
+            Phase(
+                f"build{label}",
+                built.seconds - built.configure_seconds,
+                f"the built tree: only {built.steps} ninja steps ran" if reused else "",
+            )
+        )
+        return built
+
+    def bisect(self) -> list[Result]:
+        """The tree builds after each patch of the series but the last:
+        that one is the series itself, which the test stage builds."""
+        base = self.base()
+        _, patches = self.mails()
+        origin = self.origin()
+
+        def run() -> list[Result]:
+            results = []
+            for step in build_mod.bisect(
+                base,
+                patches,
+                self.workdir,
+                self.targets,
+                origin.base,
+                bool(origin.gone),
+            ):
+                mail = read_mail(step.patch)
+                name = f"bisect {step.k}/{step.total}"
+                if step.ok:
+                    results.append(
+                        Result(
+                            name,
+                            PASS,
+                            f"builds after '{mail.subject}' ({step.steps} ninja steps)",
+                        )
+                    )
+                else:
+                    results.append(
+                        Result(
+                            name,
+                            FAIL,
+                            f"does not build after patch {step.k} '{mail.subject}'",
+                            [
+                                *step.errors[: build_mod.ERRORS_SHOWN],
+                                f"log: {step.log}",
+                            ],
+                        )
+                    )
+            return results
+
+        return self.group(BISECT, run)
+
+    def _whole_series_built(self, built: build_mod.Build) -> None:
+        """Close the bisect group with its last step: the whole series,
+        which the test stage has just built."""
+        for i, group in enumerate(self.outcome.groups):
+            if group.name != BISECT:
+                continue
+            _, patches = self.mails()
+            last = read_mail(patches[-1]).subject
+            step = Result(
+                f"bisect {len(patches)}/{len(patches)}",
+                PASS,
+                f"builds after '{last}': the whole series ({built.steps} ninja steps)",
+            )
+            self.outcome.groups[i] = Group(
+                group.name, (*group.results, step), group.seconds
+            )
+
+    # -- test --------------------------------------------------------------
+
+    def fake(self) -> Path:
+        """The fake device qseries builds from tests/fakevfio (once a run)."""
+        if self._fake is None:
+            builddir = testing.fake_builddir(self.repo, self.workdir)
+            with self.phase("build the fake device") as reused:
+                if (builddir / "build.ninja").exists():
+                    reused.append("its configured build directory")
+                self._fake = testing.build_fake(self.repo, self.workdir)
+        return self._fake
+
+    def test(self, control: bool) -> None:
+        """The series (or the control) built, then proven on each device
+        of the request."""
+        request = self.request
+        what = "control" if control else "series"
+        fake = self.fake()
+        built = self.build(what, qemu=request.qemu is None)
+        if not control:
+            self.outcome.build = built
+            self._whole_series_built(built)
+        qemu = request.qemu.absolute() if request.qemu else built.qemu
+        if "fake" in request.devices:
+            self._test_fake(control, built, qemu, fake)
+        if "kernel" in request.devices:
+            self._test_kernel(control, qemu)
+
+    def _proof_of(self) -> DeviceProof:
+        if self._proof is None:
+            self._proof = DeviceProof(
+                self.workdir,
+                self.version.wire,
+                self.fake,
+                self.workdir.sub("tmp"),
+                say,
+                self.request.kernel,
+            )
+        return self._proof
+
+    def _kernel_pinned(self) -> None:
+        with self.phase("kernel"):
+            say(f"kernel device: {self._proof_of().pinned()}")
+
+    def _test_kernel(self, control: bool, qemu: Path) -> None:
+        """The lab's scenarios on the kernel's mtty (and, to compare, on
+        the fake); after the series, the fake-vs-kernel table."""
+        proof = self._proof_of()
+        build = "control" if control else "series"
+        self.group(
+            f"{'control ' if control else ''}kernel device",
+            lambda: proof.run(build, qemu),
+        )
+        if control:
+            return
+
+        def compare() -> list[Result]:
+            based_on = self.base().based_on()
+            results, text = proof.compare(f"{self.version.name} on {based_on}")
+            if text:
+                name = f"fake-vs-kernel-{self.version.name}.md"
+                self.outcome.tables[name] = text
+                self.outcome.facts.append(
+                    f"fake vs kernel: {results[0].detail} (the table: {name})"
+                )
+            return results
+
+        self.group("fake vs kernel", compare)
+        self.outcome.facts += [f for f in proof.facts if f not in self.outcome.facts]
+
+    def _test_fake(
+        self, control: bool, built: build_mod.Build, qemu: Path, fake: Path
+    ) -> None:
+        """The version's qtest, the mutations, QEMU's tests and the qmp
+        checks: everything that runs on the fake device."""
+        request = self.request
+        plan = self.version.test
+        what = "control" if control else "series"
+        # The fake qseries builds, for a qtest that takes it from the
+        # environment; a patch that carries its own is found by its qtest.
+        qtest_fake = fake if plan.preload == "env" else None
+        binary = built.qtest(plan.qtest)
+        say(f"testing the {what} of {self.version.name}: {plan.qtest}")
+        if control:
+            self.group(
+                "control qtest",
+                lambda: testing.expect_control(
+                    testing.series_qtest(binary, qemu, qtest_fake), plan
+                ),
+            )
+        else:
+            self.group(
+                "qtest",
+                lambda: testing.expect_pass(
+                    testing.series_qtest(binary, qemu, qtest_fake)
+                ),
+            )
+            if MUTATIONS in request.stages and request.qemu is None:
+                self.group(
+                    "mutations",
+                    lambda: testing.run_mutations(
+                        plan,
+                        built.tree,
+                        built.builddir,
+                        qemu,
+                        qtest_fake,
+                        built.log,
+                        self._fault_check(qemu, fake),
+                    ),
+                )
+            if FAULTS in request.stages:
+                self.group("faults", lambda: self.faults(qemu, fake))
+            self.group(
+                "QEMU's qtests", lambda: testing.qemu_qtests(built.builddir, qemu)
+            )
+            if request.qemu is None:
+                self.group(
+                    "QEMU's runner",
+                    lambda: [testing.qemu_runner(built.builddir, plan)],
+                )
+        self.group(
+            "control qmp" if control else "qmp",
+            lambda: qmpcheck.qmp(
+                qemu,
+                fake,
+                self.version.wire,
+                testing.scratch_dir("qmp-"),
+                control,
+            ),
+        )
+
+    def _fault_check(
+        self, qemu: Path, fake: Path
+    ) -> Callable[[series_mod.Mutation], Result] | None:
+        """How a mutation meant for the fault matrix is judged."""
+        plan = self.version.test.faults
+        if plan is None:
+            return None
+        tmp = self.workdir.sub("tmp")
+        wire = self.version.wire
+        return lambda m: faults_mod.catch_mutation(m, plan, wire, qemu, fake, tmp)
+
+    def faults(self, qemu: Path, fake: Path) -> list[Result]:
+        """The fault matrix of the version, and its table."""
+        plan = self.version.test.faults
+        if plan is None:
+            return [
+                Result(
+                    "faults",
+                    FAIL,
+                    f"{self.version.name} has no fault plan: add test.faults to "
+                    "series.yaml",
+                )
+            ]
+        matrix = faults_mod.run_matrix(
+            plan,
+            self.version.wire,
+            qemu,
+            fake,
+            self.workdir.sub("tmp"),
+            say,
+            self.request.faults,
+        )
+        results = matrix.results()
+        if self.request.faults:
+            return results  # a part of the matrix has no table
+        based_on = self.base().based_on()
+        text = faults_mod.table(matrix, self.version.name, based_on)
+        self.outcome.tables[f"faults-{self.version.name}.md"] = text
+        committed = self.repo / plan.table
+        if self.request.write_table:
+            committed.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_text(committed, text)
+            say(f"wrote {committed}")
+        results.append(faults_mod.table_result(text, committed, based_on))
+        flagged = [r for r in matrix.runs if r.flags]
+        if flagged:
+            self.outcome.facts.append(
+                f"fault matrix: {len(flagged)} cases flagged, e.g. "
+                f"{flagged[0].case.id}: {flagged[0].flags[0]}"
+            )
+        return results
+
+    def timeline(self, directory: Path) -> None:
+        """One live migration of the series' QEMU, drawn."""
+        from ..labs.vfio_migration import timeline as timeline_mod
+
+        built = self.outcome.build
+        if built is None:
+            return
+        qemu = self.request.qemu.absolute() if self.request.qemu else built.qemu
+        fake = self.fake()
+        with self.phase("timeline"):
+            picture = timeline_mod.capture(
+                qemu,
+                fake,
+                self.version.wire,
+                self.workdir.sub("tmp"),
+                self.request.delay_ms,
+            )
+            atomic.write_all(
+                {
+                    directory / "timeline.svg": timeline_mod.render_svg(
+                        picture
+                    ).encode(),
+                    directory / "timeline.json": (
+                        json.dumps(picture.to_json(), indent=2) + "\n"
+                    ).encode(),
+                }
+            )
+        self.outcome.pictures.append("timeline.svg")
+        lead = picture.lead_ms
+        self.outcome.facts.append(
+            f"timeline of one migration ({self.request.delay_ms} ms injected into "
+            "the quiesce transition): "
+            + (
+                f"the prepare notice led its completion by {lead:.1f} ms"
+                if lead is not None
+                else "no prepare notice"
+            )
+        )
+
+    # -- the whole run -----------------------------------------------------
+
+    def run(self) -> Outcome:
+        stages = self.request.stages
+        steps: list[tuple[str, Callable[[], object]]] = []
+        kernel = "kernel" in self.request.devices and (
+            CONTROL in stages or TEST in stages
+        )
+        if kernel and self.request.kernel is not None:
+            # First: a --kernel Debian does not list stops the run at once
+            # (the index only; the kit is fetched when there is a QEMU).
+            steps.append(("kernel", self._kernel_pinned))
+        steps.append(("source", self.base))
+        if CHECK in stages:
+            steps.append((CHECK, self.check))
+        if BISECT in stages and self.request.qemu is None:
+            steps.append((BISECT, self.bisect))
+        if CONTROL in stages:
+            steps.append((CONTROL, lambda: self.test(control=True)))
+        if TEST in stages:
+            steps.append((TEST, lambda: self.test(control=False)))
+        if not self.request.reports:
+            for _, step in steps:
+                step()
+                if self.outcome.stopped:
+                    break
+            return self.outcome
+        # With reports, a stage that cannot go on (a build that fails)
+        # is reported too, before the error ends the run.
+        directory = self.request.report_dir
+        current = "source"
+        try:
+            for name, step in steps:
+                current = name
+                step()
+                if self.outcome.stopped:
+                    break
+            if TIMELINE in stages and self.outcome.build is not None:
+                current = TIMELINE
+                directory = directory or self.default_report_dir()
+                directory.mkdir(parents=True, exist_ok=True)
+                self.timeline(directory)
+        except Exception as err:
+            # A QSeriesError says what went wrong in its own words; a
+            # failure of the system (a timeout, a full disk) by its kind.
+            line = str(err) if isinstance(err, QSeriesError) else _describe(err)
+            self.outcome.groups.append(
+                Group(current, (Result(current, FAIL, line),), 0.0)
+            )
+            if self.outcome.base is not None or directory is not None:
+                directory = directory or self.default_report_dir()
+                try:
+                    self.write_reports(directory)
+                    say(f"the reports of what ran are in {directory}")
+                except atomic.WriteError as lost:
+                    # The error that ended the run is the one to print.
+                    say(f"no reports of what ran: {lost}")
+            raise
+        self.write_reports(directory or self.default_report_dir())
+        return self.outcome
+
+    def default_report_dir(self) -> Path:
+        base = self.base()
+        return self.workdir.path / "reports" / f"{self.version.name}-{base.root.name}"
+
+    def write_reports(self, directory: Path) -> None:
+        atomic.make_dirs(directory)
+        run = self.outcome.to_report()
+        texts = {
+            "junit.xml": report.junit(run),
+            "report.json": json.dumps(report.run_json(run, str(directory)), indent=2)
+            + "\n",
+            "summary.md": report.markdown(run),
+            **self.outcome.tables,
+        }
+        # The reports of a run go together: all of them, or the old ones.
+        atomic.write_all({directory / n: t.encode() for n, t in texts.items()})
+        self.outcome.report_dir = directory
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _keepable(results: list[Result]) -> bool:
+    """Check results worth keeping for the same inputs: none failed, and
+    none made without the generation base for a reason of the moment (it
+    did not download, or another base stood in for it: once it is back,
+    the check must be made on it)."""
+    return not any(
+        r.status == FAIL
+        or (r.status == SKIP and r.detail.startswith(check.NO_ORIGIN))
+        or check.STAND_IN in r.detail
+        for r in results
+    )
+
+
+def patch_mails(directory: Path) -> list[Mail]:
+    """The mails of patches/vN; at least one must be a patch."""
+    mails = [read_mail(p.absolute()) for p in sorted(directory.glob("*.patch"))]
+    if all(m.is_cover for m in mails):
+        raise UsageError(
+            f"{directory} holds no patches", "run 'qseries generate' first"
+        )
+    return mails
+
+
+def _results_from_json(data: dict[str, object]) -> list[Result] | None:
+    rows = data["results"]
+    if not isinstance(rows, list):
+        return None
+    status = {"pass": PASS, "fail": FAIL, "skip": SKIP}
+    return [
+        Result(
+            str(r["name"]), status[str(r["status"])], str(r["detail"]), list(r["items"])
+        )
+        for r in rows
+    ]
+
+
+def run(request: Request, workdir: WorkDir) -> Outcome:
+    pipeline = Pipeline(request, workdir)
+    try:
+        return pipeline.run()
+    finally:
+        pipeline.close()
+
+
+def scratch_in_workdir(workdir: WorkDir) -> None:
+    """Make the tests we start (qtests, QEMUs) keep their files and
+    sockets in the work dir rather than in the system's /tmp.
+
+    WORKDIR/tmp/tests is emptied first: a test case that fails aborts
+    before it can remove its scratch directories.
+    """
+    scratch = workdir.path / "tmp" / "tests"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    os.environ["TMPDIR"] = str(scratch)

@@ -1,0 +1,747 @@
+"""test: run the version's qtest and QEMU's own qtests and runner.
+
+The qtest is the one the version adds to QEMU, named in its test plan
+(series.yaml); it needs the fake VFIO device, either the one qseries
+builds from tests/fakevfio (passed in QTEST_VFIO_FAKE) or the one the
+patch carries, which the qtest finds beside itself.  The negative
+control runs the same tests on a build with the test patch but without
+the change: the cases that need the notice must fail, and for that
+reason (no prepare notice), not for any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.results import FAIL, PASS, SKIP, Result
+from ..core.series import Mutation, TestPlan
+from ..ground.console import Progress, say
+from ..ground.errors import ToolError, UsageError
+from ..ground.proc import CommandTimeout, Ran, run_bounded, run_logged, run_streaming
+from ..ground.workdir import WorkDir
+from .build import BuildError
+
+QEMU_QTESTS = ("qmp-test", "qmp-cmd-test", "device-introspect-test")
+FAKE_LIBRARY = "libfakevfio.so"
+QTEST_TIMEOUT = 300
+LIST_TIMEOUT = 60
+SUITE_TIMEOUT = 900
+
+
+@dataclass(frozen=True)
+class CaseRun:
+    path: str
+    passed: bool
+    seconds: float
+    events: tuple[str, ...]  # "source events: ..." lines the qtest printed
+    error: str  # the first assertion or error line, if it failed
+    output: str
+
+
+def adds_qtest(patch: Path) -> bool:
+    """Does the patch add a qtest (the part the negative control keeps)?"""
+    text = patch.read_text(errors="replace")
+    files = re.findall(r"^diff --git a/(\S+) ", text, re.M)
+    return any(f.startswith("tests/qtest/") and f.endswith("-test.c") for f in files)
+
+
+# What `qemu-system-* --version` prints first; qemu-img and the user-mode
+# emulators (qemu-x86_64) say "qemu-img version", "qemu-x86_64 version".
+QEMU_VERSION_LINE = "QEMU emulator version"
+VERSION_TIMEOUT = 20
+
+
+def _said(ran: Ran) -> str:
+    """What a command printed first, for a message: its first line on
+    stdout, else its exit code and first line on stderr."""
+
+    def first(text: str) -> str:
+        line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        return line if len(line) <= 80 else line[:77] + "..."
+
+    if first(ran.stdout):
+        return f"printed '{first(ran.stdout)}'"
+    err = f" ('{first(ran.stderr)}')" if first(ran.stderr) else ""
+    return f"printed nothing and exited {ran.returncode}{err}"
+
+
+def check_qemu(given: Path) -> None:
+    """Refuse, before any build, a --qemu that is no QEMU system emulator:
+    missing, a directory, not executable, a program whose --version (run
+    bounded, like every command) does not say it is QEMU, or one whose
+    name does not say its target, as libqtest needs."""
+    hint = "pass the path of a QEMU system emulator (qemu-system-x86_64)"
+    if not given.exists():
+        raise UsageError(f"--qemu {given}: no such file", hint)
+    if given.is_dir():
+        raise UsageError(f"--qemu {given} is a directory, not a program", hint)
+    if not given.is_file() or not os.access(given, os.X_OK):
+        raise UsageError(f"--qemu {given} is not an executable file", hint)
+    argv = [str(given.absolute()), "--version"]
+    try:
+        ran = run_bounded(argv, {**os.environ, "LC_ALL": "C"}, VERSION_TIMEOUT)
+    except OSError as err:
+        raise UsageError(
+            f"--qemu {given} cannot be run: {err.strerror or err}", hint
+        ) from None
+    if ran.timed_out:
+        raise UsageError(
+            f"--qemu {given} did not answer --version within {VERSION_TIMEOUT} s",
+            hint,
+        )
+    if QEMU_VERSION_LINE not in ran.stdout:
+        raise UsageError(
+            f"--qemu {given} is not a QEMU system emulator: its --version "
+            f"{_said(ran)}, not '{QEMU_VERSION_LINE} ...'",
+            hint,
+        )
+    # libqtest takes the target from QTEST_QEMU_BINARY's name
+    # (qtest_get_arch): any other name makes a qtest list no case.
+    if not re.fullmatch(r".*-system-[A-Za-z0-9_]+", given.name):
+        raise UsageError(
+            f"--qemu {given}: a qtest takes the target from the file's name, "
+            "which must end in -system-ARCH",
+            "name it (or a link to it) qemu-system-x86_64",
+        )
+
+
+def fake_builddir(repo: Path, workdir: WorkDir) -> Path:
+    """The build directory of the fake for this checkout of qseries.
+
+    Each checkout gets its own, keyed by its absolute path: two checkouts
+    sharing a work dir must not test each other's fakevfio.c.  Edits
+    within one checkout are ninja's business.
+    """
+    key = hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:12]
+    return workdir.path / "build" / f"qseries-c-{key}"
+
+
+def build_fake(repo: Path, workdir: WorkDir) -> Path:
+    """Build tests/fakevfio with the repository's meson.build."""
+    builddir = fake_builddir(repo, workdir)
+    log = workdir.sub("logs") / f"build-{builddir.name}.log"
+    log.write_text("")
+    if not (builddir / "build.ninja").exists():
+        meson = Path(sys.executable).with_name("meson")
+        argv = [
+            str(meson) if meson.exists() else "meson",
+            "setup",
+            str(builddir),
+            str(repo),
+        ]
+        # Sandboxed though the fake is qseries' own: its build dir is in
+        # build/, which the series' code may write, and a build.ninja
+        # planted there would run what the series wants.
+        code, _ = run_logged(argv, repo, log, None, untrusted=True)
+        if code != 0:
+            raise BuildError("meson setup of tests/fakevfio failed", f"see {log}")
+    code, _ = run_logged(
+        ["ninja"], builddir, log, Progress("ninja fakevfio"), untrusted=True
+    )
+    if code != 0:
+        raise BuildError("building tests/fakevfio failed", f"see {log}")
+    library = next(builddir.rglob(FAKE_LIBRARY), None)
+    if library is None:
+        raise BuildError(f"the build made no {FAKE_LIBRARY}", f"see {log}")
+    return library
+
+
+def _env(qemu: str, fake: Path | None, tmpdir: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "QTEST_QEMU_BINARY": qemu,
+        "LC_ALL": "C",
+        "TMPDIR": tmpdir,
+    }
+    env.pop("LD_PRELOAD", None)
+    if fake is not None:
+        env["QTEST_VFIO_FAKE"] = str(fake)
+    return env
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new private directory for one test run, in $TMPDIR (which
+    `qseries test` points into the work dir)."""
+    # $TMPDIR as it is now: tempfile caches the one it saw first.
+    where = os.environ.get("TMPDIR") or None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=where)).absolute()
+
+
+def _run_qtest(
+    binary: Path,
+    args: list[str],
+    qemu: Path,
+    fake: Path | None,
+    timeout: float,
+    scratch: Path,
+) -> Ran:
+    """A qtest binary, pointed at qemu (and at the fake, if given), run
+    in scratch, a private directory that is also its TMPDIR.
+
+    libqtest starts QEMU with `sh -c "exec QEMU ARGS"`, its QMP and
+    qtest sockets ($TMPDIR/qtest-PID.sock) unquoted in ARGS and bound
+    with a sun_path of 108 bytes.  So the qtest runs with TMPDIR=".",
+    its scratch directory being its working directory (and QEMU's): the
+    socket paths are short and need no quoting, whatever the work dir's
+    path.  QEMU is named through a link there for the same reason; it
+    finds its firmware from /proc/self/exe, the real binary.
+    """
+    env = _scratch_env(scratch, qemu, fake)
+    return run_bounded(
+        [str(binary.absolute()), *args], env, timeout, cwd=scratch, untrusted=True
+    )
+
+
+def _scratch_env(scratch: Path, qemu: Path, fake: Path | None) -> dict[str, str]:
+    """The environment of a qtest run in scratch (see _run_qtest), with
+    the link to qemu made there."""
+    link = scratch / qemu.name
+    if not link.is_symlink():
+        link.symlink_to(qemu.absolute())
+    return _env(f"./{qemu.name}", fake, ".")
+
+
+def run_qtest(
+    binary: Path, args: list[str], qemu: Path, fake: Path | None, timeout: float
+) -> Ran:
+    """A qtest binary run as _run_qtest does, in a scratch directory of
+    its own that is removed afterwards (for a run whose output is all
+    that counts: a listing, QEMU's own qtests, the benchmark's run)."""
+    scratch = scratch_dir("qtest-")
+    try:
+        return _run_qtest(binary, args, qemu, fake, timeout, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _absolute_logs(output: str, scratch: Path) -> str:
+    """The qtest's "... log: ./DIR/FILE" lines, relative to its scratch
+    directory, with the absolute path."""
+    return re.sub(r"(?m)^(# \w+ .*log: )\./", lambda m: f"{m[1]}{scratch}/", output)
+
+
+class ListTimeout(Exception):
+    """Listing a qtest's cases timed out."""
+
+
+def list_cases(
+    binary: Path, qemu: Path, fake: Path | None, timeout: float = LIST_TIMEOUT
+) -> list[str]:
+    """The case paths of a qtest binary; ListTimeout if it hangs."""
+    ran = run_qtest(binary, ["-l"], qemu, fake, timeout)
+    if ran.timed_out:
+        raise ListTimeout(f"{binary.name} -l timed out after {timeout:g} s")
+    return [line.strip() for line in ran.stdout.splitlines() if line.startswith("/")]
+
+
+ERROR_LINE = re.compile(r"(ERROR:.*|.*assertion failed.*|Bail out!.*)")
+
+
+def run_case(
+    binary: Path,
+    qemu: Path,
+    fake: Path | None,
+    path: str,
+    timeout: float = QTEST_TIMEOUT,
+) -> CaseRun:
+    started = time.monotonic()
+    scratch = scratch_dir("qtest-")
+    ran = _run_qtest(binary, ["--tap", "-p", path], qemu, fake, timeout, scratch)
+    output = _absolute_logs(ran.stdout + ran.stderr, scratch)
+    if ran.timed_out:
+        output = f"timed out after {timeout:g} s\n{output}"
+    skipped = re.search(r"^ok \d+ .*# SKIP(.*)$", ran.stdout, re.M)
+    passed = (
+        not ran.timed_out
+        and ran.returncode == 0
+        and re.search(r"^ok \d+ ", ran.stdout, re.M) is not None
+        and skipped is None
+    )
+    events = _events(output)
+    errors = [m[1] for m in ERROR_LINE.finditer(output)]
+    if ran.timed_out:
+        error = output.splitlines()[0]
+    elif skipped is not None:
+        error = f"skipped:{skipped[1]}"
+    elif errors:
+        error = errors[0]
+    else:
+        error = "" if passed else output.strip()[-300:]
+    if passed:
+        # A failed case keeps its scratch files: the evidence.
+        shutil.rmtree(scratch, ignore_errors=True)
+    return CaseRun(path, passed, time.monotonic() - started, events, error, output)
+
+
+# v1's qtest says "source device log: PATH", v2's "source fake VFIO log: PATH".
+EVIDENCE = re.compile(r"^# (\w+ (?:device|fake VFIO) log: .*)$", re.M)
+
+
+def evidence(run: CaseRun) -> list[str]:
+    """The scratch files a failed case left behind (the fake's logs)."""
+    return [m[1] for m in EVIDENCE.finditer(run.output)]
+
+
+def series_qtest(
+    binary: Path, qemu: Path, fake: Path | None, list_timeout: float = LIST_TIMEOUT
+) -> list[CaseRun]:
+    """Every case of the series' qtest (run_cases says how).
+
+    A hang while listing the cases becomes one failed run, so that the
+    rest of the report is still made.
+    """
+    try:
+        cases = list_cases(binary, qemu, fake, list_timeout)
+    except ListTimeout as err:
+        return [CaseRun(f"{binary.name} -l", False, list_timeout, (), str(err), "")]
+    if not cases:
+        raise ToolError(f"{binary.name} lists no test cases", "is the fake found?")
+    return run_cases(binary, qemu, fake, cases)
+
+
+# A case's result line in GLib's TAP output: "ok 3 /x86_64/a/b # SKIP why".
+TAP_RESULT = re.compile(r"^(?P<ok>ok|not ok) \d+ (?P<path>/\S*)(?P<rest>.*)$")
+
+
+@dataclass(frozen=True)
+class TapCase:
+    """One case as the run of all cases reported it."""
+
+    path: str
+    passed: bool  # "ok", not skipped
+    seconds: float  # from the previous result line (or the start) to its own
+    output: str  # its lines: from after the previous result line to its own
+
+
+def read_tap(lines: Sequence[tuple[float, str]], started: float) -> list[TapCase]:
+    """The cases of a TAP run, from its output lines and the time each
+    arrived; the lines before a result line are that case's."""
+    found = []
+    since, chunk = started, []
+    for at, line in lines:
+        chunk.append(line)
+        m = TAP_RESULT.match(line.rstrip("\n"))
+        if m is None:
+            continue
+        passed = m["ok"] == "ok" and "# SKIP" not in m["rest"]
+        found.append(TapCase(m["path"], passed, at - since, "".join(chunk)))
+        since, chunk = at, []
+    return found
+
+
+def run_cases(
+    binary: Path,
+    qemu: Path,
+    fake: Path | None,
+    cases: Sequence[str],
+    timeout: float = QTEST_TIMEOUT,
+) -> list[CaseRun]:
+    """The cases the binary lists, all in one run of it with --tap (as
+    QEMU's runner and a person run it: one start of the binary, not one
+    per case; `-p` would match a case's path as a prefix and run its
+    sub-cases again), each read from its TAP line.
+
+    A case that did not pass there (it failed or was skipped, or the run
+    ended before it) runs again alone, as run_case does, so that its
+    error and the files it leaves (the evidence) are those of a run of
+    its own, as they were when every case ran alone.  If the run exited
+    non-zero although every case passed, they all run alone: the failure
+    is not any one case's.
+    """
+    say(f"qtest {binary.name}: {len(cases)} cases in one run")
+    scratch = scratch_dir("qtest-")
+    lines: list[tuple[float, str]] = []
+    started = time.monotonic()
+    try:
+        env = _scratch_env(scratch, qemu, fake)
+        try:
+            code = run_streaming(
+                [str(binary.absolute()), "--tap"],
+                env,
+                timeout,
+                scratch,
+                scratch / "tap.log",
+                lambda line: lines.append((time.monotonic(), line)),
+                untrusted=True,
+            )
+        except CommandTimeout:
+            code = None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    tap = read_tap(lines, started)
+    reported = {c.path: c for c in tap if c.passed}
+    passed = set(reported) - {c.path for c in tap if not c.passed}
+    if code != 0 and passed >= set(cases):
+        passed = set()
+    runs = []
+    for case in cases:
+        if case in passed:
+            ok = reported[case]
+            runs.append(
+                CaseRun(case, True, ok.seconds, _events(ok.output), "", ok.output)
+            )
+        else:
+            say(f"qtest {case}: again, alone")
+            runs.append(run_case(binary, qemu, fake, case))
+    return runs
+
+
+def _events(output: str) -> tuple[str, ...]:
+    """The "source events: ..." lines a qtest printed."""
+    return tuple(m[1] for m in re.finditer(r"^# (\w+ events: .*)$", output, re.M))
+
+
+def expect_pass(runs: Sequence[CaseRun]) -> list[Result]:
+    results = []
+    for run in runs:
+        if run.passed:
+            results.append(
+                Result(run.path, PASS, f"{run.seconds:.1f} s", list(run.events))
+            )
+        else:
+            results.append(
+                Result(run.path, FAIL, run.error, [*run.events, *evidence(run)])
+            )
+    return results
+
+
+def no_notice_reason(run: CaseRun, plan: TestPlan) -> bool:
+    """Did the case fail because QEMU sent no prepare notice?
+
+    It must have stopped on one of the qtest's assertions (not on a
+    crash, a skip or a timeout), after recording events, and not a
+    single one of them a notice (the plan's notice-pattern).
+    """
+    seen = [line.split(": ", 1)[1] for line in run.events if ": " in line]
+    return (
+        "assertion failed" in run.error
+        and any(s.strip() for s in seen)
+        and not any(re.search(plan.notice_pattern, s) for s in seen)
+    )
+
+
+def expect_control(runs: Sequence[CaseRun], plan: TestPlan) -> list[Result]:
+    """On the base with only the test patch, every case that needs the
+    notice must fail for lack of it; the plan's base-passes cases, which
+    involve no notice, must pass there too."""
+    results = []
+    for run in runs:
+        if any(run.path.endswith(case) for case in plan.base_passes):
+            status = PASS if run.passed else FAIL
+            detail = "passes on the base too (no notice involved)"
+            results.append(
+                Result(
+                    f"control {run.path}",
+                    status,
+                    detail if run.passed else run.error,
+                    list(run.events),
+                )
+            )
+            continue
+        if run.passed:
+            status, detail = FAIL, "passed without the change: the test proves nothing"
+        elif no_notice_reason(run, plan):
+            status, detail = PASS, f"fails as it must: no prepare notice ({run.error})"
+        else:
+            status, detail = FAIL, f"fails for another reason: {run.error}"
+        results.append(Result(f"control {run.path}", status, detail, list(run.events)))
+    return results
+
+
+def qemu_qtests(
+    builddir: Path, qemu: Path, timeout: float = SUITE_TIMEOUT
+) -> list[Result]:
+    results = []
+    for name in QEMU_QTESTS:
+        binary = builddir / "tests" / "qtest" / name
+        if not binary.exists():
+            results.append(Result(name, FAIL, f"{binary} was not built"))
+            continue
+        say(f"qtest {name}")
+        started = time.monotonic()
+        ran = run_qtest(binary, ["--tap", "-k"], qemu, None, timeout)
+        ok = len(re.findall(r"^ok ", ran.stdout, re.M))
+        bad = re.findall(r"^not ok .*$", ran.stdout, re.M)
+        if ran.timed_out:
+            results.append(
+                Result(
+                    name,
+                    FAIL,
+                    f"timed out after {timeout:g} s ({ok} cases passed by then)",
+                    bad[:10] + ran.stdout.strip().splitlines()[-5:],
+                )
+            )
+        elif ran.returncode == 0 and not bad:
+            results.append(
+                Result(name, PASS, f"{ok} cases, {time.monotonic() - started:.1f} s")
+            )
+        else:
+            results.append(Result(name, FAIL, f"exit {ran.returncode}", bad[:10]))
+    return results
+
+
+QEMU_SUITE = "qtest-x86_64"
+
+
+def qemu_runner(
+    builddir: Path, plan: TestPlan, timeout: float = SUITE_TIMEOUT
+) -> Result:
+    """The version's qtest as QEMU's own CI runs it: `meson test` in the
+    patched build directory, from the JUnit report meson writes.
+
+    A qtest that takes the fake from QTEST_VFIO_FAKE skips there (no
+    such variable in QEMU's CI), and that is what the result says.
+    """
+    name = f"QEMU's runner: {QEMU_SUITE}/{plan.qtest}"
+    meson = builddir / "pyvenv" / "bin" / "meson"
+    logbase = f"qseries-{plan.qtest}"
+    junit = builddir / "meson-logs" / f"{logbase}.junit.xml"
+    junit.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QTEST_")}
+    env.pop("LD_PRELOAD", None)
+    # meson runs the test in the build dir (QEMU is ./qemu-system-*
+    # there): a TMPDIR relative to it keeps libqtest's socket paths
+    # short and free of characters its shell command would split.
+    scratch = scratch_dir("runner-")
+    env["TMPDIR"] = os.path.relpath(scratch, builddir.absolute())
+    try:
+        ran = run_bounded(
+            [
+                str(meson),
+                "test",
+                "--no-rebuild",
+                "--logbase",
+                logbase,
+                "--suite",
+                QEMU_SUITE,
+                f"{QEMU_SUITE}/{plan.qtest}",
+            ],
+            env,
+            timeout,
+            cwd=builddir,
+            untrusted=True,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if ran.timed_out:
+        return Result(name, FAIL, f"meson test timed out after {timeout:g} s")
+    verdict = junit_verdict(junit, f"{QEMU_SUITE}/{plan.qtest}")
+    if verdict is None:
+        tail = (ran.stdout + ran.stderr).strip().splitlines()[-3:]
+        return Result(name, FAIL, f"{junit} does not list {plan.qtest}", tail)
+    status, cases = verdict
+    items = [f"JUnit: {junit}", *cases]
+    if status == "passed" and ran.returncode == 0:
+        return Result(
+            name, PASS, f"meson test: {len(cases)} cases passed, as in QEMU's CI", items
+        )
+    if status == "skipped" and plan.preload == "env":
+        return Result(
+            name, SKIP, "skipped by QEMU's runner: needs QTEST_VFIO_FAKE", items
+        )
+    return Result(name, FAIL, f"meson test: {status}", items)
+
+
+def junit_verdict(path: Path, test: str) -> tuple[str, list[str]] | None:
+    """What meson's JUnit report says of one test: passed, failed or
+    skipped, and a line per case (a TAP test is a testsuite of its
+    subtests); None when the report is missing or does not list it."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    cases = []
+    # meson names a TAP test's suite "PROJECT.SUITES - PROJECT:TEST".
+    for suite in root.iter("testsuite"):
+        name = suite.get("name") or ""
+        if name == test or name.endswith(f":{test}"):
+            cases = list(suite.iter("testcase"))
+    if not cases:
+        # A test that ran no case (TAP "1..0") is one testcase of its own.
+        cases = [
+            c
+            for c in root.iter("testcase")
+            if c.get("name") == test or (c.get("name") or "").endswith(f":{test}")
+        ]
+    if not cases:
+        return None
+    lines, verdicts = [], set()
+    for case in cases:
+        if case.find("failure") is not None or case.find("error") is not None:
+            verdict = "failed"
+        elif case.find("skipped") is not None:
+            verdict = "skipped"
+        else:
+            verdict = "passed"
+        verdicts.add(verdict)
+        lines.append(f"{case.get('name')}: {verdict}")
+    for verdict in ("failed", "skipped"):
+        if verdict in verdicts:
+            return verdict, lines
+    return "passed", lines
+
+
+def skip(name: str, why: str) -> Result:
+    return Result(name, SKIP, why)
+
+
+def apply_mutation(mutation: Mutation, text: str) -> str:
+    """The file's text with the mutation's edits, each made once."""
+    for old, new in mutation.edits:
+        if old not in text:
+            raise ToolError(
+                f"mutation {mutation.name}: {old.strip()!r} not found in "
+                f"{mutation.file}",
+                "the mutation does not fit the generated change; update it",
+            )
+        text = text.replace(old, new, 1)
+    return text
+
+
+def catches(mutation: Mutation, run: CaseRun) -> bool:
+    """A failure counts only in the case meant to catch the mutation and
+    on the reason given: a crash or a timeout proves nothing."""
+    return (
+        not run.passed
+        and run.path.endswith(mutation.case)
+        and re.search(mutation.reason, run.error) is not None
+    )
+
+
+def judge_mutation(mutation: Mutation, runs: Sequence[CaseRun]) -> Result:
+    """PASS only if the case meant to catch the mutation failed as meant."""
+    name = f"mutation {mutation.name}"
+    failed = [r for r in runs if not r.passed]
+    caught = [r for r in failed if catches(mutation, r)]
+    items = [f"{r.path}: {r.error}" for r in failed]
+    if caught:
+        return Result(name, PASS, f"caught: {mutation.what}", items)
+    if failed:
+        first = failed[0]
+        return Result(
+            name,
+            FAIL,
+            f"failed for another reason: {first.path}: {first.error}",
+            [f"expected {mutation.case}: /{mutation.reason}/", *items],
+        )
+    return Result(name, FAIL, f"no test failed: {mutation.what}")
+
+
+def _tree_source(tree: Path, name: str) -> Path:
+    """tree/name, if each step down from tree is a directory and the last
+    a regular file, none a symlink: the series' build runs in the tree
+    and may leave a symlink where a source was, to a file of the user's
+    that a write would replace."""
+    path = tree
+    parts = Path(name).parts
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError as err:
+            raise BuildError(
+                f"{path}: {err.strerror}", "build the version again"
+            ) from None
+        last = i == len(parts) - 1
+        if part == ".." or not (stat.S_ISREG(mode) if last else stat.S_ISDIR(mode)):
+            if stat.S_ISLNK(mode):
+                what = "a symlink"
+            else:
+                what = "not a regular file" if last else "not a directory"
+            raise BuildError(
+                f"{path} is {what} after the version's build; qseries does "
+                "not write through it",
+                "look for what the series' build does to its source tree",
+            )
+    return path
+
+
+def _tree_read(tree: Path, name: str) -> str:
+    fd = os.open(_tree_source(tree, name), os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, encoding="utf-8") as f:
+        return f.read()
+
+
+def _tree_write(tree: Path, name: str, text: str) -> None:
+    """Write a source of the tree, following no symlink (_tree_source)."""
+    path = _tree_source(tree, name)
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def run_mutations(
+    plan: TestPlan,
+    tree: Path,
+    builddir: Path,
+    qemu: Path,
+    fake: Path | None,
+    log: Path,
+    fault_check: Callable[[Mutation], Result] | None = None,
+) -> list[Result]:
+    """Break the change in each way of the plan's mutations; the qtest
+    must catch each (or, for a mutation that names a fault case,
+    fault_check, which runs that case of the fault matrix on the broken
+    QEMU).  The build tree is restored (git checkout, ninja) afterwards."""
+    from ..ground.gitutil import Git
+
+    binary = builddir / "tests" / "qtest" / plan.qtest
+    files = sorted({m.file for m in plan.mutations})
+    originals = {name: _tree_read(tree, name) for name in files}
+    results = []
+    restore = ["checkout", "--quiet", "--", *files]
+    try:
+        for mutation in plan.mutations:
+            say(f"mutation {mutation.name}: {mutation.what}")
+            for name, text in originals.items():
+                _tree_write(tree, name, text)
+            broken = apply_mutation(mutation, originals[mutation.file])
+            _tree_write(tree, mutation.file, broken)
+            code, _ = run_logged(
+                ["ninja", qemu.name], builddir, log, None, untrusted=True
+            )
+            if code != 0:
+                results.append(
+                    Result(
+                        f"mutation {mutation.name}", FAIL, f"does not build; see {log}"
+                    )
+                )
+                continue
+            if mutation.fault is not None:
+                if fault_check is None:
+                    results.append(
+                        skip(f"mutation {mutation.name}", "needs the fault matrix")
+                    )
+                else:
+                    results.append(fault_check(mutation))
+                continue
+            try:
+                cases = list_cases(binary, qemu, fake)
+            except ListTimeout as err:
+                results.append(Result(f"mutation {mutation.name}", FAIL, str(err)))
+                continue
+            results.append(
+                judge_mutation(mutation, run_cases(binary, qemu, fake, cases))
+            )
+    except BaseException:
+        # Interrupted or failed: the sources back as they were, fast; the
+        # next build's ninja rebuilds what they changed.
+        Git(tree).run(*restore)
+        raise
+    Git(tree).run(*restore)
+    code, _ = run_logged(["ninja", qemu.name], builddir, log, None, untrusted=True)
+    if code != 0:
+        raise BuildError("rebuilding after the mutations failed", f"see {log}")
+    return results
