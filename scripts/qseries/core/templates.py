@@ -195,6 +195,14 @@ class Templates:
             raise TemplateError(
                 self.root / name, None, f"cannot read: {err.strerror}"
             ) from None
+        except UnicodeDecodeError as err:
+            raise TemplateError(
+                self.root / name,
+                None,
+                f"not UTF-8 text (byte {err.start + 1})",
+                "a carried file is text; give binary files as a diff (git diff "
+                "--binary)",
+            ) from None
 
     def closure(self, names: Iterable[str]) -> list[Path]:
         """The files of these templates and of every template they include,

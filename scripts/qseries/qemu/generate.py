@@ -19,11 +19,12 @@ from email.utils import getaddresses
 from pathlib import Path
 
 from ..core import generators, render
-from ..core.series import Series, Version
+from ..core.generators import diff as diff_kind
+from ..core.series import Change, Series, Version
 from ..core.templates import Templates
 from ..ground import atomic
 from ..ground.errors import AnchorError, ToolError, UsageError
-from ..ground.gitutil import Git
+from ..ground.gitutil import GIT_TIMEOUT, Git, git_argv, git_env
 from ..ground.proc import CommandTimeout, run_bounded
 from ..ground.workdir import WorkDir
 from .source import BaseTree
@@ -49,17 +50,78 @@ def commit_message(version: Version, index: int) -> str:
     return f"{patch.subject}\n\n{patch.body.rstrip()}\n\n" + "\n".join(trailers) + "\n"
 
 
-def _reader(g: Git, commit: str, base: BaseTree, generator: str) -> generators.Reader:
+def _reader(
+    g: Git, env: dict[str, str], base: BaseTree, kind: str
+) -> generators.Reader:
+    """Files as the patch's index holds them: the base, with what the
+    patch's earlier changes wrote."""
+
     def read(path: str) -> str:
         try:
-            return g.show(commit, path)
+            return g.run("show", f":{path}", env=env, strip=False)
         except ToolError:
             raise AnchorError(
                 f"{path} is missing in {base.describe()}",
-                f"generator '{generator}' needs it",
+                f"the change of kind '{kind}' needs it",
             ) from None
 
     return read
+
+
+def _apply_hunks(
+    g: Git,
+    env: dict[str, str],
+    hunks: str,
+    base: BaseTree,
+    version: Version,
+    index: int,
+) -> None:
+    """git apply the hunks onto the index; a conflict names the patch,
+    the file and the hunk."""
+    argv = git_argv("apply", "--cached", "--whitespace=nowarn", "-")
+    ran = run_bounded(
+        argv,
+        {**git_env(), **env},
+        GIT_TIMEOUT,
+        cwd=base.root,
+        input=hunks,
+        keep=tuple(env),
+    )
+    if ran.timed_out:
+        raise CommandTimeout(argv, GIT_TIMEOUT)
+    if ran.returncode != 0:
+        patch = version.patches[index]
+        raise AnchorError(
+            f"patch {index + 1}/{len(version.patches)} '{patch.subject}': "
+            f"{diff_kind.conflict(hunks, ran.stderr)} on {base.describe()}",
+            "rebase its hunks onto this base, or pick another base",
+        )
+
+
+def _apply_change(
+    g: Git,
+    env: dict[str, str],
+    change: Change,
+    ctx: generators.Context,
+    base: BaseTree,
+    version: Version,
+    index: int,
+) -> None:
+    """One change of a patch, onto the patch's index."""
+    kind = change.generator
+    ctx = dataclasses.replace(ctx, params=change.params)
+    if kind.hunks is not None:
+        _apply_hunks(g, env, kind.hunks(ctx), base, version, index)
+        return
+    new_files = kind.apply(_reader(g, env, base, kind.name), ctx)
+    for path, text in sorted(new_files.items()):
+        if text is None:
+            g.run("update-index", "--force-remove", "--", path, env=env)
+            continue
+        staged = g.run("ls-files", "--stage", "--", path, env=env)
+        mode = staged.split(" ", 1)[0] or "100644"
+        blob = g.hash_blob(text)
+        g.run("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}", env=env)
 
 
 def build_commits(
@@ -95,22 +157,10 @@ def _build_commits(
     with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         for i, patch in enumerate(version.patches):
-            generator = generators.GENERATORS[patch.generator]
-            new_files = generator.apply(
-                _reader(g, parent, base, generator.name),
-                dataclasses.replace(ctx, params=patch.params),
-            )
             g.run("read-tree", parent, env=env)
-            for path, text in sorted(new_files.items()):
-                mode = g.run("ls-tree", parent, "--", path).split(" ", 1)[0] or "100644"
-                blob = g.hash_blob(text)
-                g.run(
-                    "update-index",
-                    "--add",
-                    "--cacheinfo",
-                    f"{mode},{blob},{path}",
-                    env=env,
-                )
+            # In order: a later change reads what an earlier one wrote.
+            for change in patch.changes:
+                _apply_change(g, env, change, ctx, base, version, i)
             tree = g.run("write-tree", env=env)
             parent = g.run(
                 "commit-tree",
