@@ -37,6 +37,8 @@ STEP_TIMEOUT = 600  # seconds; the whole test takes about 300
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHROOT = "fresh-debian"  # the chroot's directory in the test's tmp_path
 BASE = "1:10.2.2+ds-1"  # the qemu source package of the local archive
+# The fake device's sources, as the lab ships them (vfiotest builds them).
+FAKE_SOURCES = "scripts/qseries/labs/vfio_migration/fakevfio"
 # From QEMU's tree (the real base the other tests fetch): its perl
 # checkers, its QAPI generator and schema, and what checkpatch.pl and
 # get_maintainer.pl look for to know they run at the top of a QEMU tree.
@@ -405,7 +407,7 @@ def _every_tool(chroot: Chroot) -> None:
     assert re.search(r"^cache_miss\s+[1-9]", stats, re.M), stats
     chroot.run(
         "meson setup (the fake)",
-        [f"{bin_}/meson", "setup", "/work/fakevfio", "/src"],
+        [f"{bin_}/meson", "setup", "/work/fakevfio", f"/src/{FAKE_SOURCES}"],
     )
     chroot.run("ninja (the fake)", ["ninja", "-C", "/work/fakevfio"])
     assert list((root / "work" / "fakevfio").rglob("libfakevfio.so"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from qseries.core import lab as lab_mod
 from qseries.ground.console import Progress
 from qseries.ground.proc import run_logged
 from qseries.ground.workdir import WorkDir
@@ -139,24 +140,68 @@ def test_changed_c_files(tmp_path: Path) -> None:
     assert build.changed_c_files(tmp_path, old, new) == ["a.c", "sub/new file.c"]
 
 
-def test_devices_file_has_q35_and_vfio_pci() -> None:
-    lines = build.DEVICES.read_text().splitlines()
+def test_devices_file_has_q35_and_each_labs_devices() -> None:
+    lines = build.devices_data().decode().splitlines()
+    assert lines[: len(build.DEVICES.read_text().splitlines())] == (
+        build.DEVICES.read_text().splitlines()
+    )
     assert "CONFIG_Q35=y" in lines
-    assert "CONFIG_VFIO_PCI=y" in lines
+    assert "CONFIG_VFIO_PCI=y" in lines  # the vfio-migration lab's
+    assert "CONFIG_VFIO_PCI=y" not in build.DEVICES.read_text().splitlines()
     assert "--without-default-devices" in build.CONFIGURE_ARGS
+
+
+def test_devices_file_without_labs_is_the_generic_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An installation without labs (labs/ deleted) builds the generic
+    devices only."""
+    monkeypatch.setattr(lab_mod, "installed", lambda: [])
+    assert build.devices_data() == build.DEVICES.read_bytes()
 
 
 def test_devices_arg_names_the_file_from_the_trees_folder(tmp_path: Path) -> None:
     tree = tmp_path / "work" / "build-q"
     folder = tree / "configs" / "devices" / "x86_64-softmmu"
     folder.mkdir(parents=True)
-    arg = build.devices_arg(tree)
+    devices = build.devices_file(tmp_path / "work")
+    arg = build.devices_arg(tree, devices)
     option, name = arg.split("=", 1)
     assert option == "--with-devices-x86_64"
     # configure's test -f "$source_path/configs/devices/x86_64-softmmu/$name.mak"
-    assert (folder / f"{name}.mak").resolve() == build.DEVICES.resolve()
+    assert (folder / f"{name}.mak").resolve() == devices.resolve()
     # and meson's path, joined and normalized
-    assert os.path.normpath(folder / f"{name}.mak") == str(build.DEVICES)
+    assert os.path.normpath(folder / f"{name}.mak") == str(devices)
+
+
+def test_devices_file_is_a_copy_in_the_work_dir_named_by_its_content(
+    tmp_path: Path,
+) -> None:
+    """configure gets a path of the work dir, the same while the file is
+    (configure's options stay, whichever install of qseries runs), and
+    another once it changes."""
+    work = tmp_path / "work"
+    devices = build.devices_file(work)
+    assert devices.parent.parent == work / "data"
+    assert devices.name == "qseries-x86_64.mak"
+    assert devices.read_bytes() == build.devices_data()
+    assert build.devices_file(work) == devices
+    edited = tmp_path / "pkg" / "qseries-x86_64.mak"
+    edited.parent.mkdir()
+    # The same length: the content alone tells them apart.
+    edited.write_bytes(build.DEVICES.read_bytes().replace(b"Q35=y", b"Q35=n"))
+    other = build.devices_file(work, edited)
+    assert other != devices and other.name == devices.name
+    assert other.read_bytes() == build.devices_data(edited)
+    assert devices.read_bytes() == build.devices_data()  # left as it was
+    assert sorted(p.name for p in (work / "data").iterdir()) == sorted(
+        [devices.parent.name, other.parent.name]
+    )  # no half copy left beside them
+
+
+def test_devices_file_missing_from_the_install(tmp_path: Path) -> None:
+    with pytest.raises(build.BuildError, match="reinstall qseries"):
+        build.devices_file(tmp_path / "work", tmp_path / "gone.mak")
 
 
 def test_devices_arg_needs_the_file(tmp_path: Path) -> None:
@@ -223,17 +268,52 @@ def test_configure_again_when_ccache_comes_or_goes(
         return args
 
     assert configure()
-    assert build.devices_arg(tree) in stamped()
+    assert build.devices_arg(tree, build.devices_file(workdir.path)) in stamped()
     assert not any(a.startswith("--cc=") for a in stamped())
     assert not configure()
     found[0] = "/usr/bin/ccache"
     assert configure()
     assert any(a.startswith("--cc=env CCACHE_DIR=") for a in stamped())
     assert not configure()
-    assert configure(None)  # without a work dir: no ccache (bench's cold build)
-    assert not any(a.startswith("--cc=") for a in stamped())
     found[0] = None
+    assert configure()
     assert not configure()
+    # Without a work dir (bench's cold build, a build dir of its own): no
+    # ccache, and the devices file beside the build dir.
+    found[0] = "/usr/bin/ccache"
+    assert configure(None)
+    assert not any(a.startswith("--cc=") for a in stamped())
+    beside = build.devices_file(builddir.parent)
+    assert build.devices_arg(tree, beside) in stamped()
+
+
+def test_another_python_keeps_the_build_while_the_first_runs(tmp_path: Path) -> None:
+    """A build dir configured by one install of qseries (its venv's
+    Python, which made the build's pyvenv) serves another sharing the
+    work dir; once that Python is gone, it is configured anew."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    script = tree / "configure"
+    script.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > args\n: > build.ninja\n')
+    script.chmod(0o755)
+    builddir = tmp_path / "build"
+    first, second = tmp_path / "one" / "python", tmp_path / "two" / "python"
+    for python in (first, second):
+        python.parent.mkdir()
+        python.write_text("#!/bin/sh\n")
+        python.chmod(0o755)
+    workdir = WorkDir(tmp_path / "wd")
+
+    def configure(python: Path) -> bool:
+        return build.configure(tree, builddir, str(python), tmp_path / "log", workdir)
+
+    assert configure(first)
+    assert not configure(second)
+    assert f"--python={first}" in (builddir / "args").read_text().splitlines()
+    first.unlink()
+    assert configure(second)
+    assert f"--python={second}" in (builddir / "args").read_text().splitlines()
+    assert not configure(second)
 
 
 # A configure that writes a build.ninja making an empty "QEMU", and the

@@ -26,6 +26,7 @@ import pytest
 
 from qseries.ground import proc, sandbox
 from qseries.ground.workdir import WorkDir
+from qseries.labs.vfio_migration import vfiotest
 from qseries.qemu import build, testing
 from qseries.qemu.build import BuildError
 
@@ -296,21 +297,25 @@ def test_a_hidden_tree_inside_the_work_dir_stays_hidden(place: Place) -> None:
 
 
 @needs_bwrap
-def test_the_venv_and_checkout_in_a_hidden_home_stay_visible(place: Place) -> None:
-    """A home that holds qseries' checkout and its Python: bound back
-    read-only, so that meson and the build's Python still run."""
+def test_the_venv_and_package_in_a_hidden_home_stay_visible(place: Place) -> None:
+    """A home that holds qseries' checkout and its Python: the Python
+    and the folder qseries is imported from are bound back read-only, so
+    that meson and the build's Python still run; the rest of the
+    checkout stays hidden (nothing in the sandbox reads it)."""
     run = sandbox.RunSandbox(
         place.workdir, [REPO, Path(sys.prefix).resolve()], place.said.append
     )
     proc.set_sandbox(run)
     ran = python("import qseries, sys; print(sys.prefix)", True)
     assert ran.returncode == 0, ran.stderr
-    target = REPO / f"qseries-sandbox-test-{os.getpid()}"
+    target = sandbox.PACKAGE_PARENT / f"qseries-sandbox-test-{os.getpid()}"
     try:
         denied = python(f"open({str(target)!r}, 'w')", True)
         assert "Read-only file system" in denied.stderr, denied
     finally:
         target.unlink(missing_ok=True)
+    if sandbox.PACKAGE_PARENT.is_relative_to(REPO):  # an editable install
+        assert read(REPO / "pyproject.toml", untrusted=True).returncode != 0
 
 
 def test_a_missing_program_is_still_file_not_found(place: Place) -> None:
@@ -442,13 +447,14 @@ def test_the_fake_device_builds_in_the_sandbox(place: Place) -> None:
     """The fake's build dir is in build/, the series' to write: a
     build.ninja planted there runs sandboxed, not as qseries."""
     wd = WorkDir(place.workdir)
-    builddir = testing.fake_builddir(REPO, wd)
+    sources = vfiotest.fake_sources(wd)
+    builddir = vfiotest.fake_builddir(sources, wd)
     builddir.mkdir(parents=True)
     (builddir / "build.ninja").write_text(
         "rule net\n  command = " + NET + " > netns\nbuild netns: net\ndefault netns\n"
     )
     with pytest.raises(BuildError):
-        testing.build_fake(REPO, wd)  # no fake library: the planted rule ran
+        vfiotest.build_fake(sources, wd)  # no fake library: the planted rule ran
     assert (builddir / "netns").read_text().strip() not in ("", ours())
 
 
@@ -498,7 +504,7 @@ def test_the_series_qtest_runs_sandboxed(
     binary.parent.mkdir(parents=True)
     binary.write_text(QTEST)
     binary.chmod(0o755)
-    runs = testing.series_qtest(binary, Path("/bin/true"), None)
+    runs = vfiotest.series_qtest(binary, Path("/bin/true"), None)
     alone = testing.run_case(binary, Path("/bin/true"), None, "/x/a")
     for run in (*runs, alone):
         assert run.passed, run.output

@@ -9,7 +9,7 @@ under bwrap: the system read-only, a private /tmp and /run, of the work
 dir only the builds, ccache and scratch writable (WRITABLE), the home
 and every --tree hidden under an empty tmpfs (with what must stay
 visible bound back read-only: the work dir, the venv qseries and meson
-run from, qseries' own checkout), the user's environment but for what
+run from, the folder qseries is imported from), the user's environment but for what
 builds use left out, no network, namespaces of its own for users and
 pids.
 
@@ -39,8 +39,9 @@ INSTALL_HINT = "install bubblewrap (apt-get install bubblewrap) to run it sandbo
 # The programs the build runs from PATH that may live in a hidden
 # directory (a venv in the home): their directories stay visible.
 TOOLS = ("ninja", "meson", "ccache")
-# qseries' own checkout: the build reads configs/ from it.
-CHECKOUT = Path(__file__).resolve().parents[3]
+# Where qseries is imported from (site-packages, or an editable install's
+# folder): its Python, run in the sandbox, finds qseries there.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 # Replaced by an empty tmpfs of the sandbox's own.
 PRIVATE = ("/tmp", "/run")
 # What the series' code may write in the work dir; the rest of it is
@@ -263,8 +264,10 @@ def confined_env(env: Mapping[str, str], own: Mapping[str, str]) -> dict[str, st
 def built_from(env: Mapping[str, str], programs: Iterable[Path] = ()) -> list[Path]:
     """What the series' build and tests run from, to be seen even in a
     hidden home: Python's prefixes (meson runs under qseries' own
-    Python), the directories of the tools and of programs, the checkout."""
-    found = {Path(sys.prefix), Path(sys.base_prefix), CHECKOUT}
+    Python), where qseries is imported from, the directories of the
+    tools and of programs.  What they read of qseries' data (the devices
+    file, the fake's sources) is a copy in the work dir, seen anyway."""
+    found = {Path(sys.prefix), Path(sys.base_prefix), PACKAGE_PARENT}
     tools = [shutil.which(t, path=env.get("PATH", os.defpath)) for t in TOOLS]
     for where in [*(Path(t) for t in tools if t is not None), *programs]:
         found |= {where.absolute().parent, where.resolve().parent}

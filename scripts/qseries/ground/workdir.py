@@ -46,6 +46,7 @@ MADE = (
     "bench.json",
     "build",
     "cache",
+    "data",  # pkgdata: package data copied for tools that take a path
     "debian",
     "home",
     "kernel",

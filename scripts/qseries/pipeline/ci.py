@@ -5,7 +5,7 @@ The matrix comes from series.yaml: every version on its default base
 on the oldest QEMU line its range admits when that line is older than
 the version's target: there the series is a backport, as `make
 qemu-tests` tests it.  The pipeline's shape (stages, images, artifacts)
-is the template ci/gitlab-ci.yml.j2; this module only fills it in, and
+is the template data/gitlab-ci.yml.j2; this module only fills it in, and
 checks what GitLab's schema cannot: that every `needs:` and `extends:`
 names a job that exists, and that each JUnit report is an artifact.
 """
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,8 @@ from ..core.templates import Templates
 from ..ground import atomic
 from ..ground.errors import TemplateError, UsageError
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "ci"
+# The template is package data, read where qseries is installed.
+TEMPLATE_DIR: Traversable = resources.files("qseries.pipeline") / "data"
 GITLAB_TEMPLATE = "gitlab-ci.yml.j2"
 
 # Bases to run each version on, by version name ("v2"): a --base-version
@@ -132,8 +135,8 @@ def gitlab_yaml(series: Series, bases: Bases | None = None) -> str:
     then a reproduce job per (version, base) that needs it.  bases
     defaults to default_bases(series)."""
     matrix = _matrix(series, default_bases(series) if bases is None else bases)
-    text = Templates(TEMPLATE_DIR).render(GITLAB_TEMPLATE, **matrix)
-    where = TEMPLATE_DIR / GITLAB_TEMPLATE
+    with resources.as_file(TEMPLATE_DIR / GITLAB_TEMPLATE) as where:
+        text = Templates(where.parent).render(where.name, **matrix)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -18,8 +18,12 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from ..core import lab as lab_mod
+from ..ground import pkgdata
 from ..ground.console import Progress, say
 from ..ground.errors import QSeriesError, ToolError, UsageError
 from ..ground.gitutil import Git
@@ -34,8 +38,10 @@ CONFIGURE_ARGS = (
     "--disable-docs",
     "--disable-install-blobs",
 )
-# The Kconfig symbols of the devices built: q35 and vfio-pci.
-DEVICES = Path(__file__).resolve().parents[3] / "configs" / "qseries-x86_64.mak"
+# The Kconfig symbols of the devices every build has (package data), and
+# the file of a lab that adds those its proof runs (see devices_data).
+DEVICES = resources.files("qseries.qemu") / "data" / "qseries-x86_64.mak"
+LAB_DEVICES = "devices.mak"
 CCACHE_MAX_SIZE = "1G"
 # configure splits --cc at blanks (and expands globs): no such characters.
 PLAIN_PATH = re.compile(r"[\w./+,:@%=-]+")
@@ -236,14 +242,40 @@ def _fail(what: str, log: Path) -> BuildError:
     return BuildError(f"{what} failed", f"the whole log is {log}")
 
 
-def devices_arg(tree: Path, devices: Path = DEVICES) -> str:
+def devices_data(devices: Traversable = DEVICES) -> bytes:
+    """The devices file: devices, then the devices.mak of every installed
+    lab.  Those of every lab, not only of the series' own: series of
+    different labs on one base then share its build dir, configured once."""
+    if not devices.is_file():
+        raise BuildError(
+            f"qseries' {devices.name} is missing", "reinstall qseries: it ships it"
+        )
+    parts = [devices.read_bytes()]
+    names = lab_mod.installed()  # none, and no labs package, in a bare install
+    for name in names:
+        labs = resources.files(lab_mod.LABS_PACKAGE)
+        extra = labs / name.replace("-", "_") / LAB_DEVICES
+        if extra.is_file():
+            said = f"\n# From the {name} lab ({LAB_DEVICES}):\n"
+            parts.append(said.encode() + extra.read_bytes())
+    return b"".join(parts)
+
+
+def devices_file(root: Path, devices: Traversable = DEVICES) -> Path:
+    """The devices file (devices_data) as a path configure can read: a
+    copy under root (the work dir), at a path that changes only with its
+    content."""
+    return pkgdata.place(root, devices.name, devices_data(devices))
+
+
+def devices_arg(tree: Path, devices: Path) -> str:
     """configure's option that builds the devices of a Kconfig .mak file.
 
     configure reads configs/devices/x86_64-softmmu/NAME.mak of the tree;
     a NAME relative to that folder names a file outside the tree.
     """
     if not devices.is_file():
-        raise BuildError(f"{devices} is missing", "it comes with qseries: restore it")
+        raise BuildError(f"{devices} is missing", "run again: qseries copies it")
     folder = tree.absolute() / "configs" / "devices" / "x86_64-softmmu"
     name = os.path.relpath(devices.absolute().with_suffix(""), folder)
     return f"--with-devices-x86_64={name}"
@@ -280,6 +312,28 @@ def ccache_cc(workdir: WorkDir, ccache: str | None = None) -> str | None:
     return f"--cc=env {' '.join(settings)} {ccache} {cc}"
 
 
+def _still_configured(stamped: object, tree: Path, args: list[str]) -> bool:
+    """Does a build dir configured as stamped serve args?  The same tree
+    and arguments, but for --python while the stamped one still runs:
+    the build's own pyvenv was made from it, and another install of
+    qseries (another venv) sharing the work dir must not wipe its
+    builds."""
+    if not isinstance(stamped, dict) or stamped.get("tree") != str(tree):
+        return False
+    old = stamped.get("args")
+    if not isinstance(old, list) or len(old) != len(args):
+        return False
+    for was, now in zip(old, args, strict=True):
+        if was == now:
+            continue
+        python = str(was).removeprefix("--python=")
+        if not (now.startswith("--python=") and python != was):
+            return False
+        if not os.access(python, os.X_OK) or not Path(python).is_file():
+            return False
+    return True
+
+
 def configure(
     tree: Path,
     builddir: Path,
@@ -289,15 +343,19 @@ def configure(
 ) -> bool:
     """Configure builddir unless it already is, with the same arguments
     (among them ccache's, used when workdir is given and ccache is found:
-    its coming or going reconfigures)."""
-    args = [*CONFIGURE_ARGS, devices_arg(tree), f"--python={python}"]
+    its coming or going reconfigures; see _still_configured for
+    --python)."""
+    # Without a work dir (bench's cold build, in a build dir of its own)
+    # the devices file goes beside the build dir.
+    devices = devices_file(workdir.path if workdir else builddir.parent)
+    args = [*CONFIGURE_ARGS, devices_arg(tree, devices), f"--python={python}"]
     cc = ccache_cc(workdir) if workdir else None
     if cc:
         args.append(cc)
     stamp = builddir / "qseries-configure.json"
     if (builddir / "build.ninja").exists() and stamp.exists():
         try:
-            if json.loads(stamp.read_text()) == {"tree": str(tree), "args": args}:
+            if _still_configured(json.loads(stamp.read_text()), tree, args):
                 return False
         except ValueError:
             pass
@@ -404,7 +462,7 @@ def build(
     )
 
 
-# "../../work/build-x/hw/vfio/migration.c:12:5: error: expected ';' ..."
+# "../../work/build-x/qom/object.c:12:5: error: expected ';' ..."
 # and meson's "meson.build:3:0: ERROR: ..." when a series breaks the build
 # files; gcc's "fatal error:" (a missing header) is one too.
 BUILD_ERROR = re.compile(

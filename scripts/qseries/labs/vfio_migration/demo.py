@@ -1,4 +1,4 @@
-"""demo: the RDMA guard of examples/rdma_guard.py on a real migration.
+"""demo: the RDMA guard of rdma_guard.py on a real migration.
 
 A source and a destination QEMU, each with the fake VFIO device; the
 source's device has the P2P and pre-copy flags and takes delay_ms to
@@ -9,32 +9,31 @@ migrates to the destination over a unix socket; the result tells
 whether the link survived, and the lead of the prepare notice over the
 completion event, as the guard saw them.
 
-The guard is loaded from its file: it is an example for users and
-imports nothing from qseries.
+The guard is a module of this lab, shipped with it: it is also an
+example for users (examples/README.md), so it imports nothing from
+qseries and runs as a script on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import rdma_guard
 from .vm import DEVICE_ID, FakeVfioVM, forget_socket_dir, quoted, socket_path
 
 if TYPE_CHECKING:
-    from ...core.series import Wire
+    from .plan import Wire
 
-GUARD_FILE = Path(__file__).resolve().parents[4] / "examples" / "rdma_guard.py"
 GROUP = 4242  # the IOMMU group FakeVfioVM gives its device
 FLAGS = "stop_copy,p2p,pre_copy"
 QUIESCE_STATE = "pre-copy-p2p"
@@ -44,17 +43,9 @@ RESOLVE_TIMEOUT = 5.0
 MaskOn = Literal["notice", "completion"]
 
 
-@cache
 def guard_module() -> ModuleType:
-    """examples/rdma_guard.py, imported from its path."""
-    if not GUARD_FILE.is_file():
-        raise FileNotFoundError(f"{GUARD_FILE} is missing (needs a source checkout)")
-    spec = importlib.util.spec_from_file_location("rdma_guard", GUARD_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("rdma_guard", module)
-    spec.loader.exec_module(module)
-    return module
+    """The guard (rdma_guard.py of this lab)."""
+    return rdma_guard
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ VFIO_MIGRATION.
 The RDMA link is simulated (there is no RDMA here): the device is taken
 to be silent on its connections from the moment it starts the quiesce
 transition until that transition returns, which the fake VFIO library
-(tests/fakevfio) logs as "begin" and "transition" records.  A watchdog
+(fakevfio/ of this lab) logs as "begin" and "transition" records.  A watchdog
 drops the link when the device has been silent, while the timeout was
 not masked, for longer than the timeout.  See examples/README.md.
 
