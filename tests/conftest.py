@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qseries.core.series import SERIES_DATA
+from qseries.labs.vfio_migration.plan import SERIES_DATA
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -30,12 +30,11 @@ from .ground.workdir import (
     first_existing,
     prepare,
 )
-from .labs.vfio_migration.device import kernel_unavailable
 from .mail import handoff
 from .mail import trailers as trailers_mod
-from .pipeline import bench as bench_mod
 from .pipeline import ci
 from .pipeline import clean as clean_mod
+from .pipeline import lab as lab_mod
 from .pipeline import matrix as matrix_mod
 from .pipeline import stages as pipeline
 from .qemu import build as build_mod
@@ -313,72 +312,68 @@ def cmd_trailers(args: argparse.Namespace, workdir: WorkDir) -> int:
 def cmd_build(args: argparse.Namespace, workdir: WorkDir) -> int:
     run = pipeline.Pipeline(_request(args), workdir)
     built = run.build(args.what)
-    # The fake device too: with QEMU, what the QMP tests run on.
-    fake = run.fake()
+    # What the series' lab builds besides (for the fake device's lab,
+    # what the QMP tests run on).
+    products = run.prover.products() if run.prover else {}
     if args.json:
         _print_json(
             {
                 **built.to_json(),
-                "fake": str(fake),
+                **{name: str(path) for name, path in products.items()},
                 "version": run.version.name,
                 "series_file": str(run.request.series_file.absolute()),
             }
         )
     else:
         print(f"qemu:  {built.qemu}")
-        print(f"fake:  {fake}")
+        for name, path in products.items():
+            print(f"{name + ':':<6} {path}")
         print(f"steps: {built.steps} ninja steps in {built.seconds:.1f} s")
         print(f"log:   {built.log}")
     return 0
 
 
 def _chosen_stages(args: argparse.Namespace) -> list[str]:
-    """The stages --no-bisect and --no-mutations leave in."""
-    chosen = ((pipeline.BISECT, args.bisect), (pipeline.MUTATIONS, args.mutations))
-    return [stage for stage, wanted in chosen if wanted]
+    """The stages --no-bisect leaves in."""
+    return [pipeline.BISECT] if args.bisect else []
 
 
-def _test_stages(args: argparse.Namespace) -> list[str]:
+def _lab_choice(
+    args: argparse.Namespace, command: str
+) -> tuple[list[str], dict[str, object]]:
+    """The stages and options the series' lab takes from the command line.
+    An option of a lab the series does not name is refused."""
+    series = _load(args)
+    given: dict[str, list[tuple[str, str, object]]] = getattr(args, "lab_options", {})
+    for name, dests in given.items():
+        if name == series.lab:
+            continue
+        for dest, flag, default in dests:
+            if getattr(args, dest, default) != default:
+                where = f"names lab '{series.lab}'" if series.lab else "has no lab"
+                raise UsageError(
+                    f"{flag} is an option of the {name} lab; {args.series_file} "
+                    f"{where}",
+                    f"drop {flag}",
+                )
+    if series.lab is None:
+        return [], {}
+    return lab_mod.load(series.lab).choose(args, command)
+
+
+def _test_stages(args: argparse.Namespace) -> tuple[list[str], dict[str, object]]:
+    lab_stages, options = _lab_choice(args, "test")
     if args.control:
-        if args.faults or args.fault_cases:
-            raise UsageError(
-                "--faults runs on the series, not on the control",
-                "drop --control or --faults",
-            )
-        return [pipeline.CONTROL]
-    faults = [pipeline.FAULTS] if args.faults or args.fault_cases else []
-    if args.write_table and not args.faults:
-        raise UsageError(
-            "--write-table writes the table of the whole fault matrix",
-            "add --faults (and no --fault)",
-        )
-    if args.write_table and args.fault_cases:
-        raise UsageError(
-            "--write-table needs the whole fault matrix, not some cases",
-            "drop --fault",
-        )
-    return [pipeline.TEST, *faults, *_chosen_stages(args)]
+        return [pipeline.CONTROL, *lab_stages], options
+    return [pipeline.TEST, *lab_stages, *_chosen_stages(args)], options
 
 
 def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
     if args.qemu is not None:
         testing.check_qemu(args.qemu)
     pipeline.scratch_in_workdir(workdir)
-    devices = _devices(args, "fake")
-    if "fake" not in devices and (args.fault_cases or args.faults):
-        raise UsageError(
-            "the fault matrix runs on the fake device only",
-            "use --device fake or both with --faults",
-        )
-    request = _request(
-        args,
-        *_test_stages(args),
-        qemu=args.qemu,
-        faults=tuple(args.fault_cases),
-        write_table=args.write_table,
-        devices=devices,
-        kernel=args.kernel,
-    )
+    stages, options = _test_stages(args)
+    request = _request(args, *stages, qemu=args.qemu, lab=options, tests=args.tests)
     results = pipeline.run(request, workdir).results
     if args.json:
         _print_json(report.to_json(results))
@@ -389,14 +384,15 @@ def cmd_test(args: argparse.Namespace, workdir: WorkDir) -> int:
 
 def cmd_reproduce(args: argparse.Namespace, workdir: WorkDir) -> int:
     pipeline.scratch_in_workdir(workdir)
+    stages, options = _reproduce_stages(args, "reproduce")
     request = _request(
         args,
-        *_reproduce_stages(args),
+        *stages,
         reports=True,
         reuse=True,
         report_dir=args.report_dir.absolute() if args.report_dir else None,
-        devices=_devices(args, "auto"),
-        kernel=args.kernel,
+        lab=options,
+        tests=args.tests,
     )
     outcome = pipeline.run(request, workdir)
     directory = outcome.report_dir
@@ -455,24 +451,27 @@ def cmd_clean(args: argparse.Namespace, workdir: WorkDir) -> int:
     return 0
 
 
-def _reproduce_stages(args: argparse.Namespace) -> list[str]:
+def _reproduce_stages(
+    args: argparse.Namespace, command: str
+) -> tuple[list[str], dict[str, object]]:
     control = [pipeline.CONTROL] if args.control else []
-    stages = [pipeline.CHECK, pipeline.TEST, pipeline.TIMELINE, *control]
-    if args.faults:
-        stages.append(pipeline.FAULTS)
-    return stages + _chosen_stages(args)
+    lab_stages, options = _lab_choice(args, command)
+    stages = [pipeline.CHECK, pipeline.TEST, *control, *lab_stages]
+    return stages + _chosen_stages(args), options
 
 
 def cmd_matrix(args: argparse.Namespace, workdir: WorkDir) -> int:
     pipeline.scratch_in_workdir(workdir)
+    stages, options = _reproduce_stages(args, "matrix")
     request = pipeline.Request(
         series_file=args.series_file,
         spec=SourceSpec(),
         version=args.series,
         patches_root=args.output,
-        stages=frozenset(_reproduce_stages(args)),
+        stages=frozenset(stages),
         reports=True,
         reuse=True,
+        lab=options,
     )
     version = _load(args).version(args.series)
     trees = [t.absolute() for t in args.trees]
@@ -505,71 +504,28 @@ def cmd_ci_gitlab(args: argparse.Namespace, workdir: WorkDir) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
-    if not 1 <= args.repeat <= bench_mod.MAX_REPEAT:
+    stages, options = _lab_choice(args, "bench")
+    series = _load(args)
+    if series.lab is None:
         raise UsageError(
-            f"--repeat {args.repeat}: from 1 to {bench_mod.MAX_REPEAT} "
-            "(each repetition takes two of mtty's 24 mdevs)",
-            "pass --repeat 5",
+            f"{args.series_file} names no lab: bench measures a lab's proof",
+            "name the lab in series.yaml ('lab: NAME')",
         )
     pipeline.scratch_in_workdir(workdir)
-    plan = bench_mod.Plan(
-        cycles=args.cycles,
-        delay_ms=args.delay_ms,
-        cold=not args.skip_cold,
-        reproduce=args.reproduce,
-        devices=_devices(args, "fake"),
-        repeat=args.repeat,
-        kernel=args.kernel,
+    request = _request(args, pipeline.TEST, *stages, lab=options)
+    figures = lab_mod.load(series.lab).bench(
+        request, workdir, cold=not args.skip_cold, reproduce=args.reproduce
     )
-    figures = bench_mod.run(_request(args, pipeline.TEST), workdir, plan)
     out = args.json_file or workdir.path / "bench.json"
-    atomic.write_text(out, json.dumps(figures.values, indent=2, sort_keys=True) + "\n")
+    atomic.write_text(out, json.dumps(figures, indent=2, sort_keys=True) + "\n")
     if args.json:
-        _print_json(figures.values)
+        _print_json(figures)
         return 0
-    width = max(len(k) for k in figures.values)
-    for key, value in figures.values.items():
+    width = max(len(k) for k in figures)
+    for key, value in figures.items():
         print(f"{key:<{width}}  {value}")
     print(f"written to {out}")
     return 0
-
-
-DEVICE_CHOICES = ("fake", "kernel", "both")
-
-
-def _add_device_options(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument(
-        "--device",
-        choices=DEVICE_CHOICES,
-        default=None,
-        help="prove it on the fake VFIO device, on the Linux kernel's mtty "
-        f"sample device in a guest, or on both (default: {default})",
-    )
-    p.add_argument(
-        "--kernel",
-        metavar="VERSION",
-        help="the kernel for --device kernel: a Debian linux-image ABI such as "
-        "6.12.95+deb12 (default: the newest of the lab's series)",
-    )
-
-
-def _devices(args: argparse.Namespace, default: str) -> frozenset[str]:
-    """The devices of --device; for reproduce's 'auto', the kernel too
-    where a guest can boot, and one line why where it cannot."""
-    chosen = args.device or default
-    if chosen == "auto":
-        why = kernel_unavailable()
-        if why is None:
-            return frozenset({"fake", "kernel"})
-        say(f"the kernel device does not run here: {why}")
-        return frozenset({"fake"})
-    if chosen in ("kernel", "both"):
-        why = kernel_unavailable()
-        if why is not None:
-            raise UsageError(f"--device {chosen}: {why}", "or run with --device fake")
-    if args.kernel is not None and chosen == "fake":
-        raise UsageError("--kernel is for --device kernel or both", "drop --kernel")
-    return frozenset({"fake", "kernel"} if chosen == "both" else {chosen})
 
 
 def _add_stage_options(p: argparse.ArgumentParser) -> None:
@@ -579,13 +535,31 @@ def _add_stage_options(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="skip building the tree after each patch of the series",
     )
+
+
+def _add_tests_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--no-mutations",
-        dest="mutations",
-        action="store_false",
-        help="skip the version's mutations (the change broken on purpose, to "
-        "see the qtest fail)",
+        "--tests",
+        metavar="NAMES",
+        help="for a series with no lab: run these of QEMU's tests (comma "
+        "separated, as meson names them: qmp-test or qtest-x86_64/qmp-test) "
+        "instead of those the change touches",
     )
+
+
+def _add_lab_options(p: argparse.ArgumentParser, command: str) -> None:
+    """Each installed lab's options of the command, and which they are
+    (a series of another lab, or of none, refuses them)."""
+    given: dict[str, list[tuple[str, str, object]]] = {}
+    for lab in lab_mod.installed():
+        before = {id(a) for a in p._actions}
+        lab.add_options(p, command)
+        given[lab.name] = [
+            (a.dest, a.option_strings[0], a.default)
+            for a in p._actions
+            if id(a) not in before
+        ]
+    p.set_defaults(lab_options=given)
 
 
 class _Once(argparse.Action):
@@ -623,6 +597,13 @@ def _check_options(args: argparse.Namespace) -> None:
         )
 
 
+def _directory(text: str) -> Path:
+    """-C's directory, which must be one (argparse refuses others, exit 2)."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a directory")
+    return Path(text)
+
+
 def _count(text: str) -> int:
     """A number of things, 0 or more (argparse refuses others, exit 2)."""
     if not text.isdigit():
@@ -641,6 +622,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("series.yaml"),
         metavar="PATH",
         help="the series (default: ./series.yaml)",
+    )
+    parser.add_argument(
+        "-C",
+        dest="series_dir",
+        type=_directory,
+        metavar="SERIESDIR",
+        help="the series in SERIESDIR: SERIESDIR/series.yaml, or a relative "
+        "--series-file taken from there (as git -C)",
     )
     parser.add_argument(
         "--workdir",
@@ -764,8 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--control",
         action="store_true",
-        help="run on the base with only the test patch: the cases that "
-        "need the prepare notice must fail for lack of it",
+        help="run on the base with only the series' test patches: a test "
+        "the series adds must fail there, for lack of the change",
     )
     p.add_argument(
         "--qemu",
@@ -773,29 +762,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="test this QEMU binary instead of the one built",
     )
-    p.add_argument(
-        "--faults",
-        action="store_true",
-        help="also run the fault matrix: every device transition failed on "
-        "each side, cancel, two devices, migration-events=off, a failed reset",
-    )
-    p.add_argument(
-        "--fault",
-        dest="fault_cases",
-        action="append",
-        default=[],
-        metavar="CASE",
-        help="run only this case of the fault matrix (SCENARIO or "
-        "SCENARIO/SIDE/FROM>TO; repeatable)",
-    )
-    p.add_argument(
-        "--write-table",
-        action="store_true",
-        help="with --faults: write the matrix's table to the file series.yaml "
-        "names (test.faults.table)",
-    )
-    _add_device_options(p, "fake")
+    _add_tests_option(p)
     _add_stage_options(p)
+    _add_lab_options(p, "test")
 
     p = command(
         "reproduce",
@@ -811,22 +780,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-dir",
         type=Path,
         metavar="DIR",
-        help="where the reports go (default: WORKDIR/reports/vN-BASE)",
+        help="where the reports go (default: WORKDIR/reports/SERIES/vN-BASE, "
+        "SERIES the folder of series.yaml)",
     )
-    _add_device_options(p, "both where a guest can boot, else fake")
+    _add_tests_option(p)
     _add_stage_options(p)
     p.add_argument(
         "--no-control",
         dest="control",
         action="store_false",
-        help="skip the negative control (the qtest on the base without the change)",
+        help="skip the negative control (the tests on the base without the change)",
     )
-    p.add_argument(
-        "--no-faults",
-        dest="faults",
-        action="store_false",
-        help="skip the fault matrix",
-    )
+    _add_lab_options(p, "reproduce")
     p.add_argument(
         "--keep-bases",
         type=_count,
@@ -896,12 +861,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip the negative control",
     )
-    p.add_argument(
-        "--no-faults",
-        dest="faults",
-        action="store_false",
-        help="skip the fault matrix",
-    )
+    _add_lab_options(p, "matrix")
 
     p = sub.add_parser("ci", help="CI pipelines that run the matrix")
     targets = p.add_subparsers(dest="ci_target", required=True, metavar="TARGET")
@@ -927,19 +887,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--series", action=_Once, metavar="vN", help="patches/vN (default: newest)"
     )
     p.add_argument(
-        "--cycles",
-        type=int,
-        default=50,
-        help="stop/cont cycles per round, 4 rounds each side (default 50)",
-    )
-    p.add_argument(
-        "--delay-ms",
-        type=int,
-        default=300,
-        help="delay injected into PRE_COPY>PRE_COPY_P2P for the lead of the "
-        "prepare notice (default 300)",
-    )
-    p.add_argument(
         "--skip-cold",
         action="store_true",
         help="skip the cold builds (about 4 minutes each on 2 cores)",
@@ -950,14 +897,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also reproduce cold (an empty work dir) against the same steps "
         "by hand, and warm after a template edit against bare ninja + qtest",
     )
-    _add_device_options(p, "fake")
-    p.add_argument(
-        "--repeat",
-        type=int,
-        default=5,
-        metavar="R",
-        help="on the kernel device, each scenario R times in one boot (default 5)",
-    )
+    _add_lab_options(p, "bench")
     p.add_argument(
         "--json-file",
         type=Path,
@@ -1046,6 +986,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.series_dir is not None:
+        args.series_file = args.series_dir / args.series_file
     # SIGTERM unwinds as Ctrl-C does.  What our children leave running
     # stays ours (a subreaper) and is ended when the run ends, however it
     # ends: only what this run started, as main may run in-process.

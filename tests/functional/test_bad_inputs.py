@@ -177,7 +177,7 @@ def _(tmp: Path) -> list[str]:
 
 @case("series-unknown-generator", "a patch names a generator that does not exist")
 def _(tmp: Path) -> list[str]:
-    return generate(tmp, replace("generator: qapi-event", "generator: qapi-nope"))
+    return generate(tmp, replace("generator: qapi\n", "generator: qapi-nope\n"))
 
 
 @case("series-bad-trailer", "a trailer that is not 'Tag: value'")
@@ -185,8 +185,8 @@ def _(tmp: Path) -> list[str]:
     return generate(
         tmp,
         replace(
-            "        generator: qapi-event\n",
-            "        generator: qapi-event\n        trailers: ['reviewed by me']\n",
+            "        generator: qapi\n",
+            "        generator: qapi\n        trailers: ['reviewed by me']\n",
         ),
     )
 
@@ -1131,6 +1131,46 @@ def _(tmp: Path) -> list[str]:
 
 
 # (end of section: kernel device)
+
+
+# -- labs and kinds of change (issue 20) ---
+
+
+@case("lab-unknown", "series.yaml names a lab this qseries does not have")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, replace("lab: vfio-migration", "lab: no-such-lab"))
+
+
+@case("lab-not-named", "a version has 'lab:' keys, but the series names no lab")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, replace("lab: vfio-migration\n", ""))
+
+
+@case("schema-unknown", "series.yaml says a schema this qseries does not read")
+def _(tmp: Path) -> list[str]:
+    return generate(tmp, replace("schema: 2", "schema: 7"))
+
+
+@case("kind-unknown", "a change of a kind no generator has")
+def _(tmp: Path) -> list[str]:
+    return generate(
+        tmp, replace("generator: vfio-migration-notice", "generator: notice")
+    )
+
+
+@case("lab-option-without-lab", "an option of a lab for a series with no lab")
+def _(tmp: Path) -> list[str]:
+    shutil.copytree(REPO / "series" / "yank-doc", tmp / "fixture")
+    return ["--series-file", "fixture/series.yaml", "test", "--device", "kernel"]
+
+
+@case("lab-bench-without-lab", "bench for a series with no lab")
+def _(tmp: Path) -> list[str]:
+    shutil.copytree(REPO / "series" / "yank-doc", tmp / "fixture")
+    return ["--series-file", "fixture/series.yaml", "bench"]
+
+
+# (end of section: labs and kinds of change)
 
 
 # -- running the cases -------------------------------------------------------

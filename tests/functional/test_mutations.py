@@ -15,13 +15,14 @@ import pytest
 
 from qseries.core import generators, series
 from qseries.core.csource import find_function
-from qseries.qemu import testing
+from qseries.labs.vfio_migration import vfiotest
+from qseries.labs.vfio_migration.plan import plan_of
 
 from ..conftest import REPO
 
-MUTATIONS = (
-    series.load(REPO / "series.yaml", generators.specs()).version("v1").test.mutations
-)
+MUTATIONS = plan_of(
+    series.load(REPO / "series.yaml", generators.specs()).version("v1")
+).test.mutations
 MIGRATION_FILE = "hw/vfio/migration.c"
 
 pytestmark = pytest.mark.qemu
@@ -56,7 +57,7 @@ def mutate(text: str, name: str) -> tuple[str, str]:
     """The setter's body before and after the mutation; the rest of the
     file must be untouched."""
     mutation = next(m for m in MUTATIONS if m.name == name)
-    mutated = testing.apply_mutation(mutation, text)
+    mutated = vfiotest.apply_mutation(mutation, text)
     fn, new = find_function(text, SETTER), find_function(mutated, SETTER)
     assert mutated[: new.body[0]] == text[: fn.body[0]]
     assert mutated[new.body[1] :] == text[fn.body[1] :]

@@ -21,6 +21,8 @@ import pytest
 from qseries.core import generators, series
 from qseries.core.results import PASS
 from qseries.ground.workdir import WorkDir
+from qseries.labs.vfio_migration import vfiotest
+from qseries.labs.vfio_migration.plan import plan_of
 from qseries.qemu import build, testing
 
 from ..conftest import REPO, RunCli
@@ -156,7 +158,7 @@ def test_a_failed_case_keeps_its_scratch_and_names_it_absolutely(
     assert not run.passed
     scratch = Path(recorded(tmp_path / "record")["cwd"])
     log = scratch / "vfio-x" / "fakevfio.log"
-    assert testing.evidence(run) == [
+    assert vfiotest.evidence(run) == [
         f"source fake VFIO log: {log}",
         f"destination device log: {log}",
     ]
@@ -202,8 +204,10 @@ def test_qemus_runner_gets_a_short_tmpdir_relative_to_the_build_dir(
             """
         ),
     )
-    plan = series.load(REPO / "series.yaml", generators.specs()).version("v2").test
-    result = testing.qemu_runner(builddir, plan, timeout=30)
+    plan = plan_of(
+        series.load(REPO / "series.yaml", generators.specs()).version("v2")
+    ).test
+    result = testing.qemu_runner(builddir, plan.qtest, timeout=30)
     assert result.status == PASS, result
     seen = recorded(record)
     assert seen["cwd"] == str(builddir)

@@ -243,7 +243,8 @@ def test_mutations_apply_to_the_patched_file(
     from qseries.core import generators, series
     from qseries.core.templates import Templates
     from qseries.ground.errors import AnchorError
-    from qseries.qemu import testing
+    from qseries.labs.vfio_migration import vfiotest
+    from qseries.labs.vfio_migration.plan import plan_of
 
     root = Path(str(base["root"]))
     version = series.load(REPO / "series.yaml", generators.specs()).version(name)
@@ -258,11 +259,14 @@ def test_mutations_apply_to_the_patched_file(
     ctx = generators.Context(since="11.0", base="test", templates=Templates(REPO))
     files: dict[str, str] = {}
     for patch in version.patches:
-        gen = generators.GENERATORS[patch.generator]
-        files.update(gen.apply(read, dataclasses.replace(ctx, params=patch.params)))
-    for mutation in version.test.mutations:
+        for change in patch.changes:
+            out = change.generator.apply(
+                read, dataclasses.replace(ctx, params=change.params)
+            )
+            files.update((k, v) for k, v in out.items() if v is not None)
+    for mutation in plan_of(version).test.mutations:
         text = files[mutation.file]
-        assert testing.apply_mutation(mutation, text) != text, mutation.name
+        assert vfiotest.apply_mutation(mutation, text) != text, mutation.name
 
 
 def test_listed_but_missing_versions_fall_back(

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from qseries.core import generators, series
+from qseries.labs.vfio_migration.plan import Wire, plan_of
 
 BUILD_JSON = "QSERIES_BUILD_JSON"
 
@@ -57,10 +58,10 @@ def fake(built: dict[str, str]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def wire(built: dict[str, str]) -> series.Wire:
+def wire(built: dict[str, str]) -> Wire:
     """What the version under test sends on QMP (series.yaml)."""
     path = _existing(built, "series_file")
-    return series.load(path, generators.specs()).version(built["version"]).wire
+    return plan_of(series.load(path, generators.specs()).version(built["version"])).wire
 
 
 @pytest.fixture(scope="session")

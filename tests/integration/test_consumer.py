@@ -1,7 +1,7 @@
 """A consumer keeps a device's RDMA link up by masking on the notice.
 
-examples/rdma_guard.py watches a migrating source QEMU whose fake device
-takes 300 ms to enter PRE_COPY_P2P, and simulates an RDMA link with a
+The VFIO lab's rdma_guard.py watches a migrating source QEMU whose fake
+device takes 300 ms to enter PRE_COPY_P2P, and simulates an RDMA link with a
 50 ms timeout that the device stops answering from the start of that
 transition (the lab's demo.py runs the scenario, as the product's qmp
 check, qseries.labs.vfio_migration.qmpcheck, does; its judges must

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qseries.core.series import Wire
 from qseries.labs.vfio_migration import fake as fake_mod
 from qseries.labs.vfio_migration import judge, scenarios
+from qseries.labs.vfio_migration.plan import Wire
 
 from .conftest import run_guest_script_here
 

@@ -11,9 +11,9 @@ import itertools
 import time
 from pathlib import Path
 
-from qseries.core.series import Wire
 from qseries.labs.vfio_migration import fake as fake_mod
 from qseries.labs.vfio_migration import judge, measure, scenarios
+from qseries.labs.vfio_migration.plan import Wire
 
 from .conftest import run_guest_script_here
 

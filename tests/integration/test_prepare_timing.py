@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from qseries.core.series import Wire
 from qseries.labs.vfio_migration import qmpcheck
+from qseries.labs.vfio_migration.plan import Wire
 
 
 def test_notice_leads_slow_quiesce(

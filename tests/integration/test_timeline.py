@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from qseries.core.series import Wire
 from qseries.labs.vfio_migration import timeline as tl
+from qseries.labs.vfio_migration.plan import Wire
 from qseries.labs.vfio_migration.timeline import Timeline
 
 DELAY_MS = 300

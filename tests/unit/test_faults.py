@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from qseries.core.results import FAIL, PASS, SKIP
-from qseries.core.series import FaultPlan, Scenario, Wire
 from qseries.labs.vfio_migration import faults
 from qseries.labs.vfio_migration.faults import Case, CaseRun, SideRun
+from qseries.labs.vfio_migration.plan import FaultPlan, Scenario, Wire
 from qseries.labs.vfio_migration.vm import Event, LogRecord, read_log
 
 V1 = Wire("VFIO_MIGRATION", "VFIO_MIGRATION_PREPARE")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from qseries.core import series
 from qseries.core.results import PASS, Result
-from qseries.core.series import Mutation
-from qseries.qemu import testing
+from qseries.labs.vfio_migration import plan as lab_plan
+from qseries.labs.vfio_migration import vfiotest
+from qseries.labs.vfio_migration.plan import Mutation
 from qseries.qemu.build import BuildError
 
 from ..conftest import git
@@ -31,7 +31,7 @@ def mutation(name: str) -> Mutation:
     )
 
 
-PLAN = series.TestPlan(
+PLAN = lab_plan.TestPlan(
     qtest="x-test",
     preload="env",
     targets=(),
@@ -76,7 +76,7 @@ def test_no_write_through_a_symlink_the_build_left(tmp_path: Path, kind: str) ->
         return Result(f"mutation {m.name}", PASS, "")
 
     with pytest.raises(BuildError) as info:
-        testing.run_mutations(
+        vfiotest.run_mutations(
             PLAN, tree, builddir, qemu, None, tmp_path / "log", fault_check
         )
     assert checked == ["one"]

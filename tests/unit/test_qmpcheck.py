@@ -14,20 +14,21 @@ from qseries.core import generators, series
 from qseries.core.results import FAIL, PASS
 from qseries.labs.vfio_migration import qmpcheck
 from qseries.labs.vfio_migration.demo import DemoResult
+from qseries.labs.vfio_migration.plan import Wire, plan_of
 from qseries.labs.vfio_migration.qmpcheck import DROPS, KEEPS, REPORTS, TIMING, Finding
 from qseries.labs.vfio_migration.vm import Event, Transition
 
 from ..conftest import REPO
 
 SERIES = series.load(REPO / "series.yaml", generators.specs())
-V1 = SERIES.version("v1").wire
-V2 = SERIES.version("v2").wire
+V1 = plan_of(SERIES.version("v1")).wire
+V2 = plan_of(SERIES.version("v2")).wire
 
 T0 = 1_700_000_000_000_000  # us
 DELAY = qmpcheck.DELAY_MS
 
 
-def event(wire: series.Wire, name: str, state: str, at_ms: float) -> Event:
+def event(wire: Wire, name: str, state: str, at_ms: float) -> Event:
     """An event QEMU stamped at T0 + at_ms, received 0.5 ms later."""
     kind = wire.classify(name, state)
     us = T0 + int(at_ms * 1000)
@@ -43,7 +44,7 @@ def event(wire: series.Wire, name: str, state: str, at_ms: float) -> Event:
     )
 
 
-def migration(wire: series.Wire, notice: bool = True) -> list[Event]:
+def migration(wire: Wire, notice: bool = True) -> list[Event]:
     """A source's events: pre-copy, then (the notice and) pre-copy-p2p
     DELAY ms later, then stop-copy."""
     if wire is V1:
@@ -69,7 +70,7 @@ def quiesce(begin_ms: float = 10.2, took_ms: float = DELAY + 0.3) -> list[Transi
 
 
 @pytest.mark.parametrize("wire", [V1, V2], ids=["v1", "v2"])
-def test_timing_passes_with_the_lead_and_the_order(wire: series.Wire) -> None:
+def test_timing_passes_with_the_lead_and_the_order(wire: Wire) -> None:
     finding = qmpcheck.judge_timing("completed", migration(wire), quiesce())
     assert finding.passed, finding
     assert finding.detail == (
@@ -84,7 +85,7 @@ def test_timing_passes_with_the_lead_and_the_order(wire: series.Wire) -> None:
 
 
 @pytest.mark.parametrize("wire", [V1, V2], ids=["v1", "v2"])
-def test_timing_without_a_notice_fails_for_that(wire: series.Wire) -> None:
+def test_timing_without_a_notice_fails_for_that(wire: Wire) -> None:
     finding = qmpcheck.judge_timing(
         "completed", migration(wire, notice=False), quiesce()
     )

@@ -7,10 +7,12 @@ import pytest
 from qseries.core import series
 from qseries.core.generators import specs
 from qseries.ground.errors import SeriesFileError
+from qseries.labs.vfio_migration.plan import plan_of
 
 from ..conftest import REPO, RunCli
 
 NAMES = specs()
+QAPI = "file: q.json, add: event-like, event: E, like: F"
 
 GOOD = """\
 subject-prefix: PATCH
@@ -23,9 +25,9 @@ versions:
       body: "Cover text."
     patches:
       - subject: "qapi/vfio: Add it"
-        generator: qapi-event
+        generator: qapi
         body: "Body."
-        with: {event: E, like: F, template: t.j2}
+        with: {file: q.json, add: event-like, event: E, like: F, template: t.j2}
     wire: {completion: F, notice-event: E}
     test:
       qtest: q-test
@@ -43,10 +45,10 @@ versions:
       body: "Cover text."
     patches:
       - subject: "qapi/vfio: Add it"
-        generator: qapi-event
+        generator: qapi
         body: "Body."
         trailers: ["Reviewed-by: R <r@example.org>"]
-        with: {event: E, like: F, template: t.j2}
+        with: {file: q.json, add: event-like, event: E, like: F, template: t.j2}
     wire: {completion: F, notice-event: F, notice-state: s-prepare, announces: s}
     test:
       qtest: q-test
@@ -78,19 +80,22 @@ def test_repository_series_loads() -> None:
     v1 = s.version("v1")
     assert v1.since == "11.0"
     assert [p.generator for p in v1.patches] == [
-        "qapi-event",
+        "qapi",
         "vfio-migration-notice",
         "qtest",
     ]
     v2 = s.version("v2")
     assert v2.since == "11.0"
-    assert v2.wire.classify("VFIO_MIGRATION", "pre-copy-p2p-prepare") == (
+    assert plan_of(v2).wire.classify("VFIO_MIGRATION", "pre-copy-p2p-prepare") == (
         "notice",
         "pre-copy-p2p",
     )
-    assert v2.wire.classify("VFIO_MIGRATION", "stop") == ("done", "stop")
-    assert v1.wire.classify("VFIO_MIGRATION_PREPARE", "stop") == ("notice", "stop")
-    assert [m.name for m in v2.test.mutations] == [
+    assert plan_of(v2).wire.classify("VFIO_MIGRATION", "stop") == ("done", "stop")
+    assert plan_of(v1).wire.classify("VFIO_MIGRATION_PREPARE", "stop") == (
+        "notice",
+        "stop",
+    )
+    assert [m.name for m in plan_of(v2).test.mutations] == [
         "prepare-after-ioctl",
         "prepare-every-transition",
         "prepare-as-completion",
@@ -140,7 +145,7 @@ def test_versions_since_and_defaults(tmp_path: Path) -> None:
             "is not an ISO 8601 date",
         ),
         (
-            'generator: qapi-event\n        body: "Body."\n        with',
+            'generator: qapi\n        body: "Body."\n        with',
             'generator: sed\n        body: "Body."\n        with',
             11,
             "unknown generator 'sed'",
@@ -156,8 +161,8 @@ def test_versions_since_and_defaults(tmp_path: Path) -> None:
         ("  v2:\n", "  version2:\n", 20, "is not a version like 'v1'"),
         (
             '    patches:\n      - subject: "qapi/vfio: Add it"\n        generator: '
-            'qapi-event\n        body: "Body."\n        with: {event: E, like: F, '
-            "template: t.j2}\n",
+            'qapi\n        body: "Body."\n        with: {file: q.json, '
+            "add: event-like, event: E, like: F, template: t.j2}\n",
             "    patches: []\n",
             9,
             "non-empty list",
@@ -213,15 +218,15 @@ def test_cli_missing_series_file(tmp_path: Path, run_cli: RunCli) -> None:
     ("old", "new", "mutations", "where", "message"),
     [
         (
-            "with: {event: E, like: F, template: t.j2}\n    wire",
-            "with: {event: E, like: F}\n    wire",
+            f"with: {{{QAPI}, template: t.j2}}\n    wire",
+            f"with: {{{QAPI}}}\n    wire",
             MUTATIONS,
             "series.yaml:13:",
-            "missing required key 'template'",
+            "add: event-like needs: template",
         ),
         (
-            "with: {event: E, like: F, template: t.j2}\n    wire",
-            "with: {event: E, like: F, template: t.j2, colour: red}\n    wire",
+            f"with: {{{QAPI}, template: t.j2}}\n    wire",
+            f"with: {{{QAPI}, template: t.j2, colour: red}}\n    wire",
             MUTATIONS,
             "series.yaml:13:",
             "unknown key 'colour'",

@@ -99,10 +99,11 @@ def test_a_date_git_cannot_record_is_refused_at_its_line(
     assert recorded != str(int(datetime.fromisoformat(when).timestamp()))
 
 
-WITH = "with: {event: E, like: F, template: t.j2}"
+WITH = "with: {file: q.json, add: event-like, event: E, like: F, template: t.j2}"
 QTEST = (
-    "with: {event: E, like: F, template: t.j2}",
-    "with: {qtest: q-test, condition: c, helper: h.c, helper-file: %s}",
+    WITH,
+    "with: {qtest: q-test, condition: c, helper: h.c, helper-file: %s, "
+    "helper-module: h, meson-template: t.j2}",
 )
 
 
@@ -113,7 +114,7 @@ def test_a_tree_path_outside_the_tree_is_refused(tmp_path: Path, value: str) -> 
     (tmp_path / "tests" / "qtest").mkdir(parents=True)
     (tmp_path / "tests" / "qtest" / "q-test.c").write_text("")
     (tmp_path / "h.c").write_text("")
-    old = 'generator: qapi-event\n        body: "Body."\n        with'
+    old = 'generator: qapi\n        body: "Body."\n        with'
     new = 'generator: qtest\n        body: "Body."\n        with'
     text = GOOD.replace(old, new, 1).replace(QTEST[0], QTEST[1] % value, 1)
     path = write(tmp_path, text)

@@ -13,6 +13,8 @@ from qseries.core.results import FAIL, PASS, SKIP, Result
 from qseries.ground import proc
 from qseries.ground.errors import ToolError
 from qseries.ground.workdir import WorkDir
+from qseries.labs.vfio_migration import vfiotest
+from qseries.labs.vfio_migration.plan import plan_of
 from qseries.qemu import testing
 from qseries.reports import report
 
@@ -21,7 +23,7 @@ from ..conftest import REPO
 SERIES = series.load(REPO / "series.yaml", generators.specs())
 V1 = SERIES.version("v1")
 V2 = SERIES.version("v2")
-PLAN = V1.test
+PLAN = plan_of(V1).test
 
 ASSERT = "ERROR:../tests/qtest/vfio-migration-prepare-test.c:300:check_events: "
 
@@ -46,7 +48,7 @@ def test_control_needs_failures_for_lack_of_prepare() -> None:
             error=ASSERT + "assertion failed (seen == expected)",
         ),
     ]
-    results = testing.expect_control(runs, PLAN)
+    results = vfiotest.expect_control(runs, PLAN)
     assert [r.status for r in results] == [PASS] * 3
     assert results[0].detail == (
         "fails as it must: no prepare notice ("
@@ -56,7 +58,7 @@ def test_control_needs_failures_for_lack_of_prepare() -> None:
 
 
 def test_control_rejects_a_pass_and_other_failures() -> None:
-    results = testing.expect_control(
+    results = vfiotest.expect_control(
         [
             run("/x/stop-cont", True, "vm events: done stop"),
             run("/x/migrate/pre-copy", False, error="QEMU crashed"),
@@ -84,7 +86,7 @@ def test_expect_pass() -> None:
 def test_mutation_apply_refuses_a_missing_anchor() -> None:
     mutation = PLAN.mutations[0]
     try:
-        testing.apply_mutation(mutation, "int main(void) { return 0; }\n")
+        vfiotest.apply_mutation(mutation, "int main(void) { return 0; }\n")
     except ToolError as err:
         assert "prepare-after-ioctl" in str(err)
     else:
@@ -106,7 +108,7 @@ def test_tests_table_closes_with_counts() -> None:
 def test_control_rejects_a_crash_after_the_events() -> None:
     # The events lack a prepare, but the case died of something else.
     for error in ("timed out after 300 s", "Broken pipe", ""):
-        (result,) = testing.expect_control(
+        (result,) = vfiotest.expect_control(
             [run("/x/stop-cont", False, "vm events: done stop", error=error)], PLAN
         )
         assert result.status == FAIL, error
@@ -118,7 +120,7 @@ def test_control_rejects_a_crash_after_the_events() -> None:
 
 def judge(name: str, *runs: testing.CaseRun) -> Result:
     mutation = next(m for m in PLAN.mutations if m.name == name)
-    return testing.judge_mutation(mutation, runs)
+    return vfiotest.judge_mutation(mutation, runs)
 
 
 STOP_CONT = "/x86_64/vfio-migration-prepare/stop-cont"
@@ -199,12 +201,12 @@ def script(path: Path, body: str) -> Path:
 def test_listing_that_hangs_is_one_failed_run(tmp_path: Path) -> None:
     binary = script(tmp_path / "hangs", "sleep 30\n")
     started = time.monotonic()
-    runs = testing.series_qtest(binary, Path("/bin/true"), binary, list_timeout=0.5)
+    runs = vfiotest.series_qtest(binary, Path("/bin/true"), binary, list_timeout=0.5)
     assert time.monotonic() - started < 10
     (result,) = testing.expect_pass(runs)
     assert result.status == FAIL
     assert result.detail == "hangs -l timed out after 0.5 s"
-    (control,) = testing.expect_control(runs, PLAN)
+    (control,) = vfiotest.expect_control(runs, PLAN)
     assert control.status == FAIL
 
 
@@ -240,34 +242,46 @@ def test_timeout_kills_what_the_test_started(tmp_path: Path) -> None:
         raise AssertionError(f"process {pid} outlived the timeout")
 
 
-# The fake is built per checkout of qseries.
+# The fake is built from its sources as qseries ships them (package
+# data of the lab), copied into the work dir: one build per content.
 
 
-def sources(dest: Path, marker: str) -> Path:
-    dest.mkdir()
-    shutil.copy(REPO / "meson.build", dest / "meson.build")
-    shutil.copytree(REPO / "tests" / "fakevfio", dest / "tests" / "fakevfio")
-    with (dest / "tests" / "fakevfio" / "fakevfio.c").open("a") as out:
+def sources(workdir: WorkDir, dest: Path, marker: str) -> Path:
+    """The lab's fake sources with a marker, as a package of the fake."""
+    shutil.copytree(vfiotest.fake_sources(workdir), dest / "fakevfio")
+    with (dest / "fakevfio" / "fakevfio.c").open("a") as out:
         out.write(f'__attribute__((used)) const char fv_marker[] = "{marker}";\n')
-    return dest
+    return dest / "fakevfio"
 
 
 @pytest.mark.skipif(
     not Path(sys.executable).with_name("meson").exists() and not shutil.which("meson"),
     reason="needs meson",
 )
-def test_each_checkout_builds_its_own_fake(tmp_path: Path) -> None:
+def test_each_fake_builds_from_its_own_copy(tmp_path: Path) -> None:
     workdir = WorkDir(tmp_path / "work")
-    one = sources(tmp_path / "one", "qseries-copy-one")
-    two = sources(tmp_path / "two", "qseries-copy-two")
-    lib_one = testing.build_fake(one, workdir)
-    lib_two = testing.build_fake(two, workdir)
+    shipped = vfiotest.fake_sources(workdir)
+    assert shipped.parent.parent == workdir.path / "data"
+    assert sorted(p.name for p in shipped.iterdir()) == ["fakevfio.c", "meson.build"]
+    one = vfiotest.fake_sources(workdir, sources(workdir, tmp_path / "one", "copy-one"))
+    two = vfiotest.fake_sources(workdir, sources(workdir, tmp_path / "two", "copy-two"))
+    assert len({shipped, one, two}) == 3
+    lib_one = vfiotest.build_fake(one, workdir)
+    lib_two = vfiotest.build_fake(two, workdir)
     assert lib_one != lib_two
-    assert b"qseries-copy-one" in lib_one.read_bytes()
-    assert b"qseries-copy-two" in lib_two.read_bytes()
-    assert b"qseries-copy-one" not in lib_two.read_bytes()
-    # The same checkout again reuses its build directory.
-    assert testing.build_fake(one, workdir) == lib_one
+    assert b"copy-one" in lib_one.read_bytes()
+    assert b"copy-two" in lib_two.read_bytes()
+    assert b"copy-one" not in lib_two.read_bytes()
+    # The same sources again reuse their build directory.
+    assert vfiotest.fake_sources(workdir, tmp_path / "one" / "fakevfio") == one
+    assert vfiotest.build_fake(one, workdir) == lib_one
+
+
+def test_the_lab_ships_the_fake_the_series_carries() -> None:
+    """v2 carries the fake into QEMU from the series' tests/fakevfio; the
+    lab builds its own copy: the two are one file."""
+    carried = (REPO / "tests" / "fakevfio" / "fakevfio.c").read_bytes()
+    assert (vfiotest.FAKE_SOURCES / "fakevfio.c").read_bytes() == carried
 
 
 def test_control_of_v2_passes_cases_without_the_notice() -> None:
@@ -295,7 +309,7 @@ def test_control_of_v2_passes_cases_without_the_notice() -> None:
             error=missing,
         ),
     ]
-    results = testing.expect_control(runs, V2.test)
+    results = vfiotest.expect_control(runs, plan_of(V2).test)
     assert [r.status for r in results] == [
         PASS,
         PASS,
@@ -398,7 +412,7 @@ def test_every_case_in_one_run_each_with_its_events(tmp_path: Path) -> None:
         ' sleep 0.2; echo "ok 1 /x/$c"; done',
     )
     started = time.monotonic()
-    runs = testing.series_qtest(binary, Path("/bin/true"), None)
+    runs = vfiotest.series_qtest(binary, Path("/bin/true"), None)
     elapsed = time.monotonic() - started
     assert calls(tmp_path) == ["-l", "--tap"]
     assert [(r.path, r.passed) for r in runs] == [
@@ -435,7 +449,7 @@ def test_a_failed_case_runs_again_alone_and_keeps_its_evidence(
         " echo '# source events: b alone';"
         " echo 'ERROR:t.c:9:f: assertion failed (alone)' >&2; exit 134",
     )
-    runs = testing.series_qtest(binary, Path("/bin/true"), None)
+    runs = vfiotest.series_qtest(binary, Path("/bin/true"), None)
     assert calls(tmp_path) == ["-l", "--tap", "--tap -p /x/b", "--tap -p /x/c"]
     assert [(r.path, r.passed) for r in runs] == [
         ("/x/a", True),
@@ -445,10 +459,10 @@ def test_a_failed_case_runs_again_alone_and_keeps_its_evidence(
     failed = runs[1]
     assert failed.events == ("source events: b alone",)
     assert failed.error == "ERROR:t.c:9:f: assertion failed (alone)"
-    (log,) = testing.evidence(failed)
+    (log,) = vfiotest.evidence(failed)
     path = Path(log.split("log: ", 1)[1])
     assert path.read_text() == "evidence\n"
-    result = testing.expect_pass(runs)[1]
+    result = testing.expect_pass(runs, vfiotest.evidence)[1]
     assert result.status == FAIL
     assert result.items == ["source events: b alone", log]
     shutil.rmtree(path.parent.parent)
@@ -460,7 +474,7 @@ def test_a_skipped_case_in_the_run_of_all_is_run_alone(tmp_path: Path) -> None:
         "echo 'ok 1 /x/a'; echo 'ok 2 /x/b # SKIP no fake'; echo 'ok 3 /x/c'",
         alone_b="echo 'ok 1 /x/b # SKIP no fake VFIO library'",
     )
-    runs = testing.series_qtest(binary, Path("/bin/true"), None)
+    runs = vfiotest.series_qtest(binary, Path("/bin/true"), None)
     assert calls(tmp_path) == ["-l", "--tap", "--tap -p /x/b"]
     assert [r.passed for r in runs] == [True, False, True]
     assert runs[1].error == "skipped: no fake VFIO library"
@@ -474,7 +488,7 @@ def test_a_run_that_fails_after_every_case_passed_runs_them_alone(
         "echo 'ok 1 /x/a'; echo 'ok 2 /x/b'; echo 'ok 3 /x/c'; exit 1",
         alone_b="echo 'ok 1 /x/b'",
     )
-    runs = testing.series_qtest(binary, Path("/bin/true"), None)
+    runs = vfiotest.series_qtest(binary, Path("/bin/true"), None)
     assert calls(tmp_path) == [
         "-l",
         "--tap",

@@ -3,7 +3,7 @@ tests that build records by hand."""
 
 from __future__ import annotations
 
-from qseries.core.series import Wire
+from qseries.labs.vfio_migration.plan import Wire
 
 V1 = Wire(completion="VFIO_MIGRATION", notice_event="VFIO_MIGRATION_PREPARE")
 V2 = Wire(

@@ -17,7 +17,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from . import generators
+from . import lab as lab_mod
 from .series import Series
 from .templates import Templates, inside
 
@@ -31,18 +31,15 @@ def series_files(series: Series) -> list[tuple[str, Path]]:
     root = series.path.parent
     templates: set[str] = set()
     named: set[Path] = {series.path}
+    lab = lab_mod.load(series.lab) if series.lab else None
     for version in series.versions.values():
-        plan = version.test
-        if plan.mutations_file:
-            named.add(root / plan.mutations_file)
-        if plan.faults is not None and plan.faults.scenarios_file:
-            named.add(root / plan.faults.scenarios_file)
+        for name in lab.reads(version.lab) if lab else ():
+            named.add(root / name)
         for patch in version.patches:
-            rendered, verbatim = generators.GENERATORS[patch.generator].reads(
-                patch.params
-            )
-            templates.update(rendered)
-            named.update(root / name for name in verbatim)
+            for change in patch.changes:
+                rendered, verbatim = change.generator.reads(change.params)
+                templates.update(rendered)
+                named.update(root / name for name in verbatim)
     named.update(Templates(root).closure(sorted(templates)))
     found = []
     for path in sorted(named):

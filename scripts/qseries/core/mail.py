@@ -69,7 +69,7 @@ class Mail:
 
     @property
     def name(self) -> str:
-        """How reports name the mail: "patch 2/3 'vfio: Do it'"."""
+        """How reports name the mail: "patch 2/3 'qom: Do it'"."""
         what = f"patch {self.numbered}" if self.index else self.numbered
         return f"{what} '{self.subject}'"
 

@@ -20,18 +20,21 @@ from typing import TypeVar
 import yaml
 
 from ..ground.errors import SeriesFileError
+from . import lab as lab_mod
+from .generators import BadKey, Generator
+from .lab import LabSpec
 from .versions import QemuVersion, VersionError, VersionRange
 
 DEFAULT_BASE_RANGE = ">=10.2, <11"
+# The version of series.yaml's schema this qseries writes and reads
+# (1: before 'schema:' and 'lab:' existed; its lab is the one installed
+# lab that says it reads such files).
+SCHEMA = 2
+SCHEMAS = (1, 2)
 
 T = TypeVar("T")
-# A generator's required and optional 'with:' keys, by generator name.
-GeneratorSpecs = Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
-PRELOADS = ("env", "beside")
-# The folders beside series.yaml that a series reads (templates, the
-# mutations and fault plans, the qtests and the fake device they carry):
-# what a copy of a series must take along.
-SERIES_DATA = ("qapi", "hw", "mutations", "faults", "tests/qtest", "tests/fakevfio")
+# The kinds of change a series may use, by name (generators.specs()).
+GeneratorSpecs = Mapping[str, Generator]
 
 _STR = "tag:yaml.org,2002:str"
 _BOOL = "tag:yaml.org,2002:bool"
@@ -54,117 +57,25 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One change of a patch: a kind of change and its keys."""
+
+    kind: str
+    params: Mapping[str, str]
+    line: int
+    generator: Generator  # the kind's, as the loader was given it
+
+
+@dataclass(frozen=True)
 class Patch:
     subject: str
     body: str
-    generator: str
+    generator: str  # the first change's kind
     trailers: tuple[str, ...]
     line: int
-    params: Mapping[str, str] = field(default_factory=dict)  # its 'with:'
-
-
-@dataclass(frozen=True)
-class Wire:
-    """How a version of the series speaks on QMP: what a client sees."""
-
-    completion: str  # the event sent once a device changed state
-    notice_event: str  # the event that carries the prepare notice
-    # When the notice is a value of device-state (sent with notice_event)
-    # rather than an event of its own: that value, and the state it
-    # announces.
-    notice_state: str | None = None
-    announces: str | None = None
-
-    def classify(self, event: str, state: str | None) -> tuple[str, str] | None:
-        """('notice', announced state), ('done', state), or None for an
-        event that is neither."""
-        if state is None:
-            return None
-        if self.notice_state is None:
-            if event == self.notice_event:
-                return ("notice", state)
-        elif event == self.notice_event and state == self.notice_state:
-            return ("notice", self.announces or state)
-        if event == self.completion:
-            return ("done", state)
-        return None
-
-    def describe_notice(self) -> str:
-        if self.notice_state is None:
-            return self.notice_event
-        return f"{self.notice_event}({self.notice_state})"
-
-
-@dataclass(frozen=True)
-class Mutation:
-    """A deliberate break of the change, which the version's qtest must
-    catch: in the case whose path ends with `case`, on an error line
-    matching `reason`."""
-
-    name: str
-    what: str
-    file: str  # the QEMU file edited
-    edits: tuple[tuple[str, str], ...]  # (old, new) text
-    case: str
-    reason: str
-    # Caught by this case of the fault matrix ('SCENARIO/SIDE/FROM>TO')
-    # rather than by the qtest: its failure must match `reason`.
-    fault: str | None = None
-
-
-# Runs of the fault matrix (faults/scenarios.yaml).
-SCENARIO_RUNS = ("stop-cont", "migrate", "cancel")
-SIDES = ("source", "destination")
-# What a version's events are held to under faults; see faults.py.
-INVARIANTS = ("exact", "paired")
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One scenario of the fault matrix."""
-
-    name: str
-    what: str
-    run: str  # one of SCENARIO_RUNS
-    flags: str  # FAKEVFIO_MIGRATION_FLAGS
-    devices: int = 1
-    events: bool = True
-    each_arc: bool = True
-    fail: tuple[tuple[str, str], ...] = ()  # (side, FAKEVFIO_FAIL rules)
-    reset_fails: tuple[tuple[str, str], ...] = ()  # (side, errno)
-    exits: tuple[tuple[str, str], ...] = ()  # (side, why QEMU ends)
-
-
-@dataclass(frozen=True)
-class FaultPlan:
-    """The fault matrix of a version: scenarios, the invariants its events
-    must keep, and the table of a real run kept in the repository."""
-
-    scenarios: tuple[Scenario, ...]
-    invariants: tuple[str, ...]
-    table: str  # path beside series.yaml
-    scenarios_file: str = ""  # where the scenarios are, beside series.yaml
-
-
-@dataclass(frozen=True)
-class TestPlan:
-    """How a version is tested: its qtest and what the runs must show."""
-
-    qtest: str  # the qtest's name (tests/qtest/NAME.c)
-    # 'env': the qtest loads the fake VFIO library from QTEST_VFIO_FAKE,
-    # which qseries builds; 'beside': the patch carries the fake and the
-    # qtest finds it next to its own binary.
-    preload: str
-    targets: tuple[str, ...]  # more ninja targets the qtest needs
-    # Cases that pass on the base too (the negative control expects
-    # every other case to fail for lack of the notice).
-    base_passes: tuple[str, ...]
-    # Matches a notice in the events the qtest prints ("# source events:
-    # ..."), so that the control can tell "no notice" from other failures.
-    notice_pattern: str
-    mutations: tuple[Mutation, ...]
-    faults: FaultPlan | None = None
-    mutations_file: str = ""  # where the mutations are, beside series.yaml
+    params: Mapping[str, str] = field(default_factory=dict)  # the first change's
+    # Applied in order, each to the files as the ones before it left them.
+    changes: tuple[Change, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,11 +93,12 @@ class Version:
     cc: tuple[str, ...]
     patches: tuple[Patch, ...]
     line: int
-    wire: Wire
-    test: TestPlan
     # The Message-Id its cover letter was sent with, once it was: the
     # next version's mails reply to it.
     message_id: str | None = None
+    # What the series' lab read of this version (its 'lab:' keys), for
+    # the lab's stages; None for a series with no lab.
+    lab: object = None
 
     @property
     def name(self) -> str:
@@ -207,6 +119,8 @@ class Series:
     to: tuple[str, ...]
     cc: tuple[str, ...]
     versions: dict[int, Version] = field(default_factory=dict)
+    lab: str | None = None  # the lab that proves it (series.yaml's 'lab:')
+    schema: int = SCHEMA
 
     def version(self, name: str | None) -> Version:
         """Version 'vN' (or 'N'); the newest one when name is None."""
@@ -360,15 +274,6 @@ def _git_date(r: _Reader, node: yaml.Node, where: str) -> datetime:
     return value
 
 
-# The keys of a patch's 'with:' that name files, in every generator:
-# files beside series.yaml that qseries reads, places in QEMU's tree
-# that the patch writes, and qtest names (tests/qtest/NAME.c, in the
-# tree and beside series.yaml).
-SERIES_FILE_PARAMS = ("template", "meson-template", "helper")
-TREE_PATH_PARAMS = ("helper-file",)
-QTEST_PARAMS = ("qtest",)
-
-
 def _quoted(text: str, limit: int = 80) -> str:
     """A value for a one-line message: quoted, control characters escaped."""
     shown = repr(text)
@@ -392,7 +297,7 @@ def _tree_path(r: _Reader, node: yaml.Node, where: str) -> str:
             node,
             where,
             f"{_quoted(value)} is not a path inside the QEMU tree",
-            "give it from the top of the tree, like 'hw/vfio/migration.c'",
+            "give it from the top of the tree, like 'qom/object.c'",
         )
     return value
 
@@ -489,37 +394,97 @@ def _params(
     r: _Reader,
     node: yaml.Node,
     where: str,
-    spec: tuple[tuple[str, ...], tuple[str, ...]],
+    generator: Generator,
+    own: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    keys = r.mapping(node, where, spec[0], spec[1])
-    params = {}
-    for key, value in keys.items():
-        at = f"{where}.{key}"
-        if key in SERIES_FILE_PARAMS:
-            params[key] = _series_file(r, value, at)
-        elif key in TREE_PATH_PARAMS:
-            params[key] = _tree_path(r, value, at)
-        elif key in QTEST_PARAMS:
-            # Its source is taken from beside series.yaml.
-            params[key] = _qtest_name(r, value, at)
-            _inside(r, value, at, f"tests/qtest/{params[key]}.c")
+    """A change's keys, as its kind takes them (`own`: keys of the change
+    itself, such as 'kind', which are not the kind's)."""
+    keys = r.mapping(node, where, [*own, *generator.params], [*generator.optional])
+    params = {
+        key: r.string(value, f"{where}.{key}")
+        for key, value in keys.items()
+        if key not in own
+    }
+    for key in generator.paths:
+        if key in params:
+            params[key] = _tree_path(r, keys[key], f"{where}.{key}")
+    try:
+        generator.check(params)
+    except BadKey as err:
+        at = keys.get(err.key or "", node)
+        raise r.fail(at, f"{where}.{err.key}" if err.key else where, str(err)) from None
+    except ValueError as err:
+        raise r.fail(node, where, str(err)) from None
+    templates, verbatim = generator.reads(params)
+    for name in (*templates, *verbatim):
+        # At the key that names the file, or else the one (the longest)
+        # that the name is made of: a qtest's name, for its source.
+        named = next((k for k, v in params.items() if v == name), None) or max(
+            (k for k, v in params.items() if v in name),
+            key=lambda k: len(params[k]),
+            default=None,
+        )
+        if named is None:
+            _inside(r, node, where, name)
         else:
-            params[key] = r.string(value, at)
+            _inside(r, keys[named], f"{where}.{named}", name)
     return params
+
+
+def _kind(
+    r: _Reader, node: yaml.Node, where: str, generators: GeneratorSpecs, word: str
+) -> Generator:
+    name = r.string(node, where)
+    if name not in generators:
+        raise r.fail(
+            node,
+            where,
+            f"unknown {word} '{name}'; known: " + ", ".join(sorted(generators)),
+        )
+    return generators[name]
+
+
+def _changes(
+    r: _Reader, node: yaml.Node, where: str, generators: GeneratorSpecs
+) -> tuple[Change, ...]:
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        raise r.fail(node, where, "expected a non-empty list of changes")
+    out = []
+    for i, item in enumerate(node.value):
+        at = f"{where}[{i}]"
+        if not isinstance(item, yaml.MappingNode):
+            raise r.fail(item, at, "expected a mapping with 'kind' and its keys")
+        kind_node = next(
+            (
+                v
+                for k, v in item.value
+                if isinstance(k, yaml.ScalarNode) and k.value == "kind"
+            ),
+            None,
+        )
+        if kind_node is None:
+            raise r.fail(item, at, "missing required key 'kind'")
+        generator = _kind(r, kind_node, f"{at}.kind", generators, "kind")
+        params = _params(r, item, at, generator, own=("kind",))
+        out.append(Change(generator.name, params, item.start_mark.line + 1, generator))
+    return tuple(out)
 
 
 def _patch(
     r: _Reader, node: yaml.Node, where: str, generators: GeneratorSpecs
 ) -> Patch:
     keys = r.mapping(
-        node, where, ["subject", "generator", "body"], ["trailers", "with"]
+        node,
+        where,
+        ["subject", "body"],
+        ["generator", "with", "changes", "trailers"],
     )
-    generator = r.string(keys["generator"], f"{where}.generator")
-    if generator not in generators:
+    if ("generator" in keys) == ("changes" in keys):
         raise r.fail(
-            keys["generator"],
-            f"{where}.generator",
-            f"unknown generator '{generator}'; known: " + ", ".join(sorted(generators)),
+            node,
+            where,
+            "give either 'generator' (one change, its keys under 'with:') "
+            "or 'changes' (a list of changes)",
         )
     trailers: tuple[str, ...] = ()
     if "trailers" in keys:
@@ -529,44 +494,37 @@ def _patch(
             r.parsed(t, f"{where}.trailers[{i}]", _trailer, "a 'Tag: value' trailer")
             for i, t in enumerate(keys["trailers"].value)
         )
-    spec = generators[generator]
-    if "with" in keys:
-        params = _params(r, keys["with"], f"{where}.with", spec)
-    elif spec[0]:
-        raise r.fail(
-            node, where, f"generator '{generator}' needs 'with:' " + ", ".join(spec[0])
-        )
+    if "changes" in keys:
+        if "with" in keys:
+            raise r.fail(
+                keys["with"], f"{where}.with", "goes with 'generator', not 'changes'"
+            )
+        changes = _changes(r, keys["changes"], f"{where}.changes", generators)
     else:
-        params = {}
+        generator = _kind(
+            r, keys["generator"], f"{where}.generator", generators, "generator"
+        )
+        if "with" in keys:
+            params = _params(r, keys["with"], f"{where}.with", generator)
+        elif generator.params:
+            raise r.fail(
+                node,
+                where,
+                f"generator '{generator.name}' needs 'with:' "
+                + ", ".join(generator.params),
+            )
+        else:
+            params = {}
+        line = node.start_mark.line + 1
+        changes = (Change(generator.name, params, line, generator),)
     return Patch(
         subject=r.header(keys["subject"], f"{where}.subject").strip(),
         body=r.string(keys["body"], f"{where}.body").strip("\n") + "\n",
-        generator=generator,
+        generator=changes[0].kind,
         trailers=trailers,
         line=node.start_mark.line + 1,
-        params=params,
-    )
-
-
-def _wire(r: _Reader, node: yaml.Node, where: str) -> Wire:
-    keys = r.mapping(
-        node, where, ["completion", "notice-event"], ["notice-state", "announces"]
-    )
-    if ("notice-state" in keys) != ("announces" in keys):
-        raise r.fail(node, where, "'notice-state' and 'announces' go together")
-    return Wire(
-        completion=r.string(keys["completion"], f"{where}.completion"),
-        notice_event=r.string(keys["notice-event"], f"{where}.notice-event"),
-        notice_state=(
-            r.string(keys["notice-state"], f"{where}.notice-state")
-            if "notice-state" in keys
-            else None
-        ),
-        announces=(
-            r.string(keys["announces"], f"{where}.announces")
-            if "announces" in keys
-            else None
-        ),
+        params=changes[0].params,
+        changes=changes,
     )
 
 
@@ -591,53 +549,6 @@ def _compose_beside(r: _Reader, node: yaml.Node, where: str) -> tuple[Path, yaml
     return path, root
 
 
-def _mutations(r: _Reader, node: yaml.Node, where: str) -> tuple[Mutation, ...]:
-    """The mutations file named by 'mutations:', beside series.yaml."""
-    path, root = _compose_beside(r, node, where)
-    mr = _Reader(path)
-    if not isinstance(root, yaml.SequenceNode) or not root.value:
-        raise SeriesFileError(path, 1, "expected a non-empty list of mutations")
-    out = []
-    for i, item in enumerate(root.value):
-        at = f"[{i}]"
-        keys = mr.mapping(
-            item, at, ["name", "what", "file", "edits", "reason"], ["case", "fault"]
-        )
-        if ("case" in keys) == ("fault" in keys):
-            raise mr.fail(item, at, "give either 'case' (a qtest case) or 'fault'")
-        edits_node = keys["edits"]
-        if not isinstance(edits_node, yaml.SequenceNode) or not edits_node.value:
-            raise mr.fail(edits_node, f"{at}.edits", "expected a non-empty list")
-        edits = []
-        for j, edit in enumerate(edits_node.value):
-            pair = mr.mapping(edit, f"{at}.edits[{j}]", ["old", "new"], [])
-            edits.append(
-                (
-                    mr.string(pair["old"], f"{at}.edits[{j}].old"),
-                    mr.string(pair["new"], f"{at}.edits[{j}].new", nonempty=False),
-                )
-            )
-        reason = mr.pattern(keys["reason"], f"{at}.reason")
-        out.append(
-            Mutation(
-                name=mr.string(keys["name"], f"{at}.name"),
-                what=mr.string(keys["what"], f"{at}.what"),
-                file=_tree_path(mr, keys["file"], f"{at}.file"),
-                edits=tuple(edits),
-                case=mr.string(keys["case"], f"{at}.case") if "case" in keys else "",
-                reason=reason,
-                fault=(
-                    mr.string(keys["fault"], f"{at}.fault") if "fault" in keys else None
-                ),
-            )
-        )
-    names = [m.name for m in out]
-    for i, m in enumerate(out):
-        if names.index(m.name) != i:
-            raise mr.fail(root.value[i], f"[{i}].name", f"duplicate '{m.name}'")
-    return tuple(out)
-
-
 def _choice(r: _Reader, node: yaml.Node, where: str, choices: tuple[str, ...]) -> str:
     """A string that must be one of choices."""
     value = r.string(node, where)
@@ -646,135 +557,50 @@ def _choice(r: _Reader, node: yaml.Node, where: str, choices: tuple[str, ...]) -
     return value
 
 
-def _sides(r: _Reader, node: yaml.Node, where: str) -> tuple[tuple[str, str], ...]:
-    keys = r.mapping(node, where, [], SIDES)
-    return tuple((side, r.string(keys[side], f"{where}.{side}")) for side in keys)
-
-
 def _flag(r: _Reader, node: yaml.Node, where: str) -> bool:
     if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
         raise r.fail(node, where, "expected true or false")
     return str(node.value).lower() in ("true", "yes", "on")
 
 
-def _scenario(r: _Reader, node: yaml.Node, where: str) -> Scenario:
-    keys = r.mapping(
-        node,
-        where,
-        ["name", "what", "run", "flags"],
-        ["devices", "events", "each-arc", "fail", "reset-fails", "exits"],
-    )
-    run = _choice(r, keys["run"], f"{where}.run", SCENARIO_RUNS)
-    devices = 1
-    if "devices" in keys:
-        node_ = keys["devices"]
-        text = str(node_.value) if isinstance(node_, yaml.ScalarNode) else ""
-        if not text.isdigit() or not 1 <= int(text) <= 4:
-            raise r.fail(keys["devices"], f"{where}.devices", "expected 1 to 4")
-        devices = int(text)
-    name = r.string(keys["name"], f"{where}.name")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
-        raise r.fail(keys["name"], f"{where}.name", "use lower case, digits and '-'")
-    each_arc = (
-        _flag(r, keys["each-arc"], f"{where}.each-arc") if "each-arc" in keys else True
-    )
-    fail = _sides(r, keys["fail"], f"{where}.fail") if "fail" in keys else ()
-    if each_arc and fail:
-        raise r.fail(node, where, "'fail' goes with 'each-arc: false'")
-    return Scenario(
-        name=name,
-        what=r.string(keys["what"], f"{where}.what"),
-        run=run,
-        flags=r.string(keys["flags"], f"{where}.flags"),
-        devices=devices,
-        events=_flag(r, keys["events"], f"{where}.events")
-        if "events" in keys
-        else True,
-        each_arc=each_arc,
-        fail=fail,
-        reset_fails=(
-            _sides(r, keys["reset-fails"], f"{where}.reset-fails")
-            if "reset-fails" in keys
-            else ()
-        ),
-        exits=_sides(r, keys["exits"], f"{where}.exits") if "exits" in keys else (),
-    )
-
-
-def _faults(r: _Reader, node: yaml.Node, where: str) -> FaultPlan:
-    keys = r.mapping(node, where, ["scenarios", "invariants", "table"], [])
-    path, root = _compose_beside(r, keys["scenarios"], f"{where}.scenarios")
-    fr = _Reader(path)
-    top = fr.mapping(root, "", ["scenarios"], [])
-    items = top["scenarios"]
-    if not isinstance(items, yaml.SequenceNode) or not items.value:
-        raise fr.fail(items, "scenarios", "expected a non-empty list")
-    scenarios = tuple(
-        _scenario(fr, item, f"scenarios[{i}]") for i, item in enumerate(items.value)
-    )
-    names = [s.name for s in scenarios]
-    for i, scenario in enumerate(scenarios):
-        if names.index(scenario.name) != i:
-            raise fr.fail(
-                items.value[i], f"scenarios[{i}].name", f"duplicate '{scenario.name}'"
-            )
-    invariants = r.strings(keys["invariants"], f"{where}.invariants")
-    for i, name in enumerate(invariants):
-        if name not in INVARIANTS:
-            raise r.fail(
-                keys["invariants"].value[i],
-                f"{where}.invariants[{i}]",
-                f"unknown invariant '{name}'; known: " + ", ".join(INVARIANTS),
-            )
-    if not invariants:
-        raise r.fail(keys["invariants"], f"{where}.invariants", "name at least one")
-    return FaultPlan(
-        scenarios=scenarios,
-        invariants=invariants,
-        table=_series_file(r, keys["table"], f"{where}.table"),
-        scenarios_file=r.string(keys["scenarios"], f"{where}.scenarios"),
-    )
-
-
-def _test_plan(r: _Reader, node: yaml.Node, where: str) -> TestPlan:
-    keys = r.mapping(
-        node,
-        where,
-        ["qtest", "preload", "notice-pattern", "mutations"],
-        ["targets", "base-passes", "faults"],
-    )
-    pattern = r.pattern(keys["notice-pattern"], f"{where}.notice-pattern")
-    preload = _choice(r, keys["preload"], f"{where}.preload", PRELOADS)
-    return TestPlan(
-        qtest=_qtest_name(r, keys["qtest"], f"{where}.qtest"),
-        preload=preload,
-        targets=(
-            r.strings(keys["targets"], f"{where}.targets") if "targets" in keys else ()
-        ),
-        base_passes=(
-            r.strings(keys["base-passes"], f"{where}.base-passes")
-            if "base-passes" in keys
-            else ()
-        ),
-        notice_pattern=pattern,
-        mutations=_mutations(r, keys["mutations"], f"{where}.mutations"),
-        faults=_faults(r, keys["faults"], f"{where}.faults")
-        if "faults" in keys
-        else None,
-        mutations_file=r.string(keys["mutations"], f"{where}.mutations"),
-    )
-
-
 def _version(
-    r: _Reader, number: int, node: yaml.Node, generators: GeneratorSpecs
+    r: _Reader,
+    number: int,
+    node: yaml.Node,
+    generators: GeneratorSpecs,
+    lab: LabSpec | None = None,
+    schema: int = SCHEMA,
 ) -> Version:
     where = f"versions.v{number}"
-    keys = r.mapping(
-        node,
-        where,
-        ["author", "date", "cover", "patches", "wire", "test"],
-        ["base", "target", "since", "changelog", "to", "cc", "message-id"],
-    )
+    required = ["author", "date", "cover", "patches"]
+    optional = ["base", "target", "since", "changelog", "to", "cc", "message-id"]
+    if lab is not None and schema == 1:
+        # Before 'lab:', a version held its lab's keys itself.
+        required += lab.version_keys[0]
+        optional += lab.version_keys[1]
+    elif lab is not None:
+        required.append("lab")
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == "lab":
+                raise r.fail(
+                    key_node,
+                    f"{where}.lab",
+                    "the series names no lab to read it",
+                    "name it at the top of series.yaml ('lab: NAME')",
+                )
+    keys = r.mapping(node, where, required, optional)
+    lab_data: object = None
+    if lab is not None and schema == 1:
+        names = (*lab.version_keys[0], *lab.version_keys[1])
+        lab_data = lab.parse_version(
+            r, {k: v for k, v in keys.items() if k in names}, where
+        )
+    elif lab is not None:
+        lab_keys = r.mapping(
+            keys["lab"], f"{where}.lab", lab.version_keys[0], lab.version_keys[1]
+        )
+        lab_data = lab.parse_version(r, lab_keys, f"{where}.lab")
     base = VersionRange.parse(DEFAULT_BASE_RANGE)
     if "base" in keys:
         base = r.parsed(
@@ -820,7 +646,6 @@ def _version(
             for i, p in enumerate(patches_node.value)
         ),
         line=node.start_mark.line + 1,
-        wire=_wire(r, keys["wire"], f"{where}.wire"),
         message_id=(
             r.parsed(
                 keys["message-id"],
@@ -831,7 +656,7 @@ def _version(
             if "message-id" in keys
             else None
         ),
-        test=_test_plan(r, keys["test"], f"{where}.test"),
+        lab=lab_data,
     )
 
 
@@ -865,10 +690,34 @@ def load(path: Path, generators: GeneratorSpecs) -> Series:
     if root is None:
         raise SeriesFileError(path, 1, "the file is empty")
     r = _Reader(path)
-    keys = r.mapping(root, "", ["versions"], ["subject-prefix", "to", "cc"])
+    keys = r.mapping(
+        root, "", ["versions"], ["subject-prefix", "to", "cc", "schema", "lab"]
+    )
     versions_node = keys["versions"]
     if not isinstance(versions_node, yaml.MappingNode) or not versions_node.value:
         raise r.fail(versions_node, "versions", "expected a mapping of v1, v2, ...")
+    schema = 1
+    if "schema" in keys:
+        node = keys["schema"]
+        text = str(node.value) if isinstance(node, yaml.ScalarNode) else ""
+        if not text.isdigit() or int(text) not in SCHEMAS[1:]:
+            raise r.fail(
+                keys["schema"],
+                "schema",
+                f"'{text}' is not a schema this qseries reads",
+                f"it reads {', '.join(map(str, SCHEMAS[1:]))} (and files without "
+                "'schema:', of before it)",
+            )
+        schema = int(text)
+    lab = _lab(r, keys, versions_node, schema)
+    if lab is not None:
+        # A file of schema 1 names the kinds of then, which the lab that
+        # reads such files keeps (some with their old names).
+        generators = {
+            **generators,
+            **lab.kinds,
+            **(lab.legacy_kinds if schema == 1 else {}),
+        }
     versions: dict[int, Version] = {}
     for key_node, value in versions_node.value:
         m = re.fullmatch(rf"v({VERSION_NUMBER})", str(key_node.value))
@@ -879,7 +728,7 @@ def load(path: Path, generators: GeneratorSpecs) -> Series:
         number = int(m[1])
         if number in versions:
             raise r.fail(key_node, "versions", f"duplicate version 'v{number}'")
-        versions[number] = _version(r, number, value, generators)
+        versions[number] = _version(r, number, value, generators, lab, schema)
     return Series(
         path=path,
         subject_prefix=(
@@ -890,4 +739,44 @@ def load(path: Path, generators: GeneratorSpecs) -> Series:
         to=_addresses(r, keys, "to", ""),
         cc=_addresses(r, keys, "cc", ""),
         versions=versions,
+        lab=lab.name if lab is not None else None,
+        schema=schema,
     )
+
+
+def _lab(
+    r: _Reader, keys: dict[str, yaml.Node], versions: yaml.MappingNode, schema: int
+) -> LabSpec | None:
+    """The lab series.yaml names; in a file of schema 1, the installed lab
+    that reads such files, when a version holds its keys."""
+    if "lab" in keys:
+        if schema == 1:
+            raise r.fail(keys["lab"], "lab", "goes with 'schema: 2' or later")
+        name = r.string(keys["lab"], "lab")
+        try:
+            return lab_mod.load(name)
+        except lab_mod.UnknownLab as err:
+            raise r.fail(keys["lab"], "lab", err.message, err.hint) from None
+    if schema != 1:
+        return None
+    legacy = lab_mod.legacy()
+    if legacy is None:
+        return None
+    names = {*legacy.version_keys[0], *legacy.version_keys[1]}
+    for _, version in versions.value:
+        if isinstance(version, yaml.MappingNode) and any(
+            isinstance(k, yaml.ScalarNode) and k.value in names
+            for k, _ in version.value
+        ):
+            return legacy
+    return None
+
+
+# What a lab's parser of its keys uses (see core/lab.py).
+Reader = _Reader
+choice = _choice
+compose_beside = _compose_beside
+flag = _flag
+qtest_name = _qtest_name
+series_file = _series_file
+tree_path = _tree_path

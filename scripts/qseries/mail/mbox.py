@@ -86,7 +86,7 @@ class Sent:
 
     @property
     def named(self) -> str:
-        """How errors name it: its subject, "[PATCH v2 2/3] vfio: Do it"."""
+        """How errors name it: its subject, "[PATCH v2 2/3] qom: Do it"."""
         return self.subject or f"the mail at line {self.line}"
 
 

@@ -9,7 +9,7 @@ the base touches (source.py).  `reproduce` keeps the bases used last;
 `qseries clean` also removes the bases no version's range holds, and
 with --all everything but the lock and the records of runs.
 
-A guest's kernel kit (labs/vfio_migration/kernel.py) takes one
+A lab's kernel kit for its guests (labs/*/kernel.py) takes one
 directory, kernel/VERSION: its packages, what they unpack to and the
 mtty.ko built for it; its kit.json's time is its last use.  The kernel
 used last stays; older ones go, and what an interrupted run left.

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,25 +32,21 @@ from ..ground import atomic
 from ..ground.console import say
 from ..ground.errors import QSeriesError, SourceError, UsageError
 from ..ground.workdir import WorkDir
-from ..labs.vfio_migration import faults as faults_mod
-from ..labs.vfio_migration import qmpcheck
-from ..labs.vfio_migration.proof import DeviceProof
 from ..mail import mbox as mbox_mod
 from ..qemu import build as build_mod
-from ..qemu import check, testing
+from ..qemu import check, testing, touched
 from ..qemu.source import BaseTree, SourceSpec, get_base
 from ..reports import report
 from ..reports.report import Group, Phase
+from . import lab as lab_mod
 
 # The stages a request can ask for, in the order they run.
 CHECK = "check"
 BISECT = "bisect"
 CONTROL = "control"
 TEST = "test"
-MUTATIONS = "mutations"
-TIMELINE = "timeline"
-FAULTS = "faults"
-STAGES = (CHECK, BISECT, CONTROL, TEST, MUTATIONS, TIMELINE, FAULTS)
+# Stages a lab adds are the lab's (its `stages`).
+STAGES = (CHECK, BISECT, CONTROL, TEST)
 
 
 @dataclass(frozen=True)
@@ -66,22 +62,12 @@ class Request:
     qemu: Path | None = None  # test this binary rather than the one built
     reports: bool = False  # write the reports (reproduce)
     reuse: bool = False  # take check results of the same inputs from the cache
-    report_dir: Path | None = None  # where; default WORKDIR/reports/vN-BASE
-    delay_ms: int = 300  # injected into the quiesce arc for the timeline
-    faults: tuple[str, ...] = ()  # only these cases of the fault matrix
-    write_table: bool = False  # write the fault table into the repository
-    # The devices the version is proven on: the fake (its qtest, the
-    # mutations, QEMU's tests, the qmp checks) and the kernel's mtty in
-    # a guest (the lab's scenarios, compared with the fake's).
-    devices: frozenset[str] = frozenset({"fake"})
-    kernel: str | None = None  # the kernel version for mtty (None: newest)
-
-    def __post_init__(self) -> None:
-        unknown = self.stages - set(STAGES)
-        if unknown:
-            raise ValueError(f"unknown stages {sorted(unknown)}")
-        if not self.devices or self.devices - {"fake", "kernel"}:
-            raise ValueError(f"unknown devices {sorted(self.devices)}")
+    report_dir: Path | None = None  # default WORKDIR/reports/SERIES/vN-BASE
+    # The options of the series' lab, as its `choose` made them from
+    # the command line (the lab reads them; the pipeline does not).
+    lab: Mapping[str, object] = field(default_factory=dict)
+    # The tests to run instead of those the change touches (--tests).
+    tests: str | None = None
 
 
 @dataclass
@@ -133,9 +119,11 @@ class Pipeline:
         self._scratch: Path | None = None
         self._mails: tuple[Mail | None, list[Path]] | None = None
         self._mailed_series: MailedSeries | None = None
-        self._fake: Path | None = None
         self._build_ready = False
-        self._proof: DeviceProof | None = None
+        self.lab = lab_mod.load(self.series.lab) if self.series.lab else None
+        allowed = {*STAGES, *(self.lab.stages if self.lab else ())}
+        if request.stages - allowed:
+            raise ValueError(f"unknown stages {sorted(request.stages - allowed)}")
         version = self.series.version(request.version)
         if request.mbox is not None:
             try:
@@ -144,9 +132,14 @@ class Pipeline:
                 self.close()
                 raise
         self.outcome = Outcome(version)
-        if request.faults and version.test.faults is not None:
-            # Before any work: a case id that names nothing runs nothing.
-            faults_mod.check_case_ids(version.test.faults, request.faults)
+        # The lab's proof of this run (it refuses bad options at once).
+        self.prover: lab_mod.Prover | None = None
+        if self.lab is not None:
+            try:
+                self.prover = self.lab.prover(self)
+            except BaseException:
+                self.close()
+                raise
 
     # -- plumbing ----------------------------------------------------------
 
@@ -267,6 +260,7 @@ class Pipeline:
                 patches_dir,
                 self.request.mbox,
                 self._mailed() if self.request.mbox else None,
+                self.prover.qapi_judge() if self.prover else None,
             )
             if _keepable(results):
                 cached.parent.mkdir(parents=True, exist_ok=True)
@@ -319,6 +313,8 @@ class Pipeline:
         for name, path in inputs.series_files(self.series):
             add(name, path.read_bytes())
         add(build_mod.DEVICES.name, build_mod.DEVICES.read_bytes())
+        for name, data in self.prover.inputs() if self.prover else []:
+            add(name, data)
         for name, data in inputs.package_files():
             add(f"{inputs.PACKAGE}/{name}", data)
         return digest.hexdigest()[:32]
@@ -326,18 +322,14 @@ class Pipeline:
     # -- build -------------------------------------------------------------
 
     def targets(self, tree: Path, what: str = "prefix") -> list[str]:
-        """QEMU and the qtests of this tree that test runs; the version's
-        extra targets for its series and control (a prefix of the series
-        need not have them)."""
-        names = (self.version.test.qtest, *testing.QEMU_QTESTS)
-        targets = [build_mod.QEMU_TARGET] + [
-            f"tests/qtest/{n}"
-            for n in names
-            if (tree / "tests" / "qtest" / f"{n}.c").exists()
-        ]
-        if what in ("series", "control"):
-            targets += self.version.test.targets
-        return targets
+        """QEMU and what the test stage runs on it: the lab's targets,
+        or the tests the change touches (a prefix of the series need
+        not have them all)."""
+        if self.prover is not None:
+            return [build_mod.QEMU_TARGET, *self.prover.targets(tree, what)]
+        # The tests the change touches are chosen from the build's own
+        # introspection once QEMU is built (test_touched).
+        return [build_mod.QEMU_TARGET]
 
     def build(self, what: str = "series", qemu: bool = True) -> build_mod.Build:
         """Build the series, its negative control (the qtest patch alone)
@@ -346,7 +338,7 @@ class Pipeline:
         patches = self.mails()[1] if what != "base" else []
         if what == "control":
             patches = [p for p in patches if testing.adds_qtest(p)]
-            if not patches:
+            if not patches and self.prover is not None:
                 raise UsageError(f"{self.version.name} has no patch adding a qtest")
         label = "" if what == "series" else f" ({what})"
         with self.phase(f"apply{label}"):
@@ -439,224 +431,63 @@ class Pipeline:
 
     # -- test --------------------------------------------------------------
 
-    def fake(self) -> Path:
-        """The fake device qseries builds from tests/fakevfio (once a run)."""
-        if self._fake is None:
-            builddir = testing.fake_builddir(self.repo, self.workdir)
-            with self.phase("build the fake device") as reused:
-                if (builddir / "build.ninja").exists():
-                    reused.append("its configured build directory")
-                self._fake = testing.build_fake(self.repo, self.workdir)
-        return self._fake
-
     def test(self, control: bool) -> None:
-        """The series (or the control) built, then proven on each device
-        of the request."""
+        """The series (or the control) built, then tested: by its lab,
+        or with QEMU's tests that the change touches."""
         request = self.request
         what = "control" if control else "series"
-        fake = self.fake()
         built = self.build(what, qemu=request.qemu is None)
         if not control:
             self.outcome.build = built
             self._whole_series_built(built)
         qemu = request.qemu.absolute() if request.qemu else built.qemu
-        if "fake" in request.devices:
-            self._test_fake(control, built, qemu, fake)
-        if "kernel" in request.devices:
-            self._test_kernel(control, qemu)
-
-    def _proof_of(self) -> DeviceProof:
-        if self._proof is None:
-            self._proof = DeviceProof(
-                self.workdir,
-                self.version.wire,
-                self.fake,
-                self.workdir.sub("tmp"),
-                say,
-                self.request.kernel,
-            )
-        return self._proof
-
-    def _kernel_pinned(self) -> None:
-        with self.phase("kernel"):
-            say(f"kernel device: {self._proof_of().pinned()}")
-
-    def _test_kernel(self, control: bool, qemu: Path) -> None:
-        """The lab's scenarios on the kernel's mtty (and, to compare, on
-        the fake); after the series, the fake-vs-kernel table."""
-        proof = self._proof_of()
-        build = "control" if control else "series"
-        self.group(
-            f"{'control ' if control else ''}kernel device",
-            lambda: proof.run(build, qemu),
-        )
-        if control:
-            return
-
-        def compare() -> list[Result]:
-            based_on = self.base().based_on()
-            results, text = proof.compare(f"{self.version.name} on {based_on}")
-            if text:
-                name = f"fake-vs-kernel-{self.version.name}.md"
-                self.outcome.tables[name] = text
-                self.outcome.facts.append(
-                    f"fake vs kernel: {results[0].detail} (the table: {name})"
-                )
-            return results
-
-        self.group("fake vs kernel", compare)
-        self.outcome.facts += [f for f in proof.facts if f not in self.outcome.facts]
-
-    def _test_fake(
-        self, control: bool, built: build_mod.Build, qemu: Path, fake: Path
-    ) -> None:
-        """The version's qtest, the mutations, QEMU's tests and the qmp
-        checks: everything that runs on the fake device."""
-        request = self.request
-        plan = self.version.test
-        what = "control" if control else "series"
-        # The fake qseries builds, for a qtest that takes it from the
-        # environment; a patch that carries its own is found by its qtest.
-        qtest_fake = fake if plan.preload == "env" else None
-        binary = built.qtest(plan.qtest)
-        say(f"testing the {what} of {self.version.name}: {plan.qtest}")
-        if control:
-            self.group(
-                "control qtest",
-                lambda: testing.expect_control(
-                    testing.series_qtest(binary, qemu, qtest_fake), plan
-                ),
-            )
+        if self.prover is not None:
+            self.prover.test(control, built, qemu)
         else:
-            self.group(
-                "qtest",
-                lambda: testing.expect_pass(
-                    testing.series_qtest(binary, qemu, qtest_fake)
-                ),
-            )
-            if MUTATIONS in request.stages and request.qemu is None:
-                self.group(
-                    "mutations",
-                    lambda: testing.run_mutations(
-                        plan,
-                        built.tree,
-                        built.builddir,
-                        qemu,
-                        qtest_fake,
-                        built.log,
-                        self._fault_check(qemu, fake),
-                    ),
-                )
-            if FAULTS in request.stages:
-                self.group("faults", lambda: self.faults(qemu, fake))
-            self.group(
-                "QEMU's qtests", lambda: testing.qemu_qtests(built.builddir, qemu)
-            )
-            if request.qemu is None:
-                self.group(
-                    "QEMU's runner",
-                    lambda: [testing.qemu_runner(built.builddir, plan)],
-                )
-        self.group(
-            "control qmp" if control else "qmp",
-            lambda: qmpcheck.qmp(
-                qemu,
-                fake,
-                self.version.wire,
-                testing.scratch_dir("qmp-"),
-                control,
-            ),
-        )
+            self.test_touched(control, built, qemu)
 
-    def _fault_check(
-        self, qemu: Path, fake: Path
-    ) -> Callable[[series_mod.Mutation], Result] | None:
-        """How a mutation meant for the fault matrix is judged."""
-        plan = self.version.test.faults
-        if plan is None:
-            return None
-        tmp = self.workdir.sub("tmp")
-        wire = self.version.wire
-        return lambda m: faults_mod.catch_mutation(m, plan, wire, qemu, fake, tmp)
+    # -- QEMU's tests that the change touches (a series with no lab) --------
 
-    def faults(self, qemu: Path, fake: Path) -> list[Result]:
-        """The fault matrix of the version, and its table."""
-        plan = self.version.test.faults
-        if plan is None:
-            return [
-                Result(
-                    "faults",
-                    FAIL,
-                    f"{self.version.name} has no fault plan: add test.faults to "
-                    "series.yaml",
-                )
-            ]
-        matrix = faults_mod.run_matrix(
-            plan,
-            self.version.wire,
-            qemu,
-            fake,
-            self.workdir.sub("tmp"),
-            say,
-            self.request.faults,
-        )
-        results = matrix.results()
-        if self.request.faults:
-            return results  # a part of the matrix has no table
-        based_on = self.base().based_on()
-        text = faults_mod.table(matrix, self.version.name, based_on)
-        self.outcome.tables[f"faults-{self.version.name}.md"] = text
-        committed = self.repo / plan.table
-        if self.request.write_table:
-            committed.parent.mkdir(parents=True, exist_ok=True)
-            atomic.write_text(committed, text)
-            say(f"wrote {committed}")
-        results.append(faults_mod.table_result(text, committed, based_on))
-        flagged = [r for r in matrix.runs if r.flags]
-        if flagged:
-            self.outcome.facts.append(
-                f"fault matrix: {len(flagged)} cases flagged, e.g. "
-                f"{flagged[0].case.id}: {flagged[0].flags[0]}"
-            )
-        return results
+    def changed_files(self) -> list[str]:
+        """The files of QEMU's tree the series' patches change."""
+        _, patches = self.mails()
+        found: set[str] = set()
+        for path in patches:
+            found |= check.changed_paths(read_mail(path).body)
+        return sorted(found)
 
-    def timeline(self, directory: Path) -> None:
-        """One live migration of the series' QEMU, drawn."""
-        from ..labs.vfio_migration import timeline as timeline_mod
-
-        built = self.outcome.build
-        if built is None:
+    def test_touched(self, control: bool, built: build_mod.Build, qemu: Path) -> None:
+        """QEMU's own tests that the change touches (or --tests), run with
+        QEMU's runner on the series; on the control (the base with only
+        the series' test patches) a test the series adds or changes must
+        fail, as the change is missing there, and the others pass."""
+        what = "control" if control else "series"
+        changed = self.changed_files()
+        tests_of = touched.read_build(built.builddir)
+        if self.request.tests is not None:
+            choice = touched.parse_tests(self.request.tests, tests_of)
+        else:
+            choice = touched.choose(changed, built.tree, built.builddir)
+        for line in choice.lines():
+            say(line)
+        if not choice.tests:
+            name = "control: QEMU's tests" if control else "QEMU's tests"
+            detail = choice.lines()[0]
+            self.group(name, lambda: [Result(name, SKIP, detail, choice.lines()[1:])])
             return
-        qemu = self.request.qemu.absolute() if self.request.qemu else built.qemu
-        fake = self.fake()
-        with self.phase("timeline"):
-            picture = timeline_mod.capture(
-                qemu,
-                fake,
-                self.version.wire,
-                self.workdir.sub("tmp"),
-                self.request.delay_ms,
+        if choice.targets:
+            say(f"building the tests of the {what}: {', '.join(choice.targets)}")
+            build_mod.build(
+                self.base(), built.commit, self.workdir, choice.targets, tree=built.tree
             )
-            atomic.write_all(
-                {
-                    directory / "timeline.svg": timeline_mod.render_svg(
-                        picture
-                    ).encode(),
-                    directory / "timeline.json": (
-                        json.dumps(picture.to_json(), indent=2) + "\n"
-                    ).encode(),
-                }
-            )
-        self.outcome.pictures.append("timeline.svg")
-        lead = picture.lead_ms
-        self.outcome.facts.append(
-            f"timeline of one migration ({self.request.delay_ms} ms injected into "
-            "the quiesce transition): "
-            + (
-                f"the prepare notice led its completion by {lead:.1f} ms"
-                if lead is not None
-                else "no prepare notice"
-            )
+        tests = [c.test for c in choice.tests]
+        if not control:
+            self.group("QEMU's tests", lambda: touched.run_tests(tests_of, tests))
+            return
+        own = {c.test.name for c in choice.tests if set(c.test.sources) & set(changed)}
+        self.group(
+            "control: QEMU's tests",
+            lambda: _judge_control(touched.run_tests(tests_of, tests), own),
         )
 
     # -- the whole run -----------------------------------------------------
@@ -664,13 +495,8 @@ class Pipeline:
     def run(self) -> Outcome:
         stages = self.request.stages
         steps: list[tuple[str, Callable[[], object]]] = []
-        kernel = "kernel" in self.request.devices and (
-            CONTROL in stages or TEST in stages
-        )
-        if kernel and self.request.kernel is not None:
-            # First: a --kernel Debian does not list stops the run at once
-            # (the index only; the kit is fetched when there is a QEMU).
-            steps.append(("kernel", self._kernel_pinned))
+        if self.prover is not None:
+            steps += self.prover.first_steps()
         steps.append(("source", self.base))
         if CHECK in stages:
             steps.append((CHECK, self.check))
@@ -696,11 +522,11 @@ class Pipeline:
                 step()
                 if self.outcome.stopped:
                     break
-            if TIMELINE in stages and self.outcome.build is not None:
-                current = TIMELINE
+            if self.prover is not None and self.outcome.build is not None:
+                current = "lab"
                 directory = directory or self.default_report_dir()
                 directory.mkdir(parents=True, exist_ok=True)
-                self.timeline(directory)
+                self.prover.after(directory)
         except Exception as err:
             # A QSeriesError says what went wrong in its own words; a
             # failure of the system (a timeout, a full disk) by its kind.
@@ -722,7 +548,15 @@ class Pipeline:
 
     def default_report_dir(self) -> Path:
         base = self.base()
-        return self.workdir.path / "reports" / f"{self.version.name}-{base.root.name}"
+        # Several series share a work dir: each has its reports folder,
+        # named as the folder of its series.yaml.
+        name = self.request.series_file.absolute().parent.name or "series"
+        return (
+            self.workdir.path
+            / "reports"
+            / name
+            / f"{self.version.name}-{base.root.name}"
+        )
 
     def write_reports(self, directory: Path) -> None:
         atomic.make_dirs(directory)
@@ -737,6 +571,27 @@ class Pipeline:
         # The reports of a run go together: all of them, or the old ones.
         atomic.write_all({directory / n: t.encode() for n, t in texts.items()})
         self.outcome.report_dir = directory
+
+
+def _judge_control(results: list[Result], own: set[str]) -> list[Result]:
+    """On the control, a test the series adds or changes must fail (the
+    change it tests is missing); any other must pass, as on the series."""
+    judged = []
+    for r in results:
+        name = f"control {r.name}"
+        if r.name not in own:
+            judged.append(Result(name, r.status, r.detail, r.items))
+        elif r.status == FAIL:
+            judged.append(
+                Result(name, PASS, f"fails without the change, as it must: {r.detail}")
+            )
+        elif r.status == PASS:
+            judged.append(
+                Result(name, FAIL, "passed without the change: the test proves nothing")
+            )
+        else:
+            judged.append(Result(name, FAIL, f"not run on the control: {r.detail}"))
+    return judged
 
 
 def _describe(err: BaseException) -> str:

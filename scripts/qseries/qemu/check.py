@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..core.mail import Mail, MailedSeries, diff_errors, load_mails
 from ..core.results import FAIL, PASS, SKIP, Result
@@ -46,8 +46,6 @@ SUBJECT_MAX = 76
 # and get_maintainer on a whole series, qapi-gen on the whole schema).
 GIT_STEP_TIMEOUT = 120.0
 SCRIPT_TIMEOUT = 600.0
-# What qapi-gen.py makes of qapi/vfio.json: the events, and the types.
-QAPI_HEADERS = ("qapi-events-vfio.h", "qapi-types-vfio.h")
 COMMITTER = {
     "GIT_COMMITTER_NAME": "qseries check",
     "GIT_COMMITTER_EMAIL": "qseries@localhost",
@@ -406,15 +404,37 @@ def _probe(
     return result
 
 
-def check_qapi(tree: Path, version: Version, workdir: WorkDir, *, code: Path) -> Result:
-    """The notice as the version defines it, read with QEMU's QAPI code:
-    an event of its own shaped like the completion event (v1), or a
-    value of the completion event's device-state enum (v2).
+QapiOutcome = tuple[str, str, list[str], str]  # where, C symbol, problems, summary
 
-    tree holds the patched schema; code is the base tree whose QAPI code
-    and qapi-gen.py run."""
-    wire = version.wire
-    data = _probe(tree, code, sorted({wire.notice_event, wire.completion}), workdir)
+
+class QapiJudge(Protocol):
+    """A lab's reading of the QAPI the series defines (core/lab.py)."""
+
+    def names(self, version: Version) -> list[str]:
+        """The events whose members, docs and enums it reads."""
+        ...
+
+    def judge(self, version: Version, events: dict[str, Any]) -> Result | QapiOutcome:
+        """A failed result, or (where, the C symbol qapi-gen must make,
+        problems, summary)."""
+        ...
+
+
+def check_qapi(
+    tree: Path,
+    version: Version,
+    workdir: WorkDir,
+    *,
+    code: Path,
+    judge: QapiJudge | None = None,
+) -> Result:
+    """The patched schema, read with QEMU's QAPI code (the base's, code):
+    it must accept the whole schema, docs included, and qapi-gen.py must
+    generate it.  Every definition the series adds must be documented and
+    say it is new since the release the series targets.  A lab's judge
+    reads the definitions its series is about besides."""
+    names = judge.names(version) if judge else []
+    data = _probe(tree, code, names, workdir)
     if "crash" in data:
         return Result("qapi", FAIL, f"QEMU's QAPI code crashed: {data['crash']}")
     if "error" in data:
@@ -424,106 +444,73 @@ def check_qapi(tree: Path, version: Version, workdir: WorkDir, *, code: Path) ->
             "QEMU's QAPI code rejects the schema",
             data["error"].splitlines(),
         )
-    events = data["events"]
-    completion = events[wire.completion]
-    if wire.notice_state is None:
-        outcome = _notice_event(events[wire.notice_event], completion, version)
-    else:
-        outcome = _notice_state(completion, version)
-    if isinstance(outcome, Result):
-        return outcome
-    where, symbol, problems, summary = outcome
+    before = _probe(code, code, [], workdir)
+    added = _added(
+        _relative(before.get("definitions", {}), code),
+        _relative(data["definitions"], tree),
+        version,
+    )
+    symbol: str | None = None
+    summary = "QEMU's QAPI code accepts the schema, docs included"
+    failed = "what the series adds to the schema is not right"
+    problems: list[str] = []
+    if judge is not None:
+        outcome = judge.judge(version, data["events"])
+        if isinstance(outcome, Result):
+            return outcome
+        where, symbol, problems, summary = outcome
+        failed = f"{summary.split(';')[0]} at {where}"
+    problems += added[1]
     gen_problem = _qapi_gen(tree, workdir, symbol, code=code)
     if gen_problem:
         problems.append(gen_problem)
     if problems:
-        return Result("qapi", FAIL, f"{wire.describe_notice()} at {where}", problems)
-    return Result("qapi", PASS, f"{summary}; qapi-gen.py ok")
+        return Result("qapi", FAIL, failed, [*problems, *added[0]])
+    return Result("qapi", PASS, f"{summary}; qapi-gen.py ok", added[0])
 
 
-QapiOutcome = tuple[str, str, list[str], str]  # where, C symbol, problems, summary
-
-
-def _notice_event(
-    notice: dict[str, Any] | None, completion: dict[str, Any] | None, version: Version
-) -> Result | QapiOutcome:
-    wire = version.wire
-    if notice is None:
-        return Result(
-            "qapi", FAIL, f"the patched schema has no {wire.notice_event} event"
-        )
-    problems: list[str] = []
-    if completion is None:
-        problems.append(f"the schema has no {wire.completion} to compare with")
-    elif notice["members"] != completion["members"]:
-        problems.append(
-            f"members {notice['members']} differ from {wire.completion}'s "
-            f"{completion['members']}"
-        )
-    for member in notice["members"]:
-        if not notice["docs"].get(member["name"]):
-            problems.append(f"member '{member['name']}' is not documented")
-    if notice["since"] != version.since:
-        problems.append(
-            f"Since: is {notice['since']!r}, the series records {version.since!r}"
-        )
-    names = ", ".join(m["name"] for m in notice["members"])
-    return (
-        notice["where"],
-        notice["function"],
-        problems,
-        f"{wire.notice_event}({names}) matches {wire.completion}, documented, "
-        f"Since: {notice['since']}",
+def _changes_qapi(patches: list[Mail]) -> bool:
+    """Whether a patch changes a file of QEMU's QAPI schema."""
+    return any(
+        path.startswith("qapi/") and path.endswith(".json")
+        for mail in patches
+        for path in changed_paths(mail.body)
     )
 
 
-def _notice_state(
-    completion: dict[str, Any] | None, version: Version
-) -> Result | QapiOutcome:
-    wire = version.wire
-    value = wire.notice_state
-    if completion is None:
-        return Result("qapi", FAIL, f"the patched schema has no {wire.completion}")
-    carrying = [
-        (name, enum)
-        for name, enum in completion["enums"].items()
-        if value in enum["values"]
-    ]
-    if not carrying:
-        return Result(
-            "qapi",
-            FAIL,
-            f"no enum member of {wire.completion} has the value '{value}'",
-            [
-                f"{name}: {', '.join(e['values'])}"
-                for name, e in completion["enums"].items()
-            ],
-        )
-    name, enum = carrying[0]
-    problems: list[str] = []
-    doc = enum["docs"].get(value, "")
-    if not doc:
-        problems.append(f"{name} value '{value}' is not documented")
-    elif f"(since {version.since})" not in doc:
-        problems.append(
-            f"the doc of '{value}' does not say '(since {version.since})': {doc!r}"
-        )
-    if wire.announces not in enum["values"]:
-        problems.append(
-            f"'{value}' announces '{wire.announces}', not a value of {name}"
-        )
-    return (
-        enum["where"],
-        enum["constants"][value],
-        problems,
-        f"{name} has '{value}' (since {version.since}), documented; "
-        f"sent with {wire.completion}",
-    )
+def _relative(definitions: dict[str, Any], tree: Path) -> dict[str, Any]:
+    """The definitions with their file:line relative to the tree."""
+    top = f"{tree.absolute()}/"
+    return {
+        name: {**d, "where": d["where"].removeprefix(top)}
+        for name, d in definitions.items()
+    }
 
 
-def _qapi_gen(tree: Path, workdir: WorkDir, symbol: str, *, code: Path) -> str | None:
+def _added(
+    before: dict[str, Any], after: dict[str, Any], version: Version
+) -> tuple[list[str], list[str]]:
+    """The definitions the series adds, as lines, and what is wrong with
+    them: no doc comment, or a 'Since:' other than the target's."""
+    lines, problems = [], []
+    for name in sorted(set(after) - set(before), key=lambda n: after[n]["where"]):
+        d = after[name]
+        lines.append(f"new {d['meta']} {name} at {d['where']}, Since: {d['since']}")
+        if not d["documented"]:
+            problems.append(f"{d['meta']} {name} at {d['where']} has no doc comment")
+        elif d["since"] != version.since:
+            problems.append(
+                f"{d['meta']} {name} at {d['where']}: Since: is {d['since']!r}, "
+                f"the series records {version.since!r}"
+            )
+    return lines, problems
+
+
+def _qapi_gen(
+    tree: Path, workdir: WorkDir, symbol: str | None, *, code: Path
+) -> str | None:
     """Run the base's (code's) qapi-gen.py on the whole schema of tree, as
-    the build does, and look for the notice's C symbol in what it
+    the build does, and look for symbol (a lab's) in the headers it
     generates."""
     with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as out:
         proc = _bounded(
@@ -543,11 +530,10 @@ def _qapi_gen(tree: Path, workdir: WorkDir, symbol: str, *, code: Path) -> str |
             return (
                 "qapi-gen.py: " + (proc.stderr.strip().splitlines() or ["failed"])[-1]
             )
-        headers = [Path(out, name) for name in QAPI_HEADERS]
-        missing = [h.name for h in headers if not h.is_file()]
-        if missing:
-            return f"qapi-gen.py did not generate {', '.join(missing)}"
-        if not any(symbol in h.read_text() for h in headers):
+        headers = sorted(Path(out).rglob("*.h"))
+        if not headers:
+            return "qapi-gen.py generated no header"
+        if symbol is not None and not any(symbol in h.read_text() for h in headers):
             return f"qapi-gen.py did not generate {symbol}"
     return None
 
@@ -997,6 +983,7 @@ def run_checks(
     patches_dir: Path | None,
     mbox: Path | None,
     mailed: MailedSeries | None = None,
+    judge: QapiJudge | None = None,
 ) -> list[Result]:
     """The checks of patches/vN (patches_dir), or of the version of a
     mailed thread that b4 picks (mbox; `version` is then the one b4
@@ -1006,10 +993,14 @@ def run_checks(
         if mbox is None:
             assert patches_dir is not None
             mails = load_mails(patches_dir, scratch)
-            return _run_checks(series, version, spec, workdir, patches_dir, mails)
+            return _run_checks(
+                series, version, spec, workdir, patches_dir, mails, judge
+            )
         if mailed is None:
             raise ValueError("run_checks: an mbox comes with what b4 made of it")
-        results = _run_checks(series, mailed.version, spec, workdir, None, mailed.mails)
+        results = _run_checks(
+            series, mailed.version, spec, workdir, None, mailed.mails, judge
+        )
         for result in results:
             if result.name == "mails":
                 result.items[:0] = [
@@ -1029,6 +1020,7 @@ def _run_checks(
     workdir: WorkDir,
     patches_dir: Path | None,
     mails: list[Mail],
+    judge: QapiJudge | None = None,
 ) -> list[Result]:
     numbering = check_mails(mails, version.name)
     patches = [m for m in mails if not m.is_cover]
@@ -1059,7 +1051,11 @@ def _run_checks(
         ]
     elif applied.ok:
         steps += [
-            lambda: check_qapi(tree, version, workdir, code=base.root),
+            lambda: (
+                check_qapi(tree, version, workdir, code=base.root, judge=judge)
+                if judge is not None or _changes_qapi(patches)
+                else Result("qapi", SKIP, "the series changes no QAPI schema file")
+            ),
             lambda: check_checkpatch(base.root, patches, workdir),
             lambda: check_compile(base, tree, workdir, merge_with),
         ]

@@ -12,8 +12,11 @@ a series may change scripts/qapi, and would then run its own code.
 It prints JSON: for each EVENT its members (name and type), the text
 documenting each member, its 'Since:' section and the C function that
 sends it; for each enum a member's type names, its values, the text
-documenting each value and each value's C constant; or the error QEMU's
-QAPI code raised, with its file:line.
+documenting each value and each value's C constant; under "definitions",
+every definition the schema's files make (not the implicit types QEMU
+derives from them), with its kind, file:line, whether it is documented
+and its 'Since:'; or the error QEMU's QAPI code raised, with its
+file:line.
 """
 
 from __future__ import annotations
@@ -76,6 +79,25 @@ def describe(schema: Any, name: str) -> dict[str, Any] | None:
     }
 
 
+def definitions(schema: Any) -> dict[str, dict[str, Any]]:
+    """Every definition of the schema's own files."""
+    out: dict[str, dict[str, Any]] = {}
+    for ent in getattr(schema, "_entity_list", []):
+        info = getattr(ent, "info", None)
+        name = getattr(ent, "name", None)
+        if info is None or not isinstance(name, str) or ent.is_implicit():
+            continue
+        doc = getattr(ent, "doc", None)
+        since = getattr(doc, "since", None) if doc is not None else None
+        out[name] = {
+            "meta": ent.meta,
+            "where": f"{info.fname}:{info.line}",
+            "documented": doc is not None,
+            "since": since.text.strip() if since is not None else None,
+        }
+    return out
+
+
 def main(argv: list[str]) -> int:
     code = Path(argv[1]).resolve()
     tree = Path(argv[2]).resolve()
@@ -88,7 +110,8 @@ def main(argv: list[str]) -> int:
     except QAPIError as err:
         print(json.dumps({"error": str(err).strip()}))
         return 0
-    print(json.dumps({"events": {name: describe(schema, name) for name in argv[3:]}}))
+    events = {name: describe(schema, name) for name in argv[3:]}
+    print(json.dumps({"events": events, "definitions": definitions(schema)}))
     return 0
 
 

@@ -1,38 +1,28 @@
-"""test: run the version's qtest and QEMU's own qtests and runner.
+"""test: run QEMU's qtests, case by case or through QEMU's own runner.
 
-The qtest is the one the version adds to QEMU, named in its test plan
-(series.yaml); it needs the fake VFIO device, either the one qseries
-builds from tests/fakevfio (passed in QTEST_VFIO_FAKE) or the one the
-patch carries, which the qtest finds beside itself.  The negative
-control runs the same tests on a build with the test patch but without
-the change: the cases that need the notice must fail, and for that
-reason (no prepare notice), not for any other.
+A qtest binary is run in a scratch directory of its own, pointed at
+the QEMU under test (with whatever a lab adds to its environment), its
+cases listed and run one by one as TAP, each bounded; or as QEMU's CI
+runs it, with `meson test` in the build directory.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
-import stat
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.results import FAIL, PASS, SKIP, Result
-from ..core.series import Mutation, TestPlan
-from ..ground.console import Progress, say
-from ..ground.errors import ToolError, UsageError
-from ..ground.proc import CommandTimeout, Ran, run_bounded, run_logged, run_streaming
-from ..ground.workdir import WorkDir
-from .build import BuildError
+from ..ground.console import say
+from ..ground.errors import UsageError
+from ..ground.proc import CommandTimeout, Ran, run_bounded, run_streaming
 
 QEMU_QTESTS = ("qmp-test", "qmp-cmd-test", "device-introspect-test")
-FAKE_LIBRARY = "libfakevfio.so"
 QTEST_TIMEOUT = 300
 LIST_TIMEOUT = 60
 SUITE_TIMEOUT = 900
@@ -115,48 +105,7 @@ def check_qemu(given: Path) -> None:
         )
 
 
-def fake_builddir(repo: Path, workdir: WorkDir) -> Path:
-    """The build directory of the fake for this checkout of qseries.
-
-    Each checkout gets its own, keyed by its absolute path: two checkouts
-    sharing a work dir must not test each other's fakevfio.c.  Edits
-    within one checkout are ninja's business.
-    """
-    key = hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:12]
-    return workdir.path / "build" / f"qseries-c-{key}"
-
-
-def build_fake(repo: Path, workdir: WorkDir) -> Path:
-    """Build tests/fakevfio with the repository's meson.build."""
-    builddir = fake_builddir(repo, workdir)
-    log = workdir.sub("logs") / f"build-{builddir.name}.log"
-    log.write_text("")
-    if not (builddir / "build.ninja").exists():
-        meson = Path(sys.executable).with_name("meson")
-        argv = [
-            str(meson) if meson.exists() else "meson",
-            "setup",
-            str(builddir),
-            str(repo),
-        ]
-        # Sandboxed though the fake is qseries' own: its build dir is in
-        # build/, which the series' code may write, and a build.ninja
-        # planted there would run what the series wants.
-        code, _ = run_logged(argv, repo, log, None, untrusted=True)
-        if code != 0:
-            raise BuildError("meson setup of tests/fakevfio failed", f"see {log}")
-    code, _ = run_logged(
-        ["ninja"], builddir, log, Progress("ninja fakevfio"), untrusted=True
-    )
-    if code != 0:
-        raise BuildError("building tests/fakevfio failed", f"see {log}")
-    library = next(builddir.rglob(FAKE_LIBRARY), None)
-    if library is None:
-        raise BuildError(f"the build made no {FAKE_LIBRARY}", f"see {log}")
-    return library
-
-
-def _env(qemu: str, fake: Path | None, tmpdir: str) -> dict[str, str]:
+def _env(qemu: str, extra: Mapping[str, str] | None, tmpdir: str) -> dict[str, str]:
     env = {
         **os.environ,
         "QTEST_QEMU_BINARY": qemu,
@@ -164,8 +113,7 @@ def _env(qemu: str, fake: Path | None, tmpdir: str) -> dict[str, str]:
         "TMPDIR": tmpdir,
     }
     env.pop("LD_PRELOAD", None)
-    if fake is not None:
-        env["QTEST_VFIO_FAKE"] = str(fake)
+    env.update(extra or {})
     return env
 
 
@@ -181,11 +129,11 @@ def _run_qtest(
     binary: Path,
     args: list[str],
     qemu: Path,
-    fake: Path | None,
+    extra: Mapping[str, str] | None,
     timeout: float,
     scratch: Path,
 ) -> Ran:
-    """A qtest binary, pointed at qemu (and at the fake, if given), run
+    """A qtest binary, pointed at qemu (and at the extra, if given), run
     in scratch, a private directory that is also its TMPDIR.
 
     libqtest starts QEMU with `sh -c "exec QEMU ARGS"`, its QMP and
@@ -196,30 +144,36 @@ def _run_qtest(
     path.  QEMU is named through a link there for the same reason; it
     finds its firmware from /proc/self/exe, the real binary.
     """
-    env = _scratch_env(scratch, qemu, fake)
+    env = _scratch_env(scratch, qemu, extra)
     return run_bounded(
         [str(binary.absolute()), *args], env, timeout, cwd=scratch, untrusted=True
     )
 
 
-def _scratch_env(scratch: Path, qemu: Path, fake: Path | None) -> dict[str, str]:
+def _scratch_env(
+    scratch: Path, qemu: Path, extra: Mapping[str, str] | None
+) -> dict[str, str]:
     """The environment of a qtest run in scratch (see _run_qtest), with
     the link to qemu made there."""
     link = scratch / qemu.name
     if not link.is_symlink():
         link.symlink_to(qemu.absolute())
-    return _env(f"./{qemu.name}", fake, ".")
+    return _env(f"./{qemu.name}", extra, ".")
 
 
 def run_qtest(
-    binary: Path, args: list[str], qemu: Path, fake: Path | None, timeout: float
+    binary: Path,
+    args: list[str],
+    qemu: Path,
+    extra: Mapping[str, str] | None,
+    timeout: float,
 ) -> Ran:
     """A qtest binary run as _run_qtest does, in a scratch directory of
     its own that is removed afterwards (for a run whose output is all
     that counts: a listing, QEMU's own qtests, the benchmark's run)."""
     scratch = scratch_dir("qtest-")
     try:
-        return _run_qtest(binary, args, qemu, fake, timeout, scratch)
+        return _run_qtest(binary, args, qemu, extra, timeout, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -235,10 +189,13 @@ class ListTimeout(Exception):
 
 
 def list_cases(
-    binary: Path, qemu: Path, fake: Path | None, timeout: float = LIST_TIMEOUT
+    binary: Path,
+    qemu: Path,
+    extra: Mapping[str, str] | None,
+    timeout: float = LIST_TIMEOUT,
 ) -> list[str]:
     """The case paths of a qtest binary; ListTimeout if it hangs."""
-    ran = run_qtest(binary, ["-l"], qemu, fake, timeout)
+    ran = run_qtest(binary, ["-l"], qemu, extra, timeout)
     if ran.timed_out:
         raise ListTimeout(f"{binary.name} -l timed out after {timeout:g} s")
     return [line.strip() for line in ran.stdout.splitlines() if line.startswith("/")]
@@ -250,13 +207,13 @@ ERROR_LINE = re.compile(r"(ERROR:.*|.*assertion failed.*|Bail out!.*)")
 def run_case(
     binary: Path,
     qemu: Path,
-    fake: Path | None,
+    extra: Mapping[str, str] | None,
     path: str,
     timeout: float = QTEST_TIMEOUT,
 ) -> CaseRun:
     started = time.monotonic()
     scratch = scratch_dir("qtest-")
-    ran = _run_qtest(binary, ["--tap", "-p", path], qemu, fake, timeout, scratch)
+    ran = _run_qtest(binary, ["--tap", "-p", path], qemu, extra, timeout, scratch)
     output = _absolute_logs(ran.stdout + ran.stderr, scratch)
     if ran.timed_out:
         output = f"timed out after {timeout:g} s\n{output}"
@@ -281,32 +238,6 @@ def run_case(
         # A failed case keeps its scratch files: the evidence.
         shutil.rmtree(scratch, ignore_errors=True)
     return CaseRun(path, passed, time.monotonic() - started, events, error, output)
-
-
-# v1's qtest says "source device log: PATH", v2's "source fake VFIO log: PATH".
-EVIDENCE = re.compile(r"^# (\w+ (?:device|fake VFIO) log: .*)$", re.M)
-
-
-def evidence(run: CaseRun) -> list[str]:
-    """The scratch files a failed case left behind (the fake's logs)."""
-    return [m[1] for m in EVIDENCE.finditer(run.output)]
-
-
-def series_qtest(
-    binary: Path, qemu: Path, fake: Path | None, list_timeout: float = LIST_TIMEOUT
-) -> list[CaseRun]:
-    """Every case of the series' qtest (run_cases says how).
-
-    A hang while listing the cases becomes one failed run, so that the
-    rest of the report is still made.
-    """
-    try:
-        cases = list_cases(binary, qemu, fake, list_timeout)
-    except ListTimeout as err:
-        return [CaseRun(f"{binary.name} -l", False, list_timeout, (), str(err), "")]
-    if not cases:
-        raise ToolError(f"{binary.name} lists no test cases", "is the fake found?")
-    return run_cases(binary, qemu, fake, cases)
 
 
 # A case's result line in GLib's TAP output: "ok 3 /x86_64/a/b # SKIP why".
@@ -342,7 +273,7 @@ def read_tap(lines: Sequence[tuple[float, str]], started: float) -> list[TapCase
 def run_cases(
     binary: Path,
     qemu: Path,
-    fake: Path | None,
+    extra: Mapping[str, str] | None,
     cases: Sequence[str],
     timeout: float = QTEST_TIMEOUT,
 ) -> list[CaseRun]:
@@ -363,7 +294,7 @@ def run_cases(
     lines: list[tuple[float, str]] = []
     started = time.monotonic()
     try:
-        env = _scratch_env(scratch, qemu, fake)
+        env = _scratch_env(scratch, qemu, extra)
         try:
             code = run_streaming(
                 [str(binary.absolute()), "--tap"],
@@ -392,7 +323,7 @@ def run_cases(
             )
         else:
             say(f"qtest {case}: again, alone")
-            runs.append(run_case(binary, qemu, fake, case))
+            runs.append(run_case(binary, qemu, extra, case))
     return runs
 
 
@@ -401,7 +332,12 @@ def _events(output: str) -> tuple[str, ...]:
     return tuple(m[1] for m in re.finditer(r"^# (\w+ events: .*)$", output, re.M))
 
 
-def expect_pass(runs: Sequence[CaseRun]) -> list[Result]:
+def expect_pass(
+    runs: Sequence[CaseRun],
+    evidence: Callable[[CaseRun], list[str]] = lambda run: [],
+) -> list[Result]:
+    """Every case must pass; a failed one names what it left behind
+    (evidence: the files a lab's device logged, say)."""
     results = []
     for run in runs:
         if run.passed:
@@ -412,49 +348,6 @@ def expect_pass(runs: Sequence[CaseRun]) -> list[Result]:
             results.append(
                 Result(run.path, FAIL, run.error, [*run.events, *evidence(run)])
             )
-    return results
-
-
-def no_notice_reason(run: CaseRun, plan: TestPlan) -> bool:
-    """Did the case fail because QEMU sent no prepare notice?
-
-    It must have stopped on one of the qtest's assertions (not on a
-    crash, a skip or a timeout), after recording events, and not a
-    single one of them a notice (the plan's notice-pattern).
-    """
-    seen = [line.split(": ", 1)[1] for line in run.events if ": " in line]
-    return (
-        "assertion failed" in run.error
-        and any(s.strip() for s in seen)
-        and not any(re.search(plan.notice_pattern, s) for s in seen)
-    )
-
-
-def expect_control(runs: Sequence[CaseRun], plan: TestPlan) -> list[Result]:
-    """On the base with only the test patch, every case that needs the
-    notice must fail for lack of it; the plan's base-passes cases, which
-    involve no notice, must pass there too."""
-    results = []
-    for run in runs:
-        if any(run.path.endswith(case) for case in plan.base_passes):
-            status = PASS if run.passed else FAIL
-            detail = "passes on the base too (no notice involved)"
-            results.append(
-                Result(
-                    f"control {run.path}",
-                    status,
-                    detail if run.passed else run.error,
-                    list(run.events),
-                )
-            )
-            continue
-        if run.passed:
-            status, detail = FAIL, "passed without the change: the test proves nothing"
-        elif no_notice_reason(run, plan):
-            status, detail = PASS, f"fails as it must: no prepare notice ({run.error})"
-        else:
-            status, detail = FAIL, f"fails for another reason: {run.error}"
-        results.append(Result(f"control {run.path}", status, detail, list(run.events)))
     return results
 
 
@@ -494,17 +387,20 @@ QEMU_SUITE = "qtest-x86_64"
 
 
 def qemu_runner(
-    builddir: Path, plan: TestPlan, timeout: float = SUITE_TIMEOUT
+    builddir: Path,
+    qtest: str,
+    skipped_because: str | None = None,
+    timeout: float = SUITE_TIMEOUT,
 ) -> Result:
-    """The version's qtest as QEMU's own CI runs it: `meson test` in the
-    patched build directory, from the JUnit report meson writes.
+    """A qtest as QEMU's own CI runs it: `meson test` in the patched
+    build directory, from the JUnit report meson writes.
 
-    A qtest that takes the fake from QTEST_VFIO_FAKE skips there (no
-    such variable in QEMU's CI), and that is what the result says.
+    A qtest that needs what QEMU's CI does not give it skips there: with
+    skipped_because (why), that skip is what the result says.
     """
-    name = f"QEMU's runner: {QEMU_SUITE}/{plan.qtest}"
+    name = f"QEMU's runner: {QEMU_SUITE}/{qtest}"
     meson = builddir / "pyvenv" / "bin" / "meson"
-    logbase = f"qseries-{plan.qtest}"
+    logbase = f"qseries-{qtest}"
     junit = builddir / "meson-logs" / f"{logbase}.junit.xml"
     junit.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("QTEST_")}
@@ -524,7 +420,7 @@ def qemu_runner(
                 logbase,
                 "--suite",
                 QEMU_SUITE,
-                f"{QEMU_SUITE}/{plan.qtest}",
+                f"{QEMU_SUITE}/{qtest}",
             ],
             env,
             timeout,
@@ -535,20 +431,18 @@ def qemu_runner(
         shutil.rmtree(scratch, ignore_errors=True)
     if ran.timed_out:
         return Result(name, FAIL, f"meson test timed out after {timeout:g} s")
-    verdict = junit_verdict(junit, f"{QEMU_SUITE}/{plan.qtest}")
+    verdict = junit_verdict(junit, f"{QEMU_SUITE}/{qtest}")
     if verdict is None:
         tail = (ran.stdout + ran.stderr).strip().splitlines()[-3:]
-        return Result(name, FAIL, f"{junit} does not list {plan.qtest}", tail)
+        return Result(name, FAIL, f"{junit} does not list {qtest}", tail)
     status, cases = verdict
     items = [f"JUnit: {junit}", *cases]
     if status == "passed" and ran.returncode == 0:
         return Result(
             name, PASS, f"meson test: {len(cases)} cases passed, as in QEMU's CI", items
         )
-    if status == "skipped" and plan.preload == "env":
-        return Result(
-            name, SKIP, "skipped by QEMU's runner: needs QTEST_VFIO_FAKE", items
-        )
+    if status == "skipped" and skipped_because is not None:
+        return Result(name, SKIP, f"skipped by QEMU's runner: {skipped_because}", items)
     return Result(name, FAIL, f"meson test: {status}", items)
 
 
@@ -595,153 +489,3 @@ def junit_verdict(path: Path, test: str) -> tuple[str, list[str]] | None:
 
 def skip(name: str, why: str) -> Result:
     return Result(name, SKIP, why)
-
-
-def apply_mutation(mutation: Mutation, text: str) -> str:
-    """The file's text with the mutation's edits, each made once."""
-    for old, new in mutation.edits:
-        if old not in text:
-            raise ToolError(
-                f"mutation {mutation.name}: {old.strip()!r} not found in "
-                f"{mutation.file}",
-                "the mutation does not fit the generated change; update it",
-            )
-        text = text.replace(old, new, 1)
-    return text
-
-
-def catches(mutation: Mutation, run: CaseRun) -> bool:
-    """A failure counts only in the case meant to catch the mutation and
-    on the reason given: a crash or a timeout proves nothing."""
-    return (
-        not run.passed
-        and run.path.endswith(mutation.case)
-        and re.search(mutation.reason, run.error) is not None
-    )
-
-
-def judge_mutation(mutation: Mutation, runs: Sequence[CaseRun]) -> Result:
-    """PASS only if the case meant to catch the mutation failed as meant."""
-    name = f"mutation {mutation.name}"
-    failed = [r for r in runs if not r.passed]
-    caught = [r for r in failed if catches(mutation, r)]
-    items = [f"{r.path}: {r.error}" for r in failed]
-    if caught:
-        return Result(name, PASS, f"caught: {mutation.what}", items)
-    if failed:
-        first = failed[0]
-        return Result(
-            name,
-            FAIL,
-            f"failed for another reason: {first.path}: {first.error}",
-            [f"expected {mutation.case}: /{mutation.reason}/", *items],
-        )
-    return Result(name, FAIL, f"no test failed: {mutation.what}")
-
-
-def _tree_source(tree: Path, name: str) -> Path:
-    """tree/name, if each step down from tree is a directory and the last
-    a regular file, none a symlink: the series' build runs in the tree
-    and may leave a symlink where a source was, to a file of the user's
-    that a write would replace."""
-    path = tree
-    parts = Path(name).parts
-    for i, part in enumerate(parts):
-        path = path / part
-        try:
-            mode = os.lstat(path).st_mode
-        except OSError as err:
-            raise BuildError(
-                f"{path}: {err.strerror}", "build the version again"
-            ) from None
-        last = i == len(parts) - 1
-        if part == ".." or not (stat.S_ISREG(mode) if last else stat.S_ISDIR(mode)):
-            if stat.S_ISLNK(mode):
-                what = "a symlink"
-            else:
-                what = "not a regular file" if last else "not a directory"
-            raise BuildError(
-                f"{path} is {what} after the version's build; qseries does "
-                "not write through it",
-                "look for what the series' build does to its source tree",
-            )
-    return path
-
-
-def _tree_read(tree: Path, name: str) -> str:
-    fd = os.open(_tree_source(tree, name), os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, encoding="utf-8") as f:
-        return f.read()
-
-
-def _tree_write(tree: Path, name: str, text: str) -> None:
-    """Write a source of the tree, following no symlink (_tree_source)."""
-    path = _tree_source(tree, name)
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-
-
-def run_mutations(
-    plan: TestPlan,
-    tree: Path,
-    builddir: Path,
-    qemu: Path,
-    fake: Path | None,
-    log: Path,
-    fault_check: Callable[[Mutation], Result] | None = None,
-) -> list[Result]:
-    """Break the change in each way of the plan's mutations; the qtest
-    must catch each (or, for a mutation that names a fault case,
-    fault_check, which runs that case of the fault matrix on the broken
-    QEMU).  The build tree is restored (git checkout, ninja) afterwards."""
-    from ..ground.gitutil import Git
-
-    binary = builddir / "tests" / "qtest" / plan.qtest
-    files = sorted({m.file for m in plan.mutations})
-    originals = {name: _tree_read(tree, name) for name in files}
-    results = []
-    restore = ["checkout", "--quiet", "--", *files]
-    try:
-        for mutation in plan.mutations:
-            say(f"mutation {mutation.name}: {mutation.what}")
-            for name, text in originals.items():
-                _tree_write(tree, name, text)
-            broken = apply_mutation(mutation, originals[mutation.file])
-            _tree_write(tree, mutation.file, broken)
-            code, _ = run_logged(
-                ["ninja", qemu.name], builddir, log, None, untrusted=True
-            )
-            if code != 0:
-                results.append(
-                    Result(
-                        f"mutation {mutation.name}", FAIL, f"does not build; see {log}"
-                    )
-                )
-                continue
-            if mutation.fault is not None:
-                if fault_check is None:
-                    results.append(
-                        skip(f"mutation {mutation.name}", "needs the fault matrix")
-                    )
-                else:
-                    results.append(fault_check(mutation))
-                continue
-            try:
-                cases = list_cases(binary, qemu, fake)
-            except ListTimeout as err:
-                results.append(Result(f"mutation {mutation.name}", FAIL, str(err)))
-                continue
-            results.append(
-                judge_mutation(mutation, run_cases(binary, qemu, fake, cases))
-            )
-    except BaseException:
-        # Interrupted or failed: the sources back as they were, fast; the
-        # next build's ninja rebuilds what they changed.
-        Git(tree).run(*restore)
-        raise
-    Git(tree).run(*restore)
-    code, _ = run_logged(["ninja", qemu.name], builddir, log, None, untrusted=True)
-    if code != 0:
-        raise BuildError("rebuilding after the mutations failed", f"see {log}")
-    return results

@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from ...core.results import FAIL, PASS, SKIP, Result
-from ...core.series import SIDES, FaultPlan, Mutation, Scenario, Wire
 from ...ground.errors import UsageError
+from .plan import SIDES, FaultPlan, Mutation, Scenario, Wire
 from .vm import (
     Event,
     FakeVfioVM,

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...core.results import FAIL, PASS, Result
-from ...core.series import Wire
+from .plan import Wire
 from .scenarios import Scenario, ScenarioRun, Side
 
 Said = tuple[str, str]  # (event, device-state)

@@ -26,12 +26,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ...core.series import Wire
 from ...ground.errors import QSeriesError
 from ...ground.proc import run_bounded
 from ...ground.workdir import WorkDir
 from . import guest, kernel, measure, scenarios
 from .device import KernelDevice
+from .plan import Wire
 
 Add = Callable[[str, "float | int | str"], None]
 STEP_TIMEOUT = 30 * 60

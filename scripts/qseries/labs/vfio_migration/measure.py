@@ -19,7 +19,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ...core.series import Wire
+from .plan import Wire
 from .scenarios import CLOCK, Scenario, ScenarioRun, Side, guest_script, unstamped
 
 REPEAT = "#"  # NAME#K: the Kth run of scenario NAME in one boot

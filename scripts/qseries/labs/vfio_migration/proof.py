@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...core.results import FAIL, PASS, SKIP, Result
-from ...core.series import Wire
 from ...ground.workdir import WorkDir
 from . import judge, scenarios
 from .device import DeviceRun, FakeDevice, KernelDevice
+from .plan import Wire
 
 SERIES = "series"
 CONTROL = "control"

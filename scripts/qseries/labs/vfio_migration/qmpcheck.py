@@ -9,7 +9,7 @@ carries its figures:
   pre-copy-p2p reaches the client at least MIN_LEAD_S before its
   completion, and the fake's log shows the transition began after
   QEMU's timestamp of the notice;
-- the consumer (examples/rdma_guard.py, run by demo.py): masking on the
+- the consumer (rdma_guard.py, run by demo.py): masking on the
   notice keeps the simulated RDMA link, masking on the completion drops
   it, a failed transition is reported and unmasked.
 
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ...core.results import FAIL, PASS, Result
-from ...core.series import Wire
 from ...ground.console import say
 from .demo import QUIESCE_ARC, QUIESCE_STATE, DemoResult, MaskOn, run_demo
+from .plan import Wire
 from .vm import (
     DONE,
     NOTICE,

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from ...core.series import Wire
 from .demo import FLAGS, QUIESCE_ARC, QUIESCE_STATE
+from .plan import Wire
 from .vm import (
     DONE,
     NOTICE,

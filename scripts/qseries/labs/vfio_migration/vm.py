@@ -23,8 +23,8 @@ from typing import Any, cast
 
 from qemu.qmp import ConnectError, EventListener, QMPClient
 
-from ...core.series import Wire
 from ...ground.proc import Started, start_async
+from .plan import Wire
 
 # sun_path holds 108 bytes, the terminating NUL among them.
 SUN_PATH_MAX = 107

@@ -18,18 +18,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..core.series import SERIES_DATA, Version, Wire
-from ..ground.console import Progress, say
-from ..ground.gitutil import Git
-from ..ground.proc import run_bounded, run_logged
-from ..ground.workdir import WorkDir
-from ..labs.vfio_migration import demo
-from ..labs.vfio_migration.measure import MTTY_PORTS
-from ..labs.vfio_migration.vm import FakeVfioVM
-from ..qemu import build as build_mod
-from ..qemu import testing
-from ..qemu.source import Apt, BaseTree, SourceSpec
-from . import stages as pipeline
+from ...core.series import Version
+from ...ground.console import Progress, say
+from ...ground.gitutil import Git
+from ...ground.proc import run_bounded, run_logged
+from ...ground.workdir import WorkDir
+from ...pipeline import stages as pipeline
+from ...qemu import build as build_mod
+from ...qemu import testing
+from ...qemu.source import Apt, BaseTree, SourceSpec
+from . import demo, vfiotest
+from .lab import Prover
+from .measure import MTTY_PORTS
+from .plan import SERIES_DATA, Wire, plan_of
+from .vm import FakeVfioVM
 
 # The most repetitions of the lab's scenarios in the guest's one boot:
 # two of mtty's mdevs each.
@@ -109,7 +111,7 @@ def incremental(
     build_mod.build(base, control, workdir, targets)
     started = time.monotonic()
     built = build_mod.build(base, series, workdir, targets)
-    testing.series_qtest(built.qtest(qtest), built.qemu, fake)
+    vfiotest.series_qtest(built.qtest(qtest), built.qemu, fake)
     tool = time.monotonic() - started
     figures.add("incremental_steps", built.steps)
     figures.add("incremental_build_and_qtest_s", round(tool, 2))
@@ -133,7 +135,11 @@ def _bare(
     Git(built.tree).run("checkout", "--quiet", "--force", "--detach", commit)
     _ninja(built.builddir, targets)
     ran = testing.run_qtest(
-        built.qtest(qtest), ["--tap"], built.qemu, fake, testing.QTEST_TIMEOUT
+        built.qtest(qtest),
+        ["--tap"],
+        built.qemu,
+        vfiotest.fake_env(fake),
+        testing.QTEST_TIMEOUT,
     )
     if ran.timed_out or ran.returncode != 0:
         raise build_mod.BuildError(
@@ -216,7 +222,7 @@ def prepare_lead(
 
 
 def qtest_seconds(binary: Path, qemu: Path, fake: Path | None) -> float:
-    return _timed(lambda: testing.series_qtest(binary, qemu, fake))
+    return _timed(lambda: vfiotest.series_qtest(binary, qemu, fake))
 
 
 # -- reproduce, cold and warm, against the same steps by hand ---------------
@@ -307,7 +313,8 @@ def _by_hand(
     step("apply", apply)
     builddir = hand.path / "build"
     builddir.mkdir()
-    args = [*build_mod.CONFIGURE_ARGS, build_mod.devices_arg(tree)]
+    devices = build_mod.devices_file(hand.path)
+    args = [*build_mod.CONFIGURE_ARGS, build_mod.devices_arg(tree, devices)]
     step(
         "configure",
         lambda: _check(
@@ -412,11 +419,11 @@ def reproduce_figures(
 ) -> None:
     """reproduce cold (an empty work dir) against the same steps by hand,
     and warm after a template edit against bare ninja and the qtest."""
-    from ..core import generators
-    from ..core import series as series_mod
-    from ..qemu import generate as gen
+    from ...core import generators
+    from ...core import series as series_mod
+    from ...qemu import generate as gen
 
-    plan = version.test
+    plan = plan_of(version).test
     qtest_fake = fake if plan.preload == "env" else None
     if cold and base.debian_version:
         spec = SourceSpec(base_version=base.debian_version)
@@ -498,20 +505,23 @@ def run(request: pipeline.Request, workdir: WorkDir, plan: Plan) -> Figures:
         version = setup.version
         base = setup.base()
         patches = setup.mails()[1]
-        fake = setup.fake()
+        assert isinstance(setup.prover, Prover)
+        fake = setup.prover.fake()
     finally:
         setup.close()
-    test = version.test
+    test = plan_of(version).test
     figures = Figures({"base": base.describe(), "series": version.name})
     targets = [build_mod.QEMU_TARGET, f"tests/qtest/{test.qtest}", *test.targets]
     if "fake" in plan.devices:
         _fake_figures(request, workdir, plan, figures, version, base, patches, fake)
     if "kernel" in plan.devices:
-        from ..labs.vfio_migration import kbench
+        from . import kbench
 
         full = build_mod.compose(base, patches, workdir)
         qemu = build_mod.build(base, full, workdir, targets).qemu
-        kbench.boots(qemu, version.wire, workdir, plan.repeat, figures.add, plan.kernel)
+        kbench.boots(
+            qemu, plan_of(version).wire, workdir, plan.repeat, figures.add, plan.kernel
+        )
         if plan.reproduce:
             kbench.cold_and_warm(qemu, workdir, figures.add, plan.kernel)
     return figures
@@ -528,7 +538,7 @@ def _fake_figures(
     fake: Path,
 ) -> None:
     """Every figure of the fake device's runs."""
-    test = version.test
+    test = plan_of(version).test
     control = build_mod.compose(
         base, [p for p in patches if testing.adds_qtest(p)], workdir
     )
@@ -546,7 +556,9 @@ def _fake_figures(
     seconds = qtest_seconds(built.qtest(test.qtest), built.qemu, qtest_fake)
     figures.add("qtest_run_s", round(seconds, 2))
     tmpdir = workdir.sub("tmp")
-    prepare_lead(built.qemu, fake, version.wire, plan.delay_ms, tmpdir, figures)
+    prepare_lead(
+        built.qemu, fake, plan_of(version).wire, plan.delay_ms, tmpdir, figures
+    )
     stop_cont_ratio(built.qemu, unpatched, fake, plan.cycles, tmpdir, figures)
     if plan.reproduce:
         reproduce_figures(

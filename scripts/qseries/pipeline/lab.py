@@ -1,0 +1,84 @@
+"""Labs, as the pipeline and the command line see them.
+
+A lab (core/lab.py says how one is found) adds to the generic stages:
+options of its own on the commands that test, the stages they choose,
+and, for each run, a Prover that takes over the proof of the series on
+the lab's devices once the pipeline has built it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
+
+from ..core import lab as core_lab
+
+if TYPE_CHECKING:
+    from ..ground.workdir import WorkDir
+    from ..qemu.build import Build
+    from ..qemu.check import QapiJudge
+    from .stages import Pipeline, Request
+
+
+class Prover(Protocol):
+    """One run's proof of a version in a lab."""
+
+    def first_steps(self) -> list[tuple[str, Callable[[], object]]]:
+        """Steps that run before the base is got (to refuse early)."""
+        ...
+
+    def targets(self, tree: Path, what: str) -> list[str]:
+        """The ninja targets the proof needs, besides QEMU."""
+        ...
+
+    def inputs(self) -> list[tuple[str, bytes]]:
+        """What the check results depend on besides the series' files."""
+        ...
+
+    def qapi_judge(self) -> QapiJudge | None:
+        """What the check stage asks of the QAPI the series defines."""
+        ...
+
+    def test(self, control: bool, built: Build, qemu: Path) -> None:
+        """Prove the series (or its control) built, adding result groups."""
+        ...
+
+    def products(self) -> dict[str, Path]:
+        """What the lab builds for its proof, by name (`qseries build`)."""
+        ...
+
+    def after(self, directory: Path) -> None:
+        """With reports: what the lab draws or writes beside them."""
+        ...
+
+
+class ProvingLab(core_lab.LabSpec, Protocol):
+    """A lab with the stages it adds to the pipeline."""
+
+    @property
+    def stages(self) -> tuple[str, ...]: ...
+
+    def add_options(self, parser: argparse.ArgumentParser, command: str) -> None: ...
+
+    def choose(
+        self, args: argparse.Namespace, command: str
+    ) -> tuple[list[str], dict[str, object]]: ...
+
+    def prover(self, run: Pipeline) -> Prover: ...
+
+    def bench(
+        self, request: Request, workdir: WorkDir, *, cold: bool, reproduce: bool
+    ) -> dict[str, object]:
+        """`qseries bench`: the lab's figures (cold: with the cold
+        builds; reproduce: reproduce against the same steps by hand)."""
+        ...
+
+
+def load(name: str) -> ProvingLab:
+    return cast(ProvingLab, core_lab.load(name))
+
+
+def installed() -> list[ProvingLab]:
+    return [load(name) for name in core_lab.installed()]
