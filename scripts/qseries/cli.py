@@ -32,6 +32,7 @@ from .ground.workdir import (
 )
 from .mail import handoff
 from .mail import trailers as trailers_mod
+from .pipeline import bench as bench_mod
 from .pipeline import ci
 from .pipeline import clean as clean_mod
 from .pipeline import lab as lab_mod
@@ -506,16 +507,14 @@ def cmd_ci_gitlab(args: argparse.Namespace, workdir: WorkDir) -> int:
 def cmd_bench(args: argparse.Namespace, workdir: WorkDir) -> int:
     stages, options = _lab_choice(args, "bench")
     series = _load(args)
-    if series.lab is None:
-        raise UsageError(
-            f"{args.series_file} names no lab: bench measures a lab's proof",
-            "name the lab in series.yaml ('lab: NAME')",
-        )
     pipeline.scratch_in_workdir(workdir)
     request = _request(args, pipeline.TEST, *stages, lab=options)
-    figures = lab_mod.load(series.lab).bench(
-        request, workdir, cold=not args.skip_cold, reproduce=args.reproduce
-    )
+    # Any series' figures (check and bisect per patch), then its lab's.
+    figures: dict[str, object] = dict(bench_mod.run(request, workdir))
+    if series.lab is not None:
+        figures |= lab_mod.load(series.lab).bench(
+            request, workdir, cold=not args.skip_cold, reproduce=args.reproduce
+        )
     out = args.json_file or workdir.path / "bench.json"
     atomic.write_text(out, json.dumps(figures, indent=2, sort_keys=True) + "\n")
     if args.json:
@@ -882,7 +881,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.set_defaults(func=cmd_ci_gitlab)
 
-    p = command("bench", "measure builds, test runs and event timing", cmd_bench)
+    p = command(
+        "bench", "measure check and bisect per patch, and a lab's figures", cmd_bench
+    )
     p.add_argument(
         "--series", action=_Once, metavar="vN", help="patches/vN (default: newest)"
     )

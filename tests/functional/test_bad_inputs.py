@@ -1164,12 +1164,6 @@ def _(tmp: Path) -> list[str]:
     return ["--series-file", "fixture/series.yaml", "test", "--device", "kernel"]
 
 
-@case("lab-bench-without-lab", "bench for a series with no lab")
-def _(tmp: Path) -> list[str]:
-    shutil.copytree(REPO / "series" / "yank-doc", tmp / "fixture")
-    return ["--series-file", "fixture/series.yaml", "bench"]
-
-
 # (end of section: labs and kinds of change)
 
 
