@@ -75,14 +75,14 @@ def test_encoded_mails_pass(
     assert proc.returncode == 0, results
 
 
-def test_qapi_gen_without_the_vfio_events_file_fails(
+def test_qapi_gen_without_the_module_of_the_symbol_fails(
     base_root: Path, tmp_path: Path
 ) -> None:
     from qseries.ground.workdir import WorkDir
     from qseries.qemu.check import _qapi_gen
 
     # The tree's own qapi-gen.py on a schema that no longer includes
-    # vfio.json: it succeeds, but writes no qapi-events-vfio.h.
+    # vfio.json: it succeeds, but no header it writes has the symbol.
     tree = tmp_path / "qemu"
     shutil.copytree(base_root / "qapi", tree / "qapi")
     shutil.copytree(base_root / "scripts" / "qapi", tree / "scripts" / "qapi")
@@ -92,6 +92,9 @@ def test_qapi_gen_without_the_vfio_events_file_fails(
     assert "{ 'include': 'vfio.json' }\n" in text
     schema.write_text(text.replace("{ 'include': 'vfio.json' }\n", ""))
     work = WorkDir(tmp_path / "work")
-    assert _qapi_gen(tree, work, "qapi_event_send_x", code=tree) == (
-        "qapi-gen.py did not generate qapi-events-vfio.h, qapi-types-vfio.h"
+    symbol = "qapi_event_send_vfio_migration"
+    assert _qapi_gen(tree, work, symbol, code=tree) == (
+        f"qapi-gen.py did not generate {symbol}"
     )
+    schema.write_text(text)
+    assert _qapi_gen(tree, work, symbol, code=tree) is None

@@ -328,8 +328,17 @@ class Pipeline:
         if self.prover is not None:
             return [build_mod.QEMU_TARGET, *self.prover.targets(tree, what)]
         # The tests the change touches are chosen from the build's own
-        # introspection once QEMU is built (test_touched).
-        return [build_mod.QEMU_TARGET]
+        # introspection once QEMU is built (test_touched); a qtest the
+        # series adds or changes is built with QEMU, where the tree has
+        # it, so that bisect builds it after each patch too.
+        qtests = [
+            f"tests/qtest/{Path(path).stem}"
+            for path in self.changed_files()
+            if path.startswith("tests/qtest/")
+            and path.endswith("-test.c")
+            and (tree / path).is_file()
+        ]
+        return [build_mod.QEMU_TARGET, *qtests]
 
     def build(self, what: str = "series", qemu: bool = True) -> build_mod.Build:
         """Build the series, its negative control (the qtest patch alone)
@@ -393,7 +402,7 @@ class Pipeline:
                         Result(
                             name,
                             PASS,
-                            f"builds after '{mail.subject}' ({step.steps} ninja steps)",
+                            f"builds after '{mail.subject}' {ninja_steps(step.steps)}",
                         )
                     )
                 else:
@@ -423,7 +432,7 @@ class Pipeline:
             step = Result(
                 f"bisect {len(patches)}/{len(patches)}",
                 PASS,
-                f"builds after '{last}': the whole series ({built.steps} ninja steps)",
+                f"builds after '{last}': the whole series {ninja_steps(built.steps)}",
             )
             self.outcome.groups[i] = Group(
                 group.name, (*group.results, step), group.seconds
@@ -571,6 +580,11 @@ class Pipeline:
         # The reports of a run go together: all of them, or the old ones.
         atomic.write_all({directory / n: t.encode() for n, t in texts.items()})
         self.outcome.report_dir = directory
+
+
+def ninja_steps(steps: int) -> str:
+    """What a bisect step says its build ran (the bench reads it back)."""
+    return f"({steps} ninja steps)"
 
 
 def _judge_control(results: list[Result], own: set[str]) -> list[Result]:

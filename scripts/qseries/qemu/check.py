@@ -445,11 +445,16 @@ def check_qapi(
             data["error"].splitlines(),
         )
     before = _probe(code, code, [], workdir)
-    added = _added(
-        _relative(before.get("definitions", {}), code),
-        _relative(data["definitions"], tree),
-        version,
-    )
+    if "definitions" in before:
+        added = _added(
+            _relative(before["definitions"], code),
+            _relative(data["definitions"], tree),
+            version,
+        )
+    else:
+        # Without the base's own schema there is nothing to tell new
+        # definitions from old ones by.
+        added = (["the base's schema could not be read: new definitions unknown"], [])
     symbol: str | None = None
     summary = "QEMU's QAPI code accepts the schema, docs included"
     failed = "what the series adds to the schema is not right"
