@@ -359,6 +359,12 @@ def _lab_choice(
                 )
     if series.lab is None:
         return [], {}
+    if getattr(args, "tests", None) is not None:
+        raise UsageError(
+            f"--tests is for a series with no lab; {args.series_file} names "
+            f"lab '{series.lab}', whose proof chooses its tests",
+            "drop --tests",
+        )
     return lab_mod.load(series.lab).choose(args, command)
 
 

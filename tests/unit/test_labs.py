@@ -17,6 +17,7 @@ from qseries.core.results import FAIL, PASS, SKIP, Result
 from qseries.ground.errors import SeriesFileError
 from qseries.labs.vfio_migration.plan import VersionPlan, plan_of
 from qseries.pipeline.stages import _judge_control
+from qseries.qemu import touched
 
 from ..conftest import REPO, RunCli
 
@@ -119,11 +120,13 @@ def test_the_control_fails_the_series_own_tests_and_passes_the_others() -> None:
         Result("qtest-x86_64/changed-test", PASS, "3 cases"),
         Result("qtest-x86_64/skipped-test", SKIP, "skipped by the test"),
         Result("qtest-x86_64/broken-test", FAIL, "error"),
+        Result("qtest-x86_64/unrun-test", FAIL, f"{touched.NOT_RUN} (exit 1, 0.1 s)"),
     ]
     own = {
         "qtest-x86_64/new-test",
         "qtest-x86_64/changed-test",
         "qtest-x86_64/skipped-test",
+        "qtest-x86_64/unrun-test",
     }
     judged = {r.name: r for r in _judge_control(results, own)}
     assert judged["control qtest-x86_64/new-test"].status == PASS
@@ -133,6 +136,10 @@ def test_the_control_fails_the_series_own_tests_and_passes_the_others() -> None:
     assert "proves nothing" in judged["control qtest-x86_64/changed-test"].detail
     assert judged["control qtest-x86_64/skipped-test"].status == FAIL
     assert judged["control qtest-x86_64/broken-test"].status == FAIL
+    unrun = judged["control qtest-x86_64/unrun-test"]
+    assert unrun.status == FAIL and unrun.detail.startswith(
+        "did not run on the control"
+    )
 
 
 def test_a_series_file_of_before_labs_loads_with_the_lab_that_reads_them(
@@ -155,3 +162,20 @@ def test_a_series_file_of_before_labs_loads_with_the_lab_that_reads_them(
         assert [p.subject for p in version.patches] == [
             p.subject for p in today.versions[number].patches
         ]
+
+
+def test_a_lab_whose_import_fails_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "qseries_labs_broken"
+    monkeypatch.setattr(lab, "installed", lambda: ["broken-lab"])
+    with pytest.raises(lab.UnknownLab, match=r"the lab 'broken-lab' does not load: "):
+        lab.load("broken-lab")
+    assert not broken.exists()
+
+
+def test_tests_is_refused_for_a_series_of_a_lab(run_cli: RunCli) -> None:
+    proc = run_cli("--series-file", str(REPO / "series.yaml"), "test", "--tests", "x")
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "--tests is for a series with no lab" in line

@@ -84,8 +84,13 @@ def load(name: str) -> LabSpec:
             f"no lab '{name}' in this installation of qseries",
             "installed: " + (", ".join(have) if have else "none"),
         )
-    module = importlib.import_module(f"{LABS_PACKAGE}.{name.replace('-', '_')}")
-    lab: LabSpec = module.LAB
+    try:
+        module = importlib.import_module(f"{LABS_PACKAGE}.{name.replace('-', '_')}")
+        lab: LabSpec = module.LAB
+    except (ImportError, AttributeError) as err:
+        raise UnknownLab(
+            f"the lab '{name}' does not load: {err}", "reinstall qseries"
+        ) from None
     return lab
 
 

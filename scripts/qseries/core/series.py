@@ -711,6 +711,15 @@ def load(path: Path, generators: GeneratorSpecs) -> Series:
         schema = int(text)
     lab = _lab(r, keys, versions_node, schema)
     if lab is not None:
+        taken = sorted(set(generators) & set(lab.kinds))
+        if taken:
+            raise r.fail(
+                keys.get("lab", root),
+                "lab",
+                f"the lab '{lab.name}' has kinds of the core's names: "
+                + ", ".join(taken),
+                "a lab's kinds need names of their own",
+            )
         # A file of schema 1 names the kinds of then, which the lab that
         # reads such files keeps (some with their old names).
         generators = {

@@ -471,6 +471,12 @@ class Pipeline:
         the series' test patches) a test the series adds or changes must
         fail, as the change is missing there, and the others pass."""
         what = "control" if control else "series"
+        if self.request.qemu is not None:
+            raise UsageError(
+                "--qemu is for a lab's tests: QEMU's own tests run with the "
+                "QEMU of their build",
+                "drop --qemu, or name a lab in series.yaml",
+            )
         changed = self.changed_files()
         tests_of = touched.read_build(built.builddir)
         if self.request.tests is not None:
@@ -595,6 +601,9 @@ def _judge_control(results: list[Result], own: set[str]) -> list[Result]:
         name = f"control {r.name}"
         if r.name not in own:
             judged.append(Result(name, r.status, r.detail, r.items))
+        elif r.status == FAIL and r.detail.startswith(touched.NOT_RUN):
+            # A failure to start the test proves nothing of the change.
+            judged.append(Result(name, FAIL, f"did not run on the control: {r.detail}"))
         elif r.status == FAIL:
             judged.append(
                 Result(name, PASS, f"fails without the change, as it must: {r.detail}")

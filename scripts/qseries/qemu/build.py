@@ -317,7 +317,9 @@ def _still_configured(stamped: object, tree: Path, args: list[str]) -> bool:
     and arguments, but for --python while the stamped one still runs:
     the build's own pyvenv was made from it, and another install of
     qseries (another venv) sharing the work dir must not wipe its
-    builds."""
+    builds.  Not a Python in the home, though: the sandbox hides the
+    home from the build, and only this run's own Python is shown there,
+    so the pyvenv made from another would find no meson."""
     if not isinstance(stamped, dict) or stamped.get("tree") != str(tree):
         return False
     old = stamped.get("args")
@@ -331,7 +333,14 @@ def _still_configured(stamped: object, tree: Path, args: list[str]) -> bool:
             return False
         if not os.access(python, os.X_OK) or not Path(python).is_file():
             return False
+        if _in_home(Path(python)):
+            return False
     return True
+
+
+def _in_home(path: Path) -> bool:
+    home = os.environ.get("HOME") or os.path.expanduser("~")
+    return bool(home) and home != "/" and path.absolute().is_relative_to(home)
 
 
 def configure(

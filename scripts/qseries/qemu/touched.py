@@ -622,6 +622,8 @@ def same_tests(
 
 # -- running -----------------------------------------------------------------
 
+# How a result of a test that meson did not run (or not to its end) starts.
+NOT_RUN = "meson test did not run it"
 ERROR_LINE = re.compile(r"^(not ok .*|.*ERROR:.*|.*assertion failed.*|Bail out!.*)$")
 TAP_OK = re.compile(r"^ok \d+", re.M)
 TAP_SKIP = re.compile(r"#\s*SKIP\s*(.*)$", re.M | re.I)
@@ -728,7 +730,7 @@ def run_tests(
                 Result(
                     test.name,
                     FAIL,
-                    f"meson test did not finish within {limit:g} s",
+                    f"{NOT_RUN} to its end within {limit:g} s",
                     [f"log: {textlog}"],
                 )
             )
@@ -738,7 +740,7 @@ def run_tests(
                 Result(
                     test.name,
                     FAIL,
-                    f"meson test ran no such test (exit {ran.returncode}, "
+                    f"{NOT_RUN} (exit {ran.returncode}, "
                     f"{time.monotonic() - started:.1f} s)",
                     tail,
                 )
