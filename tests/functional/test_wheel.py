@@ -11,7 +11,10 @@ The venv gets qseries' dependencies from the project's venv (a .pth
 line naming its site-packages), not from PyPI: installing them afresh
 would cost minutes and the network on every `make check`, and proves
 nothing about qseries.  Only the wheel's build backend (setuptools, in
-pip's isolated build) may come from pip's cache or PyPI.
+pip's isolated build) and meson (which QEMU's configure must find in
+the venv itself) may come from pip's cache or PyPI.  The checks
+configure the shared build dir with this venv's Python, so the next
+build there configures it again (with ccache, about a minute).
 """
 
 from __future__ import annotations
@@ -97,6 +100,14 @@ def install(checkout: Path, tmp_path: Path, env: dict[str, str]) -> Path:
     site = Path(run([python, "-c", PURELIB], tmp_path, env).strip())
     (site / "qseries-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     run([*pip, "--python", python, "install", "--no-deps", str(wheel)], tmp_path, env)
+    # QEMU's configure makes the build's pyvenv from the Python that
+    # runs qseries and looks for meson in that venv's own site-packages
+    # (a .pth line does not count): the one the project's venv has.
+    from mesonbuild import coredata
+
+    meson = f"meson=={coredata.version}"
+    install_meson = [*pip, "--python", python, "install", "--no-deps"]
+    run([*install_meson, "--ignore-installed", meson], tmp_path, env)
     return venv
 
 

@@ -314,33 +314,15 @@ def ccache_cc(workdir: WorkDir, ccache: str | None = None) -> str | None:
 
 def _still_configured(stamped: object, tree: Path, args: list[str]) -> bool:
     """Does a build dir configured as stamped serve args?  The same tree
-    and arguments, but for --python while the stamped one still runs:
-    the build's own pyvenv was made from it, and another install of
-    qseries (another venv) sharing the work dir must not wipe its
-    builds.  Not a Python in the home, though: the sandbox hides the
-    home from the build, and only this run's own Python is shown there,
-    so the pyvenv made from another would find no meson."""
-    if not isinstance(stamped, dict) or stamped.get("tree") != str(tree):
-        return False
-    old = stamped.get("args")
-    if not isinstance(old, list) or len(old) != len(args):
-        return False
-    for was, now in zip(old, args, strict=True):
-        if was == now:
-            continue
-        python = str(was).removeprefix("--python=")
-        if not (now.startswith("--python=") and python != was):
-            return False
-        if not os.access(python, os.X_OK) or not Path(python).is_file():
-            return False
-        if _in_home(Path(python)):
-            return False
-    return True
-
-
-def _in_home(path: Path) -> bool:
-    home = os.environ.get("HOME") or os.path.expanduser("~")
-    return bool(home) and home != "/" and path.absolute().is_relative_to(home)
+    and the same arguments, --python among them: the build's pyvenv is
+    made from that Python, and the sandbox a build runs in shows only
+    this run's own Python (another install's, in a home or a private
+    /tmp, would leave the pyvenv with no meson)."""
+    return (
+        isinstance(stamped, dict)
+        and stamped.get("tree") == str(tree)
+        and stamped.get("args") == args
+    )
 
 
 def configure(
