@@ -19,6 +19,7 @@ build there configures it again (with ccache, about a minute).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -103,9 +104,7 @@ def install(checkout: Path, tmp_path: Path, env: dict[str, str]) -> Path:
     # QEMU's configure makes the build's pyvenv from the Python that
     # runs qseries and looks for meson in that venv's own site-packages
     # (a .pth line does not count): the one the project's venv has.
-    from mesonbuild import coredata
-
-    meson = f"meson=={coredata.version}"
+    meson = f"meson=={importlib.metadata.version('meson')}"
     install_meson = [*pip, "--python", python, "install", "--no-deps"]
     run([*install_meson, "--ignore-installed", meson], tmp_path, env)
     return venv
