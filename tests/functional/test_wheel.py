@@ -114,9 +114,12 @@ def patches(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*.patch")}
 
 
-def test_the_wheel_generates_and_checks_every_series_from_anywhere(
-    real_workdir: Path, real_base: dict[str, object], tmp_path: Path
-) -> None:
+def installed_copy(
+    real_workdir: Path, tmp_path: Path
+) -> tuple[Path, Path, dict[str, str], set[str]]:
+    """A copy of the checkout, its wheel installed into a new venv and
+    its scripts/ removed: (checkout, venv, environment, the package's
+    files as the copy had them)."""
     checkout = tmp_path / "checkout"
     shutil.copytree(REPO, checkout, ignore=NOT_COPIED)
     package = checkout / "scripts" / "qseries"
@@ -129,6 +132,13 @@ def test_the_wheel_generates_and_checks_every_series_from_anywhere(
     env["QSERIES_WORKDIR"] = str(real_workdir)
     venv = install(checkout, tmp_path, env)
     shutil.rmtree(checkout / "scripts")
+    return checkout, venv, env, shipped
+
+
+def test_the_wheel_generates_and_checks_every_series_from_anywhere(
+    real_workdir: Path, real_base: dict[str, object], tmp_path: Path
+) -> None:
+    checkout, venv, env, shipped = installed_copy(real_workdir, tmp_path)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -171,12 +181,7 @@ def test_without_labs_a_series_with_no_lab_runs_and_one_with_a_lab_says_so(
     line naming the lab it needs.  (Its build and tests are not run here:
     without the lab's devices the build's configuration differs, and a
     build dir of its own would be a cold build of QEMU.)"""
-    checkout = tmp_path / "checkout"
-    shutil.copytree(REPO, checkout, ignore=NOT_COPIED)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["QSERIES_WORKDIR"] = str(real_workdir)
-    venv = install(checkout, tmp_path, env)
-    shutil.rmtree(checkout / "scripts")
+    checkout, venv, env, _ = installed_copy(real_workdir, tmp_path)
     python = str(venv / "bin" / "python")
     site = Path(run([python, "-c", PURELIB], tmp_path, env).strip())
     shutil.rmtree(site / "qseries" / "labs")
