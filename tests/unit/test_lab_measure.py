@@ -235,3 +235,23 @@ def test_a_killed_kernel_bench_leaves_no_scratch_behind() -> None:
     """The next run removes what a killed bench left (runs.clean_dead)."""
     assert kbench.STAGE_DIR in runs.THROWAWAY
     assert kbench.HAND_DIR in runs.THROWAWAY
+
+
+def test_the_cold_ratio_counts_only_the_steps_the_hand_run_does() -> None:
+    """Against the run by hand, reproduce's own extra work (QEMU's runner,
+    the QMP checks) is left out; the fake the qtest loads is counted."""
+    from qseries.labs.vfio_migration.bench import same_as_by_hand
+    from qseries.reports.report import Phase
+
+    phases = [
+        Phase("source", 20.0),
+        Phase("apply", 5.0),
+        Phase("configure", 15.0),
+        Phase("build", 180.0),
+        Phase("build the fake device", 1.0),
+        Phase("qtest", 3.0),
+        Phase("QEMU's qtests", 15.0),
+        Phase("QEMU's runner", 4.0),
+        Phase("qmp", 2.0),
+    ]
+    assert same_as_by_hand(phases) == 239.0
