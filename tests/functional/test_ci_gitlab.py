@@ -5,8 +5,10 @@ check job really runs (gitlab-ci-local, shell executor)."""
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from qseries import cli
 from qseries.core import generators
 from qseries.core import series as series_mod
 from qseries.ground.errors import TemplateError, UsageError
@@ -146,6 +149,231 @@ def test_bad_bases_are_refused(
     bases = {newest if k == "NEWEST" else k: v for k, v in bases.items()}
     with pytest.raises(UsageError, match=re.escape(message)):
         ci.gitlab_yaml(series, bases)
+
+
+# --- a series in a subfolder of the repository -----------------------------
+
+SUBFOLDER_SERIES = ("series/yank-doc", "series/qom-type-info")
+
+
+def selected(command: str) -> Path:
+    """The series file a job's qseries command line reads, as qseries'
+    own parser takes it, from the project's root (GitLab's $CI_PROJECT_DIR)."""
+    argv = shlex.split(command)
+    assert argv[0] == ".venv/bin/qseries"
+    args = cli.build_parser().parse_args(argv[1:])
+    path: Path = args.series_file
+    if args.series_dir is not None:
+        path = args.series_dir / path
+    return (REPO / path).resolve()
+
+
+def scripts(doc: dict[str, Any]) -> list[str]:
+    return [line for body in ci.jobs(doc).values() for line in body["script"]]
+
+
+@pytest.mark.parametrize("folder", SUBFOLDER_SERIES)
+def test_a_series_in_a_subfolder_is_what_its_jobs_run(
+    monkeypatch: pytest.MonkeyPatch, folder: str
+) -> None:
+    """Its jobs name it with -C (from the repository's top, where GitLab
+    runs them), and their names, template and reports carry its folder."""
+    series = load(REPO / folder / "series.yaml")
+    where = ci.place(series)
+    label = folder.replace("/", ":")
+    assert where == ci.Place(folder, "series.yaml")
+    assert where.label == label
+    doc = parsed(ci.gitlab_yaml(series))
+    bases = ci.default_bases(series)
+    cells = [(v, b) for v, wanted in bases.items() for b in wanted]
+    jobs = ci.jobs(doc)
+    assert set(jobs) == {f"{label}:check-{v}" for v in bases} | {
+        f"{label}:{ci.reproduce_job(v, b)}" for v, b in cells
+    }
+    monkeypatch.chdir(REPO)  # -C is checked against the current directory
+    for line in scripts(doc):
+        assert line.startswith(f".venv/bin/qseries -C {folder} "), line
+        assert selected(line) == (REPO / folder / "series.yaml").resolve()
+    template = f".qseries_job_template:{label}"
+    assert set(doc) == {"stages", "variables", template, *jobs}
+    for version, base in cells:
+        job = jobs[ci.reproduce_job(version, base, where)]
+        plain = ci.report_dir(version, base).removeprefix("qseries-reports/")
+        report = f"qseries-reports/{folder}/{plain}"
+        assert report == ci.report_dir(version, base, where)
+        assert job["needs"] == [ci.check_job(version, where)]
+        assert job["extends"] == template
+        assert f'--report-dir "$CI_PROJECT_DIR/{report}"' in job["script"][0]
+        assert job["artifacts"]["paths"] == [f"{report}/"]
+        assert job["artifacts"]["reports"]["junit"] == f"{report}/junit.xml"
+    assert ci.problems(doc) == []
+
+
+def test_the_root_series_keeps_its_plain_pipeline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    series = load()
+    assert ci.place(series) == ci.Place()
+    assert ci.place(series).label is None
+    doc = parsed(ci.gitlab_yaml(series))
+    monkeypatch.chdir(REPO)
+    for line in scripts(doc):
+        assert line.startswith(".venv/bin/qseries check ") or line.startswith(
+            ".venv/bin/qseries reproduce "
+        ), line
+        assert selected(line) == (REPO / "series.yaml").resolve()
+
+
+def pipelines() -> dict[str, dict[str, Any]]:
+    """The root series' pipeline and each subfolder series', parsed, by
+    the path each is written to in a repository that has them all."""
+    out = {"qseries.gitlab-ci.yml": parsed(ci.gitlab_yaml(load()))}
+    for folder in SUBFOLDER_SERIES:
+        text = ci.gitlab_yaml(load(REPO / folder / "series.yaml"))
+        out[f"{folder}/.gitlab-ci.yml"] = parsed(text)
+    return out
+
+
+def test_the_pipelines_of_several_series_do_not_clash() -> None:
+    """Included side by side by the root file, the series' pipelines
+    share only stages and variables, with the same values; their jobs,
+    templates, cache keys and report folders are all distinct."""
+    docs = list(pipelines().values())
+    merged: dict[str, Any] = {}
+    for doc in docs:
+        for key, value in doc.items():
+            if key in merged:
+                assert key in ("stages", "variables"), f"{key} is in two files"
+                assert merged[key] == value, key
+            merged[key] = value
+    assert ci.problems(merged) == []
+    names = [job for doc in docs for job in ci.jobs(doc)]
+    assert len(names) == len(set(names))
+    # Cache keys are per job name ($CI_JOB_NAME): as distinct as they.
+    for doc in docs:
+        (template,) = [k for k in doc if k.startswith(".")]
+        assert doc[template]["cache"]["key"] == "qseries-$CI_JOB_NAME"
+    reports = [
+        body["artifacts"]["paths"][0]
+        for doc in docs
+        for body in ci.jobs(doc).values()
+        if "artifacts" in body
+    ]
+    for a, b in itertools.combinations(reports, 2):
+        assert not a.startswith(b) and not b.startswith(a), (a, b)
+
+
+def test_subfolder_pipelines_match_gitlab_schema(tmp_path: Path) -> None:
+    for name, doc in pipelines().items():
+        path = tmp_path / name.replace("/", "_")
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        proc = check_jsonschema(path)
+        assert proc.returncode == 0, name + ": " + proc.stdout + proc.stderr
+
+
+def test_a_root_file_includes_several_series(
+    tmp_path: Path, real_workdir: Path
+) -> None:
+    """gitlab-ci-local reads a root .gitlab-ci.yml that includes the
+    three series' pipelines, each where `qseries ci gitlab` writes it, and
+    lists every job of each."""
+    binary = gitlab_ci_local(real_workdir / "tools")
+    repo = tmp_path / "repo"
+    files = pipelines()
+    repo.mkdir()
+    assert ci.write_gitlab(load(), repo / "qseries.gitlab-ci.yml")
+    for folder in SUBFOLDER_SERIES:
+        series = load(REPO / folder / "series.yaml")
+        assert ci.write_gitlab(series, repo / folder / ".gitlab-ci.yml")
+    root = {"include": [{"local": name} for name in files]}
+    (repo / ".gitlab-ci.yml").write_text(yaml.safe_dump(root, sort_keys=False))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "three series")
+    listed = subprocess.run(
+        [str(binary), "--no-color", "--home", str(tmp_path / "home"), "--list"],
+        cwd=repo,
+        env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    # One line per job, after a header: as many jobs as the files have
+    # together (a name in two files would be one job, merged).
+    shown = [line.split()[0] for line in listed.stdout.splitlines()[1:] if line]
+    expected = [job for doc in files.values() for job in ci.jobs(doc)]
+    assert sorted(shown) == sorted(expected), listed.stdout
+
+
+def test_outside_git_the_root_is_where_the_pipeline_is_written(
+    tmp_path: Path,
+) -> None:
+    series_dir = tmp_path / "project" / "series" / "yank-doc"
+    shutil.copytree(REPO / "series" / "yank-doc", series_dir)
+    series = load(series_dir / "series.yaml")
+    # Beside series.yaml (the default, and --stdout): the series is the root.
+    assert ci.place(series) == ci.Place()
+    assert ci.gitlab_yaml(series) == ci.gitlab_yaml(
+        series, output=series_dir / ".gitlab-ci.yml"
+    )
+    # At the project's top: the jobs go down to the series.
+    top = tmp_path / "project" / ".gitlab-ci.yml"
+    assert ci.place(series, top) == ci.Place("series/yank-doc")
+    assert ci.write_gitlab(series, top)
+    assert "qseries -C series/yank-doc check" in top.read_text()
+    # Elsewhere, the jobs could not reach it.
+    with pytest.raises(UsageError, match=r"is not under .*, where the pipeline is"):
+        ci.write_gitlab(series, tmp_path / "elsewhere" / ".gitlab-ci.yml")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_in_git_the_root_is_the_top_of_the_repository(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    series_dir = project / "a" / "b.c"
+    shutil.copytree(REPO / "series" / "yank-doc", series_dir)
+    git(project, "init", "-q", "-b", "main")
+    series = load(series_dir / "series.yaml")
+    for output in (None, project / ".gitlab-ci.yml", tmp_path / "out.yml"):
+        assert ci.place(series, output) == ci.Place("a/b.c")
+    # Another file name than series.yaml is passed, and named in the jobs.
+    other = series_dir / "other.yaml"
+    shutil.copy(series_dir / "series.yaml", other)
+    where = ci.place(load(other))
+    assert where == ci.Place("a/b.c", "other.yaml")
+    doc = parsed(ci.gitlab_yaml(load(other)))
+    for line in scripts(doc):
+        assert line.startswith(".venv/bin/qseries -C a/b.c --series-file other.yaml ")
+    assert all(job.startswith("a:b.c:other.yaml:") for job in ci.jobs(doc))
+    assert ci.problems(doc) == []
+
+
+@pytest.mark.parametrize("folder", ["with blank", "-dash", ".hidden", "it's"])
+def test_a_folder_a_job_cannot_name_is_refused(tmp_path: Path, folder: str) -> None:
+    series_dir = tmp_path / "project" / folder
+    shutil.copytree(REPO / "series" / "yank-doc", series_dir)
+    series = load(series_dir / "series.yaml")
+    with pytest.raises(UsageError, match=re.escape(f"'{folder}' cannot name")):
+        ci.gitlab_yaml(series, output=tmp_path / "project" / ".gitlab-ci.yml")
+
+
+def test_the_command_renders_a_subfolder_series(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    proc = run_cli("-C", "series/yank-doc", "ci", "gitlab", "--stdout")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ci.gitlab_yaml(load(REPO / "series/yank-doc/series.yaml"))
+    assert "\n    - .venv/bin/qseries -C series/yank-doc check --series v1\n" in (
+        proc.stdout
+    )
+    path = tmp_path / "pipeline.yml"
+    proc = run_cli("-C", "series/yank-doc", "ci", "gitlab", "--output", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert path.read_text() == ci.gitlab_yaml(
+        load(REPO / "series/yank-doc/series.yaml"), output=path
+    )
+    assert "-C series/yank-doc" in path.read_text()
 
 
 # --- GitLab's schema, offline ----------------------------------------------

@@ -8,12 +8,19 @@ qemu-tests` tests it.  The pipeline's shape (stages, images, artifacts)
 is the template data/gitlab-ci.yml.j2; this module only fills it in, and
 checks what GitLab's schema cannot: that every `needs:` and `extends:`
 names a job that exists, and that each JUnit report is an artifact.
+
+GitLab runs every job at the top of the repository ($CI_PROJECT_DIR) and
+reads only the .gitlab-ci.yml there.  A series kept in a subfolder is
+therefore named in its jobs' commands (`qseries -C series/x`), and its
+jobs, hidden template and reports carry that folder, so that the root
+file can `include:` the pipelines of several series side by side.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -24,7 +31,8 @@ import yaml
 from ..core.series import Series, Version
 from ..core.templates import Templates
 from ..ground import atomic
-from ..ground.errors import TemplateError, UsageError
+from ..ground.errors import TemplateError, ToolError, UsageError
+from ..ground.gitutil import Git
 
 # The template is package data, read where qseries is installed.
 TEMPLATE_DIR: Traversable = resources.files("qseries.pipeline") / "data"
@@ -37,6 +45,17 @@ Bases = Mapping[str, Sequence[str | None]]
 # What a --base-version may be (a Debian or QEMU version): it goes into
 # job names, paths and shell commands unquoted.
 _BASE = re.compile(r"[0-9][0-9A-Za-z.:+~-]*")
+
+# What a folder or file name on the way from the project's root to the
+# series may be: it goes into job names, cache keys, paths and shell
+# commands unquoted, and a job whose name starts with '.' is hidden.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+# The series file `qseries -C DIR` reads when no --series-file is given.
+SERIES_FILE = "series.yaml"
+# The job template every job extends, for the series at the root.
+JOB_TEMPLATE = ".qseries_job_template"
+# What git says, whatever the user's language (LC_ALL=C), outside a repository.
+_NOT_A_REPO = "not a git repository"
 
 # Top-level keys of .gitlab-ci.yml that are not jobs.
 _GLOBAL_KEYS = frozenset(
@@ -54,6 +73,82 @@ _GLOBAL_KEYS = frozenset(
         "after_script",
     }
 )
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a series is, seen from the project's root: its folder
+    ('.' or 'series/x', with '/') and the name of its file."""
+
+    folder: str = "."
+    file: str = SERIES_FILE
+
+    @property
+    def label(self) -> str | None:
+        """What the series' job names carry ('series:x'); None for
+        ./series.yaml, whose pipeline keeps its plain names.  ':' joins
+        the parts as no folder name may hold one."""
+        parts = [] if self.folder == "." else self.folder.split("/")
+        if self.file != SERIES_FILE:
+            parts.append(self.file)
+        return ":".join(parts) or None
+
+    @property
+    def options(self) -> list[str]:
+        """qseries' options that select the series from the root."""
+        out = [] if self.folder == "." else ["-C", self.folder]
+        if self.file != SERIES_FILE:
+            out += ["--series-file", self.file]
+        return out
+
+    @property
+    def source(self) -> str:
+        """The series file, from the root."""
+        return self.file if self.folder == "." else f"{self.folder}/{self.file}"
+
+    @property
+    def template(self) -> str:
+        return JOB_TEMPLATE if self.label is None else f"{JOB_TEMPLATE}:{self.label}"
+
+
+def project_root(series_dir: Path, output: Path) -> Path:
+    """The folder GitLab runs the jobs in: the top of the git repository
+    holding the series; outside any repository, the folder the pipeline
+    is written to."""
+    try:
+        top = Git(series_dir).run("rev-parse", "--show-toplevel", timeout=60)
+    except ToolError as err:
+        if _NOT_A_REPO not in str(err):
+            raise
+        return output.absolute().parent.resolve()
+    return Path(top).resolve()
+
+
+def place(series: Series, output: Path | None = None) -> Place:
+    """Where the series is from the project's root (project_root), for a
+    pipeline written to output (default: .gitlab-ci.yml beside it)."""
+    here = series.path.absolute().resolve()
+    written = output if output is not None else here.parent / ".gitlab-ci.yml"
+    root = project_root(here.parent, written)
+    try:
+        folder = here.parent.relative_to(root).as_posix()
+    except ValueError:
+        raise UsageError(
+            f"{series.path} is not under {root}, where the pipeline is written "
+            "and its jobs run",
+            "write the pipeline (--output) into a folder that holds the series, "
+            "or keep the series in a git repository",
+        ) from None
+    found = Place(folder, here.name)
+    for name in [*found.folder.split("/"), found.file]:
+        if name != "." and not _NAME.fullmatch(name):
+            raise UsageError(
+                f"{found.source}: '{name}' cannot name a GitLab job or a path "
+                "in a job's command",
+                "rename it with letters, digits, '.', '_' and '-' only "
+                "(not starting with '.' or '-')",
+            )
+    return found
 
 
 def backport_base(version: Version) -> str | None:
@@ -79,24 +174,30 @@ def default_bases(series: Series) -> dict[str, list[str | None]]:
     return out
 
 
-def check_job(version: str) -> str:
-    return f"check-{version}"
+def _named(job: str, where: Place) -> str:
+    return job if where.label is None else f"{where.label}:{job}"
+
+
+def check_job(version: str, where: Place = Place()) -> str:
+    return _named(f"check-{version}", where)
 
 
 def _label(version: str, base: str | None) -> str:
     return version if base is None else f"{version}-on-{base.replace(':', '_')}"
 
 
-def reproduce_job(version: str, base: str | None) -> str:
-    return f"reproduce-{_label(version, base)}"
+def reproduce_job(version: str, base: str | None, where: Place = Place()) -> str:
+    return _named(f"reproduce-{_label(version, base)}", where)
 
 
-def report_dir(version: str, base: str | None) -> str:
-    """Where a reproduce job writes its reports, relative to the project."""
-    return f"qseries-reports/{_label(version, base)}"
+def report_dir(version: str, base: str | None, where: Place = Place()) -> str:
+    """Where a reproduce job writes its reports, relative to the project:
+    under the series' folder (and file) when it is not ./series.yaml."""
+    below = "" if where.label is None else where.label.replace(":", "/") + "/"
+    return f"qseries-reports/{below}{_label(version, base)}"
 
 
-def _matrix(series: Series, bases: Bases) -> dict[str, Any]:
+def _matrix(series: Series, bases: Bases, where: Place) -> dict[str, Any]:
     known = {v.name for v in series.versions.values()}
     checks: list[dict[str, Any]] = []
     reproduces: list[dict[str, Any]] = []
@@ -116,25 +217,36 @@ def _matrix(series: Series, bases: Bases) -> dict[str, Any]:
                 )
         if len(set(wanted)) != len(wanted):
             raise UsageError(f"{name} lists a base twice")
-        checks.append({"job": check_job(name), "version": name, "bases": wanted})
+        checks.append({"job": check_job(name, where), "version": name, "bases": wanted})
         reproduces += [
             {
-                "job": reproduce_job(name, base),
+                "job": reproduce_job(name, base, where),
                 "version": name,
                 "base": base,
-                "needs": check_job(name),
-                "report": report_dir(name, base),
+                "needs": check_job(name, where),
+                "report": report_dir(name, base, where),
             }
             for base in wanted
         ]
-    return {"checks": checks, "reproduces": reproduces}
+    series_data = {
+        "label": where.label,
+        "options": "".join(f" {o}" for o in where.options),
+        "source": where.source,
+        "template": where.template,
+    }
+    return {"checks": checks, "reproduces": reproduces, "series": series_data}
 
 
-def gitlab_yaml(series: Series, bases: Bases | None = None) -> str:
+def gitlab_yaml(
+    series: Series, bases: Bases | None = None, *, output: Path | None = None
+) -> str:
     """The .gitlab-ci.yml text for the series: a check job per version,
     then a reproduce job per (version, base) that needs it.  bases
-    defaults to default_bases(series)."""
-    matrix = _matrix(series, default_bases(series) if bases is None else bases)
+    defaults to default_bases(series); output is where the file goes
+    (default: beside series.yaml), which matters outside git only (see
+    project_root)."""
+    wanted = default_bases(series) if bases is None else bases
+    matrix = _matrix(series, wanted, place(series, output))
     with resources.as_file(TEMPLATE_DIR / GITLAB_TEMPLATE) as where:
         text = Templates(where.parent).render(where.name, **matrix)
     try:
@@ -234,9 +346,9 @@ def write_gitlab(
 ) -> bool:
     """Write the pipeline to path.  False if path already holds exactly
     it; refuses (UsageError) to replace a different file unless force."""
-    text = gitlab_yaml(series, bases)
     if path.is_dir():
         raise UsageError(f"{path} is a directory", "pass the file to write")
+    text = gitlab_yaml(series, bases, output=path)
     try:
         old = path.read_text(encoding="utf-8")
     except FileNotFoundError:
