@@ -1038,6 +1038,20 @@ def _(tmp: Path) -> list[str]:
     return ["--series-file", series(tmp), "ci", "gitlab", "--stdout", "--output", "F"]
 
 
+@case(
+    "cmd-ci-out-of-root",
+    "ci gitlab --output in a folder that does not hold the series (no git)",
+)
+def _(tmp: Path) -> list[str]:
+    return ["--series-file", series(tmp), "ci", "gitlab", "--output", "ci/p.yml"]
+
+
+@case("cmd-ci-folder-blank", "ci gitlab for a series in a folder with a blank")
+def _(tmp: Path) -> list[str]:
+    copy_series(tmp / "my s")
+    return ["-C", "my s", "ci", "gitlab", "--output", ".gitlab-ci.yml"]
+
+
 # (end of section: commands and processes (hostile input))
 
 
