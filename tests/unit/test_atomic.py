@@ -24,6 +24,7 @@ from qseries.core.series import load
 from qseries.ground import atomic
 from qseries.ground.errors import QSeriesError
 from qseries.ground.workdir import WorkDir
+from qseries.pipeline import graph
 from qseries.pipeline import stages as pipeline
 from qseries.qemu import generate as gen
 from qseries.qemu.source import SourceSpec
@@ -217,7 +218,7 @@ def reports_run(tmp_path: Path, report_dir: Path) -> pipeline.Pipeline:
         series_file=REPO / "series.yaml",
         spec=SourceSpec(tree=tmp_path / "no-such-tree"),
         version="v1",
-        stages=frozenset({pipeline.CHECK}),
+        stages=frozenset({graph.CHECK}),
         reports=True,
         report_dir=report_dir,
     )

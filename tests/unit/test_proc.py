@@ -163,16 +163,17 @@ HARNESS = textwrap.dedent(
     import sys
     from qseries import cli
     from qseries.ground import proc
+    from qseries.pipeline import commands, views
 
-    def long_command(args, workdir):
+    def long_command(request, workdir):
         proc.run_bounded(["sh", sys.argv[1], sys.argv[2]], os.environ, 600)
-        return 0
+        return views.Lines([])
 
-    def quick_command(args, workdir):
-        print("done")
-        return 0
+    def quick_command(request, workdir):
+        return views.Lines(["done"])
 
-    cli.cmd_source = long_command if sys.argv[3] == "long" else quick_command
+    run = long_command if sys.argv[3] == "long" else quick_command
+    commands.COMMANDS["source"] = commands.Command("source", run)
     sys.exit(cli.main(["--workdir", sys.argv[4], "--no-wait", "source"]))
     """
 )

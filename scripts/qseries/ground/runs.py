@@ -344,3 +344,42 @@ def recorded(
         if not marked(rec.marker, rec.start):
             with contextlib.suppress(FileNotFoundError):
                 rec.path.unlink()
+
+
+def leftover_names(pids: Sequence[int]) -> str:
+    """'sleep (108), git (1)': the programs of pids, most frequent first."""
+    names: dict[str, int] = {}
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip() or "?"
+        except OSError:
+            name = "?"
+        names[name] = names.get(name, 0) + 1
+    ranked = sorted(names.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{name} ({count})" for name, count in ranked[:5])
+    return shown + (", ..." if len(ranked) > 5 else "")
+
+
+def end_leftovers(before: set[int], say: Callable[[str], None]) -> None:
+    """End what a run that returned left running, under the work dir's
+    lock, and name it in one line.  Its descendants, as qseries is their
+    subreaper: those that dropped the run's marker from their
+    environment (`env -i`) included, which runs.recorded, going by the
+    marker, does not find.
+
+    Nothing qseries starts is meant to outlive its command: what does is
+    a bug (a detached `git gc --auto`) or the doing of code qseries runs
+    (a QEMU wrapper's `setsid sleep &`).  The exit code stays the
+    command's: its verdict holds, and once the line is said nothing of
+    the run is left to clean up.
+    """
+    left = proc.descendants(exclude=before)
+    if not left:
+        return
+    names = leftover_names(left)
+    ended = proc.kill_descendants(exclude=before)
+    count = len(set(ended) | set(left))
+    say(
+        f"ended {count} process{'es' if count != 1 else ''} this run left "
+        f"running: {names}"
+    )

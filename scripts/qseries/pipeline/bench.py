@@ -23,7 +23,7 @@ from pathlib import Path
 from ..core.results import PASS
 from ..ground.console import say
 from ..ground.workdir import WorkDir
-from . import stages
+from . import graph, stages
 
 Figures = dict[str, float | int | str]
 
@@ -65,7 +65,7 @@ def bisect_figures(outcome: stages.Outcome, series_steps: int) -> Figures:
     """The bisect stage's figures: the stage (a build after each proper
     prefix) and the build of the whole series (series_steps ninja steps),
     which together build the tree once per patch."""
-    group = next((g for g in outcome.groups if g.name == stages.BISECT), None)
+    group = next((g for g in outcome.groups if g.name == graph.BISECT), None)
     if group is None:
         raise ValueError("bisect_figures: the outcome has no bisect stage")
     steps = []
@@ -74,7 +74,7 @@ def bisect_figures(outcome: stages.Outcome, series_steps: int) -> Figures:
         steps.append(int(found.group(1)) if found else 0)
     steps.append(series_steps)
     patches = len(steps)
-    seconds = phase_seconds(outcome, (stages.BISECT, *SERIES_BUILD))
+    seconds = phase_seconds(outcome, (graph.BISECT, *SERIES_BUILD))
     figures: Figures = {
         "bisect_s": round(seconds, 2),
         "bisect_per_patch_s": round(seconds / patches, 2),
@@ -122,14 +122,14 @@ def run(request: stages.Request, workdir: WorkDir) -> Figures:
             checked = stages.run(
                 replace(
                     request,
-                    stages=frozenset({stages.CHECK}),
+                    stages=frozenset({graph.CHECK}),
                     reuse=False,
                     patches_root=root,
                     version=pipe.version.name,
                 ),
                 workdir,
             )
-            seconds[k] = phase_seconds(checked, (stages.CHECK,))
+            seconds[k] = phase_seconds(checked, (graph.CHECK,))
             say(f"bench: check of patches 1..{k}: {seconds[k]:.1f} s")
             if k == len(patches):
                 figures["check_passed"] = str(checked.passed)

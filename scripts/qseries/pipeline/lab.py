@@ -13,12 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
+from ..core import generators
 from ..core import lab as core_lab
+from ..core import series as series_mod
+from ..ground.errors import UsageError
 
 if TYPE_CHECKING:
     from ..ground.workdir import WorkDir
     from ..qemu.build import Build
     from ..qemu.check import QapiJudge
+    from .graph import Stage
     from .stages import Pipeline, Request
 
 
@@ -58,7 +62,9 @@ class ProvingLab(core_lab.LabSpec, Protocol):
     """A lab with the stages it adds to the pipeline."""
 
     @property
-    def stages(self) -> tuple[str, ...]: ...
+    def stages(self) -> tuple[Stage, ...]:
+        """The lab's stages (graph.py), each run within one it needs."""
+        ...
 
     def add_options(self, parser: argparse.ArgumentParser, command: str) -> None: ...
 
@@ -82,3 +88,48 @@ def load(name: str) -> ProvingLab:
 
 def installed() -> list[ProvingLab]:
     return [load(name) for name in core_lab.installed()]
+
+
+def choose(
+    series_file: Path, args: argparse.Namespace, command: str
+) -> tuple[list[str], dict[str, object]]:
+    """The stages and options the series' lab takes from a command line
+    (its `choose`).  An option of a lab the series does not name is
+    refused, and --tests, which chooses the tests of a series with no
+    lab, for a series with one."""
+    series = series_mod.load(series_file, generators.specs())
+    given: dict[str, list[tuple[str, str, object]]] = getattr(args, "lab_options", {})
+    for name, dests in given.items():
+        if name == series.lab:
+            continue
+        for dest, flag, default in dests:
+            if getattr(args, dest, default) != default:
+                where = f"names lab '{series.lab}'" if series.lab else "has no lab"
+                raise UsageError(
+                    f"{flag} is an option of the {name} lab; {series_file} {where}",
+                    f"drop {flag}",
+                )
+    if series.lab is None:
+        return [], {}
+    if getattr(args, "tests", None) is not None:
+        raise UsageError(
+            f"--tests is for a series with no lab; {series_file} names "
+            f"lab '{series.lab}', whose proof chooses its tests",
+            "drop --tests",
+        )
+    return load(series.lab).choose(args, command)
+
+
+def add_options(p: argparse.ArgumentParser, command: str) -> None:
+    """Each installed lab's options of the command, and which they are
+    (choose refuses them for a series of another lab, or of none)."""
+    given: dict[str, list[tuple[str, str, object]]] = {}
+    for lab in installed():
+        before = {id(a) for a in p._actions}
+        lab.add_options(p, command)
+        given[lab.name] = [
+            (a.dest, a.option_strings[0], a.default)
+            for a in p._actions
+            if id(a) not in before
+        ]
+    p.set_defaults(lab_options=given)

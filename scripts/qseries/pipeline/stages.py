@@ -1,9 +1,11 @@
-"""The pipeline: source -> apply -> check -> build -> test -> report.
+"""The pipeline: one run of the declared stages (graph.py) on a series.
 
-Every command that does more than one thing is this pipeline with some
-of its stages: `check` is source and check, `test` is source, bisect,
-build and test, `reproduce` is all of them and writes the reports.
-cli.py only turns arguments into a Request.
+Every command is some of the stages: `check` is source, mails and
+check; `test` is source, mails, bisect and test; `reproduce` is all of
+them and the report; `generate`, `send` and the others are the stage of
+their name and what it needs (commands.py declares which).  The
+Pipeline is the run's context: the request, the work dir, and what the
+stages found; `run` executes the stages in the graph's order.
 
 Each stage is timed as a phase; what a stage took from an earlier run
 (the base tree, the configured build directory, check results for the
@@ -38,15 +40,9 @@ from ..qemu import check, testing, touched
 from ..qemu.source import BaseTree, SourceSpec, get_base
 from ..reports import report
 from ..reports.report import Group, Phase
+from . import graph
 from . import lab as lab_mod
-
-# The stages a request can ask for, in the order they run.
-CHECK = "check"
-BISECT = "bisect"
-CONTROL = "control"
-TEST = "test"
-# Stages a lab adds are the lab's (its `stages`).
-STAGES = (CHECK, BISECT, CONTROL, TEST)
+from .graph import BISECT, CHECK, CONTROL, MAILS, REPORT, SERIES, SOURCE, TEST
 
 
 @dataclass(frozen=True)
@@ -58,6 +54,7 @@ class Request:
     version: str | None = None  # None: the newest (or the mbox's)
     mbox: Path | None = None  # a mailed series instead of patches/vN
     patches_root: Path | None = None  # instead of patches/ beside series.yaml
+    # The stages asked for (graph.py); those they need run too.
     stages: frozenset[str] = frozenset()
     qemu: Path | None = None  # test this binary rather than the one built
     reports: bool = False  # write the reports (reproduce)
@@ -68,6 +65,9 @@ class Request:
     lab: Mapping[str, object] = field(default_factory=dict)
     # The tests to run instead of those the change touches (--tests).
     tests: str | None = None
+    # The command (commands.py) and its own options (a record of its kind).
+    command: str = ""
+    options: object = None
 
 
 @dataclass
@@ -121,9 +121,10 @@ class Pipeline:
         self._mailed_series: MailedSeries | None = None
         self._build_ready = False
         self.lab = lab_mod.load(self.series.lab) if self.series.lab else None
-        allowed = {*STAGES, *(self.lab.stages if self.lab else ())}
-        if request.stages - allowed:
-            raise ValueError(f"unknown stages {sorted(request.stages - allowed)}")
+        self.graph = graph.GENERIC.with_lab(self.lab.stages if self.lab else ())
+        unknown = sorted(s for s in request.stages if s not in self.graph)
+        if unknown:
+            raise ValueError(f"unknown stages {unknown}")
         version = self.series.version(request.version)
         if request.mbox is not None:
             try:
@@ -507,48 +508,48 @@ class Pipeline:
 
     # -- the whole run -----------------------------------------------------
 
-    def run(self) -> Outcome:
-        stages = self.request.stages
-        steps: list[tuple[str, Callable[[], object]]] = []
+    def plan(self) -> list[graph.Stage]:
+        """The stages this run executes, in order (targets_of)."""
+        return self.graph.order(targets_of(self.request))
+
+    def steps(self) -> dict[str, Callable[[], object]]:
+        """The step of each generic stage this class runs itself."""
+        return {
+            SERIES: lambda: self.series,
+            SOURCE: self.base,
+            MAILS: self.mails,
+            CHECK: self.check,
+            BISECT: self.bisect,
+            CONTROL: lambda: self.test(control=True),
+            TEST: lambda: self.test(control=False),
+            REPORT: self.report,
+        }
+
+    def run(self, more: Mapping[str, Callable[[], object]] | None = None) -> Outcome:
+        """Execute the plan; more: the steps of stages a command runs
+        besides those of steps()."""
+        steps = {**self.steps(), **(more or {})}
+        order = self.plan()
         if self.prover is not None:
-            steps += self.prover.first_steps()
-        steps.append(("source", self.base))
-        if CHECK in stages:
-            steps.append((CHECK, self.check))
-        if BISECT in stages and self.request.qemu is None:
-            steps.append((BISECT, self.bisect))
-        if CONTROL in stages:
-            steps.append((CONTROL, lambda: self.test(control=True)))
-        if TEST in stages:
-            steps.append((TEST, lambda: self.test(control=False)))
-        if not self.request.reports:
-            for _, step in steps:
+            for _, step in self.prover.first_steps():
                 step()
-                if self.outcome.stopped:
-                    break
+        if REPORT not in {s.name for s in order}:
+            graph.execute(order, steps, lambda: self.outcome.stopped)
             return self.outcome
         # With reports, a stage that cannot go on (a build that fails)
         # is reported too, before the error ends the run.
-        directory = self.request.report_dir
-        current = "source"
+        current = [SOURCE]
         try:
-            for name, step in steps:
-                current = name
-                step()
-                if self.outcome.stopped:
-                    break
-            if self.prover is not None and self.outcome.build is not None:
-                current = "lab"
-                directory = directory or self.default_report_dir()
-                directory.mkdir(parents=True, exist_ok=True)
-                self.prover.after(directory)
+            graph.execute(order, steps, lambda: self.outcome.stopped, current.append)
         except Exception as err:
+            if self.outcome.report_dir is not None:
+                raise  # the reports are written: what failed came after
             # A QSeriesError says what went wrong in its own words; a
             # failure of the system (a timeout, a full disk) by its kind.
             line = str(err) if isinstance(err, QSeriesError) else _describe(err)
-            self.outcome.groups.append(
-                Group(current, (Result(current, FAIL, line),), 0.0)
-            )
+            name = current[-1]
+            self.outcome.groups.append(Group(name, (Result(name, FAIL, line),), 0.0))
+            directory = self.request.report_dir
             if self.outcome.base is not None or directory is not None:
                 directory = directory or self.default_report_dir()
                 try:
@@ -558,8 +559,15 @@ class Pipeline:
                     # The error that ended the run is the one to print.
                     say(f"no reports of what ran: {lost}")
             raise
-        self.write_reports(directory or self.default_report_dir())
         return self.outcome
+
+    def report(self) -> None:
+        """What the lab draws, then the reports of the run."""
+        directory = self.request.report_dir or self.default_report_dir()
+        if self.prover is not None and self.outcome.build is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.prover.after(directory)
+        self.write_reports(directory)
 
     def default_report_dir(self) -> Path:
         base = self.base()
@@ -586,6 +594,18 @@ class Pipeline:
         # The reports of a run go together: all of them, or the old ones.
         atomic.write_all({directory / n: t.encode() for n, t in texts.items()})
         self.outcome.report_dir = directory
+
+
+def targets_of(request: Request) -> set[str]:
+    """The stages a request asks for: those it names, and the report
+    when it writes one; with a QEMU given, no bisect (nothing of ours
+    is built)."""
+    targets = set(request.stages)
+    if request.reports:
+        targets.add(REPORT)
+    if request.qemu is not None:
+        targets.discard(BISECT)
+    return targets
 
 
 def ninja_steps(steps: int) -> str:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from ...core.generators import Generator
     from ...ground.workdir import WorkDir
+    from ...pipeline.graph import Stage
     from ...pipeline.stages import Pipeline, Request
     from .lab import Prover
 
@@ -46,7 +47,7 @@ class VfioMigrationLab:
         return LEGACY_KINDS
 
     @property
-    def stages(self) -> tuple[str, ...]:
+    def stages(self) -> tuple[Stage, ...]:
         from .lab import STAGES
 
         return STAGES

@@ -20,6 +20,7 @@ from ...core.results import FAIL, Result
 from ...ground import atomic
 from ...ground.console import say
 from ...ground.errors import UsageError
+from ...pipeline.graph import REPORT, TEST, Stage
 from ...qemu import testing
 from ...qemu.build import Build
 from . import faults as faults_mod
@@ -36,7 +37,27 @@ if TYPE_CHECKING:
 MUTATIONS = "mutations"
 TIMELINE = "timeline"
 FAULTS = "faults"
-STAGES = (MUTATIONS, TIMELINE, FAULTS)
+# The lab's stages, each run within the generic stage it needs.
+STAGES = (
+    Stage(
+        MUTATIONS,
+        "break the series' C change on purpose; the qtest must fail",
+        (TEST,),
+        "vfio-migration",
+    ),
+    Stage(
+        FAULTS,
+        "the fault matrix: each injected failure's events",
+        (TEST,),
+        "vfio-migration",
+    ),
+    Stage(
+        TIMELINE,
+        "one live migration drawn beside the reports",
+        (REPORT,),
+        "vfio-migration",
+    ),
+)
 DEVICE_CHOICES = ("fake", "kernel", "both")
 # What the timeline injects into the quiesce transition by default.
 DELAY_MS = 300
