@@ -114,9 +114,10 @@ class Git:
         strip: bool = True,
         timeout: float = GIT_TIMEOUT,
         input: str | None = None,
+        stdin_path: Path | None = None,
     ) -> str:
-        """Run git ARGS (input on its stdin); raise ToolError with git's
-        own message on failure.
+        """Run git ARGS (input, or the file stdin_path, on its stdin);
+        raise ToolError with git's own message on failure.
 
         git and its children are killed once timeout seconds have
         passed, and GitTimeout says so.  The variables of env are the
@@ -131,6 +132,7 @@ class Git:
                 cwd=self.path,
                 input=input,
                 keep=tuple(env or ()),
+                stdin_path=stdin_path,
             )
         except FileNotFoundError:
             if not self.path.is_dir():

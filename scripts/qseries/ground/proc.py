@@ -331,22 +331,31 @@ def run_bounded(
     input: str | None = None,
     keep: Collection[str] = (),
     untrusted: bool = False,
+    stdin_path: Path | None = None,
 ) -> Ran:
     """Run argv in a session of its own, for at most timeout seconds,
-    with input (if any) on its stdin (in the run's sandbox if untrusted).
+    with input (if any) on its stdin, or the file stdin_path (bytes, as
+    they are: a stream too big or too binary for input), in the run's
+    sandbox if untrusted.
 
     FileNotFoundError (no such program) is the caller's to report.
     """
+    if input is not None and stdin_path is not None:
+        raise ValueError("input and stdin_path are two stdins")
     command, args, wrapped = _popen_args(argv, env, keep, pass_fds, cwd, untrusted)
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
-        encoding="utf-8",
-        errors="replace",
-        **args,
-    )
+    with contextlib.ExitStack() as files:
+        stdin: Any = subprocess.DEVNULL if input is None else subprocess.PIPE
+        if stdin_path is not None:
+            stdin = files.enter_context(open(stdin_path, "rb"))
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=stdin,
+            encoding="utf-8",
+            errors="replace",
+            **args,
+        )
     try:
         out, err = proc.communicate(input, timeout=timeout)
         code = _status(proc.returncode, wrapped)

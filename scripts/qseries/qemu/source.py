@@ -8,6 +8,7 @@ clones it and never writes to it, its index or its refs.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import email.utils
 import errno
 import hashlib
@@ -15,11 +16,13 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..core.versions import (
     QemuVersion,
@@ -50,6 +53,8 @@ APT_SOURCE_TIMEOUT = 30 * 60
 APT_CACHE_TIMEOUT = 2 * 60
 DPKG_SOURCE_TIMEOUT = 15 * 60
 GIT_CLONE_TIMEOUT = 30 * 60
+# git fast-import of a whole QEMU tree (about 10 s on 2 cores).
+IMPORT_TIMEOUT = 15 * 60
 APT_NETWORK_OPTIONS = {
     "Acquire::http::Timeout": "60",
     "Acquire::https::Timeout": "60",
@@ -620,21 +625,80 @@ def quiet_git(root: Path, fresh: bool = False) -> None:
         g.run(*PACK)
 
 
+def _quoted(path: bytes) -> bytes:
+    """A path as git fast-import reads it: as it is, or C-quoted when it
+    starts with a quote or holds a line feed."""
+    if not path.startswith(b'"') and b"\n" not in path:
+        return path
+    out = path.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return b'"' + out.replace(b"\n", b"\\n") + b'"'
+
+
+def _tree_files(root: Path) -> list[tuple[bytes, bytes, Path]]:
+    """Every file and symbolic link under root but .git (the path from
+    root, git's mode, the file), sorted: what `git add --all --force .`
+    would stage."""
+    found = []
+    top = os.fsencode(root)
+    for here, dirs, files in os.walk(top):
+        if here == top:
+            dirs[:] = [d for d in dirs if d != b".git"]
+        links = [d for d in dirs if os.path.islink(os.path.join(here, d))]
+        for name in [*files, *links]:
+            full = os.path.join(here, name)
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                kind = b"120000"
+            elif stat.S_ISREG(mode):
+                kind = b"100755" if mode & stat.S_IXUSR else b"100644"
+            else:
+                continue  # a fifo or a socket: git does not keep them
+            found.append((os.path.relpath(full, top), kind, Path(os.fsdecode(full))))
+    return sorted(found)
+
+
+def _write_import(root: Path, out: BinaryIO, message: str, date: str) -> None:
+    """The fast-import stream of one commit of root's files, as git add
+    and git commit by BASE_NAME on date would make it."""
+    stamp = datetime.datetime.fromisoformat(date)
+    when = f"{int(stamp.timestamp())} {stamp.strftime('%z') or '+0000'}"
+    who = f"{BASE_NAME} <{BASE_EMAIL}> {when}".encode()
+    text = (message + "\n").encode()
+    out.write(b"commit HEAD\nauthor %s\ncommitter %s\n" % (who, who))
+    out.write(b"data %d\n%s\n" % (len(text), text))
+    for path, kind, full in _tree_files(root):
+        data = os.readlink(full).encode() if kind == b"120000" else full.read_bytes()
+        out.write(b"M %s inline %s\ndata %d\n" % (kind, _quoted(path), len(data)))
+        out.write(data)
+        out.write(b"\n")
+    out.write(b"done\n")
+
+
 def _commit_all(root: Path, message: str, date: str) -> str:
+    """Commit every file of root, as git add --all --force and git commit
+    would (the same commit id), through git fast-import: one pack
+    written once, rather than 38,000 loose objects packed afterwards
+    (about half the time on 2 cores)."""
     g = Git(root)
     g.run("init", "--quiet", "--initial-branch=qseries-base")
     for key, value in QUIET_GIT:
         g.run("config", "--local", key, value)
-    g.run("add", "--all", "--force", ".")
-    env = {
-        "GIT_AUTHOR_NAME": BASE_NAME,
-        "GIT_AUTHOR_EMAIL": BASE_EMAIL,
-        "GIT_AUTHOR_DATE": date,
-        "GIT_COMMITTER_NAME": BASE_NAME,
-        "GIT_COMMITTER_EMAIL": BASE_EMAIL,
-        "GIT_COMMITTER_DATE": date,
-    }
-    g.run("commit", "--quiet", "--no-verify", "-m", message, env=env)
+    stream = root.with_name(f".{root.name}.fast-import")
+    try:
+        with open(stream, "wb") as out:
+            _write_import(root, out, message, date)
+        # Light compression: CPU saved for a pack a little larger.  (One
+        # snapshot: fast-import finds no deltas to make.)
+        g.run(
+            *("-c", "pack.compression=1", "fast-import", "--quiet", "--done"),
+            stdin_path=stream,
+            timeout=IMPORT_TIMEOUT,
+        )
+    finally:
+        stream.unlink(missing_ok=True)
+    # The index, as git add leaves it: the tree, with the files' stats.
+    g.run("read-tree", "HEAD")
+    g.run("update-index", "-q", "--refresh")
     quiet_git(root, fresh=True)
     return g.rev("HEAD")
 
