@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from qseries.core import lab as lab_mod
+from qseries.ground import pkgdata
 from qseries.ground.console import Progress
 from qseries.ground.proc import run_logged
 from qseries.ground.workdir import WorkDir
@@ -281,6 +282,7 @@ def test_configure_again_when_ccache_comes_or_goes(
     # Without a work dir (bench's cold build, a build dir of its own): no
     # ccache, and the devices file beside the build dir.
     found[0] = "/usr/bin/ccache"
+    assert configure()
     assert configure(None)
     assert not any(a.startswith("--cc=") for a in stamped())
     beside = build.devices_file(builddir.parent)
@@ -312,6 +314,111 @@ def test_another_python_configures_anew(tmp_path: Path) -> None:
     assert configure(second)
     assert f"--python={second}" in (builddir / "args").read_text().splitlines()
     assert not configure(second)
+
+
+def test_device_lines_are_the_settings_without_comments_or_blanks() -> None:
+    text = "# a comment\n\nCONFIG_A=y\n  CONFIG_B = y  # why\n#CONFIG_C=y\nCONFIG_D=n\n"
+    assert build.device_lines(text) == ["CONFIG_A=y", "CONFIG_B=y", "CONFIG_D=n"]
+    generic = build.device_lines(build.DEVICES.read_text())
+    assert generic[0] == "CONFIG_Q35=y" and all(
+        line.startswith("CONFIG_") for line in generic
+    )
+
+
+def _fake_configure(tmp_path: Path) -> Path:
+    """A tree whose configure records its arguments and makes a build.ninja."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    script = tree / "configure"
+    script.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > args\n: > build.ninja\n')
+    script.chmod(0o755)
+    return tree
+
+
+def test_a_build_with_more_devices_serves_a_run_with_fewer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build's devices are those of every lab installed when it was
+    configured: a run with a lab fewer (labs/ deleted) builds in it as it
+    is, and one with a device more than it has configures anew."""
+    tree = _fake_configure(tmp_path)
+    builddir = tmp_path / "build"
+    workdir = WorkDir(tmp_path / "wd")
+    installed = lab_mod.installed
+    assert installed()  # the vfio-migration lab, whose devices.mak adds vfio-pci
+
+    def configure(labs: bool) -> bool:
+        monkeypatch.setattr(lab_mod, "installed", installed if labs else list)
+        return build.configure(tree, builddir, "python3", tmp_path / "log", workdir)
+
+    def stamped() -> dict[str, list[str]]:
+        stamp: dict[str, list[str]] = json.loads(
+            (builddir / "qseries-configure.json").read_text()
+        )
+        assert (builddir / "args").read_text().splitlines() == stamp["args"]
+        return stamp
+
+    assert configure(labs=False)
+    assert stamped()["devices"] == build.device_lines(build.DEVICES.read_text())
+    assert not configure(labs=False)
+    assert configure(labs=True)  # a device more: vfio-pci
+    with_labs = stamped()
+    assert "CONFIG_VFIO_PCI=y" in with_labs["devices"]
+    assert not configure(labs=True)
+    assert not configure(labs=False)  # a lab fewer: served as it is
+    assert stamped() == with_labs
+    # The devices file the build was configured with is gone (meson
+    # would read it again to regenerate): configured anew.
+    name = next(a for a in with_labs["args"] if a.startswith(build.DEVICES_OPTION))
+    folder = tree / "configs" / "devices" / "x86_64-softmmu"
+    shutil.rmtree(Path(os.path.normpath(folder / name.split("=", 1)[1])).parent)
+    assert configure(labs=False)
+    assert "CONFIG_VFIO_PCI=y" not in stamped()["devices"]
+
+
+def test_still_configured_wants_the_same_arguments_and_more_devices(
+    tmp_path: Path,
+) -> None:
+    tree = tmp_path / "tree"
+    work = tmp_path / "work"
+    needed = ["CONFIG_Q35=y", "CONFIG_PXB=y"]
+    (tmp_path / "a.mak").write_text("CONFIG_Q35=y\nCONFIG_PXB=y\n")
+    (tmp_path / "b.mak").write_text("CONFIG_Q35=y\nCONFIG_PXB=y\nCONFIG_VFIO_PCI=y\n")
+    names = {}
+    for file in ("a.mak", "b.mak"):
+        names[file] = build.devices_arg(
+            tree, pkgdata.place(work, file, (tmp_path / file).read_bytes())
+        )
+    args = ["--target-list=x86_64-softmmu", names["a.mak"], "--python=/v/python"]
+    more = [*needed, "CONFIG_VFIO_PCI=y"]
+    had = ["--target-list=x86_64-softmmu", names["b.mak"], "--python=/v/python"]
+
+    def served(stamp: dict[str, object], tree: Path = tree) -> bool:
+        return build._still_configured(stamp, tree, args, needed)
+
+    assert served({"tree": str(tree), "args": args, "devices": needed})
+    assert served({"tree": str(tree), "args": had, "devices": more})  # a superset
+    assert not served({"tree": str(tree), "args": had, "devices": needed[:1]})
+    assert not served({"tree": str(tree), "args": args, "devices": needed[:1]})
+    # More devices, but a setting more that turns one off: not a superset.
+    assert not served(
+        {"tree": str(tree), "args": had, "devices": [*needed, "CONFIG_PCIE_PORT=n"]}
+    )
+    # Another argument than the devices one differs: configure anew.
+    for other in (
+        ["--target-list=x86_64-softmmu", names["b.mak"], "--python=/w/python"],
+        ["--target-list=i386-softmmu", names["b.mak"], "--python=/v/python"],
+        [*had, "--cc=env ccache gcc"],
+        had[:2],
+    ):
+        assert not served({"tree": str(tree), "args": other, "devices": more})
+    assert not served({"tree": str(tmp_path / "other"), "args": had, "devices": more})
+    # A stamp of an older qseries (no devices): only the same arguments.
+    assert not served({"tree": str(tree), "args": had})
+    assert served({"tree": str(tree), "args": args})
+    broken: object
+    for broken in (None, [], {"tree": str(tree), "args": had, "devices": [1]}):
+        assert not build._still_configured(broken, tree, args, needed)
 
 
 # A configure that writes a build.ninja making an empty "QEMU", and the

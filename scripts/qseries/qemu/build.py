@@ -42,6 +42,7 @@ CONFIGURE_ARGS = (
 # the file of a lab that adds those its proof runs (see devices_data).
 DEVICES = resources.files("qseries.qemu") / "data" / "qseries-x86_64.mak"
 LAB_DEVICES = "devices.mak"
+DEVICES_OPTION = "--with-devices-x86_64="  # configure's, naming the file
 CCACHE_MAX_SIZE = "1G"
 # configure splits --cc at blanks (and expands globs): no such characters.
 PLAIN_PATH = re.compile(r"[\w./+,:@%=-]+")
@@ -276,9 +277,24 @@ def devices_arg(tree: Path, devices: Path) -> str:
     """
     if not devices.is_file():
         raise BuildError(f"{devices} is missing", "run again: qseries copies it")
-    folder = tree.absolute() / "configs" / "devices" / "x86_64-softmmu"
-    name = os.path.relpath(devices.absolute().with_suffix(""), folder)
-    return f"--with-devices-x86_64={name}"
+    name = os.path.relpath(devices.absolute().with_suffix(""), _devices_folder(tree))
+    return f"{DEVICES_OPTION}{name}"
+
+
+def _devices_folder(tree: Path) -> Path:
+    return tree.absolute() / "configs" / "devices" / "x86_64-softmmu"
+
+
+def device_lines(text: str) -> list[str]:
+    """What a devices file sets, one setting a line (CONFIG_X=y), in its
+    order: its comments and blank lines, and blanks within a line, mean
+    nothing to Kconfig, so they do not tell two files apart."""
+    lines = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words:
+            lines.append(re.sub(r" ?= ?", "=", " ".join(words)))
+    return lines
 
 
 def ccache_cc(workdir: WorkDir, ccache: str | None = None) -> str | None:
@@ -312,17 +328,63 @@ def ccache_cc(workdir: WorkDir, ccache: str | None = None) -> str | None:
     return f"--cc=env {' '.join(settings)} {ccache} {cc}"
 
 
-def _still_configured(stamped: object, tree: Path, args: list[str]) -> bool:
-    """Does a build dir configured as stamped serve args?  The same tree
-    and the same arguments, --python among them: the build's pyvenv is
-    made from that Python, and the sandbox a build runs in shows only
-    this run's own Python (another install's, in a home or a private
-    /tmp, would leave the pyvenv with no meson)."""
+def _still_configured(
+    stamped: object, tree: Path, args: list[str], devices: Sequence[str]
+) -> bool:
+    """Does a build dir configured as stamped serve args and devices?
+
+    The same tree and the same arguments, --python among them: the
+    build's pyvenv is made from that Python, and the sandbox a build runs
+    in shows only this run's own Python (another install's, in a home or
+    a private /tmp, would leave the pyvenv with no meson).  All but the
+    devices option, that is: a build with more devices than a run needs
+    serves it.  The devices file holds those of every lab installed when
+    the build dir was configured; a run with fewer labs (one deleted, a
+    bare install sharing the work dir) must not cost a configure and a
+    rebuild of QEMU for devices it merely does not use.  A device more
+    than the build has (a lab installed since) configures anew.  A stamp
+    of an older qseries names no devices: it serves only the same
+    arguments (the devices file's path names its content), as before.
+    """
+    if not isinstance(stamped, dict) or stamped.get("tree") != str(tree):
+        return False
+    had_args, had_devices = stamped.get("args"), stamped.get("devices")
+    if not isinstance(had_args, list) or not isinstance(had_devices, list):
+        return had_args == args
     return (
-        isinstance(stamped, dict)
-        and stamped.get("tree") == str(tree)
-        and stamped.get("args") == args
+        _other_args(had_args) == _other_args(args)
+        and _has_devices(had_devices, devices)
+        and _devices_file_kept(tree, had_args)
     )
+
+
+def _is_devices(arg: object) -> bool:
+    return isinstance(arg, str) and arg.startswith(DEVICES_OPTION)
+
+
+def _other_args(args: Sequence[object]) -> list[object]:
+    return [a for a in args if not _is_devices(a)]
+
+
+def _has_devices(had: list[object], needed: Sequence[str]) -> bool:
+    """Had every setting needed, and more only in devices turned on (a
+    CONFIG_X=n more could take away a device that needed brings in)."""
+    if not all(isinstance(line, str) for line in had):
+        return False  # not a stamp qseries wrote
+    lines = {str(line) for line in had}
+    return set(needed) <= lines and all(
+        line.endswith("=y") for line in lines - set(needed)
+    )
+
+
+def _devices_file_kept(tree: Path, args: Sequence[object]) -> bool:
+    """Is the devices file that args name still there?  meson reads it
+    again whenever ninja has it regenerate the build."""
+    names = [str(a).removeprefix(DEVICES_OPTION) for a in args if _is_devices(a)]
+    if len(names) != 1:
+        return False
+    # Joined and normalized, as meson does (the folder need not exist).
+    return Path(os.path.normpath(_devices_folder(tree) / f"{names[0]}.mak")).is_file()
 
 
 def configure(
@@ -332,13 +394,16 @@ def configure(
     log: Path,
     workdir: WorkDir | None = None,
 ) -> bool:
-    """Configure builddir unless it already is, with the same arguments
-    (among them ccache's, used when workdir is given and ccache is found:
-    its coming or going reconfigures; see _still_configured for
-    --python)."""
+    """Configure builddir unless it already serves this run (see
+    _still_configured: the same arguments, among them ccache's, used when
+    workdir is given and ccache is found, whose coming or going
+    reconfigures; and at least the devices of devices_data).  The stamp
+    records the device lines configure was given, for later runs with
+    fewer labs."""
     # Without a work dir (bench's cold build, in a build dir of its own)
     # the devices file goes beside the build dir.
     devices = devices_file(workdir.path if workdir else builddir.parent)
+    lines = device_lines(devices.read_text())
     args = [*CONFIGURE_ARGS, devices_arg(tree, devices), f"--python={python}"]
     cc = ccache_cc(workdir) if workdir else None
     if cc:
@@ -346,7 +411,7 @@ def configure(
     stamp = builddir / "qseries-configure.json"
     if (builddir / "build.ninja").exists() and stamp.exists():
         try:
-            if _still_configured(json.loads(stamp.read_text()), tree, args):
+            if _still_configured(json.loads(stamp.read_text()), tree, args, lines):
                 return False
         except ValueError:
             pass
@@ -369,7 +434,7 @@ def configure(
     # would have this write land wherever it points.
     fd, partial = tempfile.mkstemp(prefix=".qseries-configure.", dir=builddir)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(json.dumps({"tree": str(tree), "args": args}))
+        out.write(json.dumps({"tree": str(tree), "args": args, "devices": lines}))
     os.replace(partial, stamp)
     return True
 
