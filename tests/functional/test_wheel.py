@@ -6,6 +6,8 @@ installed qseries then generates and checks every series of the
 repository from a directory that has nothing to do with either.  What
 it reads of its own (the devices file, the CI template, the fake's
 sources, the lab's scenarios) must come from the installed package.
+With labs/ deleted from the install, a series with no lab still runs
+every stage: generate, check, build and its chosen tests.
 
 The venv gets qseries' dependencies from the project's venv (a .pth
 line naming its site-packages), not from PyPI: installing them afresh
@@ -14,7 +16,12 @@ nothing about qseries.  Only the wheel's build backend (setuptools, in
 pip's isolated build) and meson (which QEMU's configure must find in
 the venv itself) may come from pip's cache or PyPI.  The checks
 configure the shared build dir with this venv's Python, so the next
-build there configures it again (with ccache, about a minute).
+build there configures it again (with ccache, about a minute).  The two
+tests share one install for that reason too: the second, with labs/
+deleted, then finds the build dir configured by the same Python with
+the lab's devices, more than its series needs, which serves it as it
+is (qemu/build.py); an install of its own would configure and build
+QEMU once more.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -114,13 +122,31 @@ def patches(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*.patch")}
 
 
+@dataclass(frozen=True)
+class Installed:
+    """A copy of the checkout, its wheel installed into a new venv and its
+    scripts/ removed."""
+
+    checkout: Path
+    venv: Path
+    env: dict[str, str]
+    shipped: set[str]  # the package's files as the copy had them
+    site: Path  # the venv's site-packages, where the package is
+    # The build dirs' configure stamps as the checks of every series left
+    # them, once they ran.
+    checked: dict[Path, str] = field(default_factory=dict)
+
+    def qseries(self) -> str:
+        return str(self.venv / "bin" / "qseries")
+
+
+@pytest.fixture(scope="module")
 def installed_copy(
-    real_workdir: Path, tmp_path: Path
-) -> tuple[Path, Path, dict[str, str], set[str]]:
-    """A copy of the checkout, its wheel installed into a new venv and
-    its scripts/ removed: (checkout, venv, environment, the package's
-    files as the copy had them)."""
-    checkout = tmp_path / "checkout"
+    real_workdir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Installed:
+    """One install for the module's tests (see the module's docstring)."""
+    root = tmp_path_factory.mktemp("wheel")
+    checkout = root / "checkout"
     shutil.copytree(REPO, checkout, ignore=NOT_COPIED)
     package = checkout / "scripts" / "qseries"
     shipped = {
@@ -130,26 +156,33 @@ def installed_copy(
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["QSERIES_WORKDIR"] = str(real_workdir)
-    venv = install(checkout, tmp_path, env)
+    venv = install(checkout, root, env)
     shutil.rmtree(checkout / "scripts")
-    return checkout, venv, env, shipped
+    site = Path(run([str(venv / "bin" / "python"), "-c", PURELIB], root, env).strip())
+    return Installed(checkout, venv, env, shipped, site)
+
+
+def stamps(workdir: str) -> dict[Path, str]:
+    """The configure stamp of each build dir of the work dir."""
+    found = Path(workdir, "build").glob("*/qseries-configure.json")
+    return {p.parent: p.read_text() for p in found}
 
 
 def test_the_wheel_generates_and_checks_every_series_from_anywhere(
-    real_workdir: Path, real_base: dict[str, object], tmp_path: Path
+    installed_copy: Installed, real_base: dict[str, object], tmp_path: Path
 ) -> None:
-    checkout, venv, env, shipped = installed_copy(real_workdir, tmp_path)
-
+    checkout, env = installed_copy.checkout, installed_copy.env
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    python = str(venv / "bin" / "python")
-    site = Path(run([python, "-c", PURELIB], elsewhere, env).strip())
+    python = str(installed_copy.venv / "bin" / "python")
+    site = installed_copy.site
     assert Path(run([python, "-c", WHERE], elsewhere, env).strip()).is_relative_to(site)
     installed = installed_files(site)
     assert set(DATA) <= installed
+    shipped = installed_copy.shipped
     assert shipped <= installed, sorted(shipped - installed)
 
-    qseries = str(venv / "bin" / "qseries")
+    qseries = installed_copy.qseries()
     found = series_files(checkout)
     assert checkout / "series.yaml" in found
     for series in found:
@@ -171,29 +204,67 @@ def test_the_wheel_generates_and_checks_every_series_from_anywhere(
         pipeline = run([qseries, *by_dir, "ci", "gitlab", "--stdout"], elsewhere, env)
         assert pipeline.startswith("# Generated by `qseries ci gitlab`")
     assert not list(elsewhere.iterdir())
+    installed_copy.checked.update(stamps(installed_copy.env["QSERIES_WORKDIR"]))
 
 
 def test_without_labs_a_series_with_no_lab_runs_and_one_with_a_lab_says_so(
-    real_workdir: Path, real_base: dict[str, object], tmp_path: Path
+    installed_copy: Installed, real_base: dict[str, object], tmp_path: Path
 ) -> None:
     """The installed package with labs/ deleted: a series with no lab
-    generates and checks as before; the VFIO series is refused in one
-    line naming the lab it needs.  (Its build and tests are not run here:
-    without the lab's devices the build's configuration differs, and a
-    build dir of its own would be a cold build of QEMU.)"""
-    checkout, venv, env, _ = installed_copy(real_workdir, tmp_path)
-    python = str(venv / "bin" / "python")
-    site = Path(run([python, "-c", PURELIB], tmp_path, env).strip())
-    shutil.rmtree(site / "qseries" / "labs")
+    generates, checks, builds and passes its chosen tests as before; the
+    VFIO series is refused in one line naming the lab it needs.
+
+    After the test above, the base's build dir is configured by this
+    install's Python with the lab's devices: the build uses it as it is
+    (a device more than the series needs costs nothing; configuring
+    without it would rebuild QEMU).  Run alone, it configures the build
+    dir for this Python and builds QEMU there first: from half a minute
+    to a few minutes more, as ccache holds that configuration's objects
+    or not.  labs/ is moved aside and put back after, so the test above
+    may run in any order."""
+    labs = installed_copy.site / "qseries" / "labs"
+    aside = tmp_path / "labs-aside"
+    shutil.move(labs, aside)
+    try:
+        without_labs(installed_copy, tmp_path)
+    finally:
+        shutil.move(aside, labs)
+    assert (labs / "__init__.py").is_file()
+
+
+def without_labs(installed: Installed, tmp_path: Path) -> None:
+    checkout, env, qseries = installed.checkout, installed.env, installed.qseries()
+    python = f"--python={installed.venv / 'bin' / 'python'}"
+    before = stamps(env["QSERIES_WORKDIR"])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    qseries = str(venv / "bin" / "qseries")
     fixture = ["-C", str(checkout / "series" / "yank-doc")]
     out = tmp_path / "out"
     run([qseries, *fixture, "generate", "--output", str(out)], elsewhere, env)
     assert patches(out) == patches(checkout / "series" / "yank-doc" / "patches")
     results = json.loads(run([qseries, *fixture, "check", "--json"], elsewhere, env))
     assert results["passed"], results
+
+    built = json.loads(run([qseries, *fixture, "build", "--json"], elsewhere, env))
+    assert Path(built["qemu"]).is_file(), built
+    builddir = Path(built["builddir"])
+    stamp = json.loads((builddir / "qseries-configure.json").read_text())
+    assert python in stamp["args"]
+    tested = json.loads(run([qseries, *fixture, "test", "--json"], elsewhere, env))
+    names = {r["name"] for r in tested["results"]}
+    # The tests chosen for a qapi/ change: those of the built schema.
+    schema = ("qmp-cmd-test", "qmp-test", "device-introspect-test")
+    assert {f"qtest-x86_64/{name}" for name in schema} <= names, names
+    for result in tested["results"]:
+        assert result["status"] == "pass", result
+    assert tested["passed"], tested
+    if installed.checked:
+        # The checks above configured it for this install, with the lab's
+        # devices: the check, build and test here used it as it was.
+        assert before[builddir] == installed.checked[builddir]
+        assert stamps(env["QSERIES_WORKDIR"])[builddir] == before[builddir]
+        assert "CONFIG_VFIO_PCI=y" in stamp["devices"]
+
     refused = subprocess.run(
         [qseries, "-C", str(checkout), "generate", "--output", str(out)],
         cwd=elsewhere,
