@@ -11,8 +11,7 @@ import pytest
 
 from qseries.core import generators
 from qseries.core.series import load
-from qseries.ground.workdir import MADE, WorkDir
-from qseries.labs.vfio_migration import guest, kernel
+from qseries.ground.workdir import WorkDir
 from qseries.pipeline import clean
 from qseries.qemu.source import MARKER
 
@@ -119,22 +118,23 @@ def test_all_keeps_the_lock_the_runs_and_what_qseries_did_not_make(
     (work.path / "lock").write_text("pid 1: qseries clean\n")
     (work.path / "runs").mkdir()
     (work.path / "bench.json").write_text("{}\n")
-    make_kernel(work.path, "6.12.95+deb12-amd64", used=1000)
     # A work dir named by mistake: the user's own files stay.
     (work.path / "notes.txt").write_text("mine\n")
     (work.path / "src").mkdir()
-    removals = clean.plan(work, everything=True)
+    # A lab's folder, with no lab installed: not qseries' to remove.
+    (work.path / "kernel").mkdir()
+    removals = clean.plan(work, everything=True, labs=[])
     assert {r.path.name for r in removals} == {
         "trees",
         "work",
         "build",
         "logs",
         "debian",
-        "kernel",
         "bench.json",
     }
     clean.remove(removals)
     assert sorted(p.name for p in work.path.iterdir()) == [
+        "kernel",
         "lock",
         "notes.txt",
         "runs",
@@ -175,63 +175,18 @@ def test_reproduce_bound_says_each_removal(
     assert clean.size_line(work).startswith(f"the work dir {work.path} holds ")
 
 
-def make_kernel(work: Path, version: str, used: float | None) -> Path:
-    """A kernel kit's directory (kernel.py's layout), used at `used`;
-    None: a kit not complete yet (no kit.json)."""
-    home = work / "kernel" / version
-    (home / "debs").mkdir(parents=True)
-    (home / "debs" / "linux-image.deb").write_bytes(b"d" * 10_000)
-    (home / "mtty").mkdir()
-    (home / "mtty" / "mtty.ko").write_bytes(b"k" * 1000)
-    if used is not None:
-        stamp = home / kernel.KIT_STAMP
-        stamp.write_text("{}\n")
-        os.utime(stamp, (used, used))
-    return home
-
-
-def test_kernels_but_the_one_used_last_go(tmp_path: Path) -> None:
+def test_with_no_lab_clean_removes_only_the_cores(tmp_path: Path) -> None:
+    """A copy of qseries without labs/: bases go as ever, and a folder
+    it does not know (a lab's, of another installation) stays whole."""
     work = WorkDir(tmp_path / "w")
-    old = make_kernel(work.path, "6.12.9+deb12-amd64", used=1000)
-    new = make_kernel(work.path, "6.12.95+deb12-amd64", used=3000)
-    unfinished = make_kernel(work.path, "6.12.38+deb12-amd64", used=None)
-    # A kit's use is its stamp's time, not its directory's.
-    os.utime(old, (9000, 9000))
-    os.utime(new, (100, 100))
-    os.utime(unfinished, (500, 500))
-    apt = work.path / "kernel" / "apt"
-    (apt / "lists").mkdir(parents=True)
-    half = work.path / "kernel" / "6.12.96+deb12-amd64.partial"
-    half.mkdir()
-    guests = work.path / "kernel" / "guest"
-    (guests / "series").mkdir(parents=True)  # newer than every kit: no kit
-    assert [p for p, _ in clean.kernels(work)] == [new, old, unfinished]
-    removals = clean.plan(work, keep=2)
-    assert [(r.path, r.why) for r in removals] == [
-        (old, "kernel 6.12.9+deb12-amd64 is not the one used last"),
-        (unfinished, "kernel 6.12.38+deb12-amd64 is not the one used last"),
-        (half, "left half-made by an interrupted run"),
+    make_base(work.path, "1:10.2.2+ds-1", used=2000)
+    old = make_base(work.path, "1:10.2.1+ds-1", used=1000)
+    for kit in ("6.12.9+deb12-amd64", "6.12.95+deb12-amd64", "6.12.96.partial"):
+        (work.path / "kernel" / kit).mkdir(parents=True)
+    removals = clean.plan(work, keep=1, labs=[])
+    assert removed_bases(removals) == {old}
+    assert all(r.why.startswith("base ") for r in removals)
+    assert [r.path for r in clean.bound(work, keep=1, labs=[])] == [
+        r.path for r in removals
     ]
-    assert removals[0].bytes >= 11_000
-    clean.remove(removals)
-    assert sorted(p.name for p in (work.path / "kernel").iterdir()) == [
-        "6.12.95+deb12-amd64",
-        "apt",
-        "guest",
-    ]
-    # A kit used since is the one kept.
-    again = make_kernel(work.path, "6.12.9+deb12-amd64", used=4000)
-    assert [r.path for r in clean.plan(work, keep=2)] == [new]
-    # keep=None keeps any number, kernels too.
-    assert clean.plan(work, keep=None) == []
-    assert again.is_dir()
-
-
-def test_clean_knows_the_kernel_kit_layout() -> None:
-    assert (clean.KERNEL_DIR, clean.KIT_STAMP, clean.KERNEL_PARTIAL) == (
-        kernel.KERNEL_DIR,
-        kernel.KIT_STAMP,
-        kernel.PARTIAL,
-    )
-    assert clean.KERNEL_DIR in MADE
-    assert clean.KERNEL_GUEST == guest.GUEST_DIR
+    assert len(list((work.path / "kernel").iterdir())) == 3

@@ -9,7 +9,6 @@ import shlex
 
 import pytest
 
-from qseries.ground import runs
 from qseries.labs.vfio_migration import kbench, measure, scenarios
 from qseries.labs.vfio_migration.scenarios import QmpEvent, ScenarioRun, Side
 
@@ -229,12 +228,6 @@ def test_the_kernel_stage_ratios() -> None:
         "kernel_stage_cold_ratio": 1.2,
         "kernel_stage_warm_ratio": 1.25,
     }
-
-
-def test_a_killed_kernel_bench_leaves_no_scratch_behind() -> None:
-    """The next run removes what a killed bench left (runs.clean_dead)."""
-    assert kbench.STAGE_DIR in runs.THROWAWAY
-    assert kbench.HAND_DIR in runs.THROWAWAY
 
 
 def test_the_cold_ratio_counts_only_the_steps_the_hand_run_does() -> None:

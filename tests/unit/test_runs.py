@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,32 @@ def test_recorded_removes_its_record_however_the_run_ends(tmp_path: Path) -> Non
     assert not rec.path.exists()
     assert proc.run_marker() == old
     assert rec.marker == f"{os.getpid()}.{rec.start}@{tmp_path}"
+
+
+def test_the_scratch_a_caller_names_is_a_dead_runs_to_remove(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    """A lab's throw-away dirs, given to recorded, are in the run's
+    record; the next run removes them if the run was killed."""
+    named = (*runs.THROWAWAY, "bench/lab-scratch")
+    with runs.recorded(tmp_path, "qseries bench", lambda line: None, named) as rec:
+        assert json.loads(rec.path.read_text())["throwaway"] == list(named)
+    run = sleeper(started)
+    start = runs.start_time(run.pid)
+    assert start is not None
+    run.kill()
+    run.wait()
+    dead = replace(
+        rec, path=rec.path.with_name(f"{run.pid}.json"), pid=run.pid, start=start
+    )
+    dead.path.write_text(json.dumps(dead.to_json()))
+    (tmp_path / "bench" / "lab-scratch" / "x").mkdir(parents=True)
+    lines: list[str] = []
+    assert [c.pid for c in runs.clean_dead(tmp_path, lines.append)] == [run.pid]
+    assert not (tmp_path / "bench" / "lab-scratch").exists()
+    assert lines[0].startswith("removed 1 scratch dir left by a killed run")
+    # Not named: the core's alone leave it.
+    assert "bench/lab-scratch" not in runs.THROWAWAY
 
 
 def test_a_half_written_record_is_dropped(tmp_path: Path) -> None:

@@ -39,13 +39,12 @@ RUNS_DIR = "runs"
 # or changed is its own (no other run held the lock meanwhile).
 SCRATCH_ROOTS = ("tmp",)
 # Directories a run makes and always removes at its end (bench's cold
-# reproduce and its steps by hand, the same for the kernel stage): any
-# left there is a dead run's.
+# reproduce and its steps by hand): any left there is a dead run's.  A
+# lab names its own (pipeline/lab.py's throwaway()), which the caller
+# of record() adds to these.
 THROWAWAY = (
     "bench/cold-reproduce",
     "bench/by-hand",
-    "bench/kernel-stage",
-    "bench/kernel-by-hand",
 )
 # How long the processes of a dead run have to stop on SIGTERM.
 GRACE = 5.0
@@ -288,8 +287,14 @@ def clean_dead(
     return cleaned
 
 
-def record(workdir: Path, command: str, argv: Sequence[str]) -> Record:
-    """Write this run's record and set its marker for what it starts."""
+def record(
+    workdir: Path,
+    command: str,
+    argv: Sequence[str],
+    throwaway: Sequence[str] = THROWAWAY,
+) -> Record:
+    """Write this run's record and set its marker for what it starts.
+    throwaway: the directories the run makes and removes at its end."""
     pid = os.getpid()
     start = start_time(pid)
     if start is None:
@@ -308,7 +313,7 @@ def record(workdir: Path, command: str, argv: Sequence[str]) -> Record:
         argv=tuple(argv),
         marker=marker_of(workdir, pid, start),
         scratch={root: _entries(workdir / root) for root in SCRATCH_ROOTS},
-        throwaway=THROWAWAY,
+        throwaway=tuple(throwaway),
     )
     half = rec.path.with_suffix(".json.new")
     half.write_text(json.dumps(rec.to_json(), indent=1) + "\n")
@@ -319,7 +324,10 @@ def record(workdir: Path, command: str, argv: Sequence[str]) -> Record:
 
 @contextlib.contextmanager
 def recorded(
-    workdir: Path, command: str, notify: Callable[[str], None]
+    workdir: Path,
+    command: str,
+    notify: Callable[[str], None],
+    throwaway: Sequence[str] = THROWAWAY,
 ) -> Iterator[Record]:
     """For the length of a run that holds workdir's lock: first what dead
     runs left is ended, then this run is recorded.  However the run
@@ -327,7 +335,7 @@ def recorded(
     group, outliving a time limit) is ended, then its record removed."""
     clean_dead(workdir, notify)
     before = proc.run_marker()
-    rec = record(workdir, command, sys.argv)
+    rec = record(workdir, command, sys.argv, throwaway)
     finished = False
     try:
         yield rec

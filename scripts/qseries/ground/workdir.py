@@ -40,6 +40,8 @@ MARKER_TEXT = (
 RUNS_NAME = "runs"  # runs.RUNS_DIR: the records of runs
 # What qseries makes at the top of a work dir, and so all `clean --all`
 # removes (clean.py): a work dir named by mistake loses nothing else.
+# A lab's folders are the lab's to name (pipeline/lab.py's made()); clean
+# adds those of the labs installed.
 MADE = (
     "apt",
     "bench",
@@ -49,7 +51,6 @@ MADE = (
     "data",  # pkgdata: package data copied for tools that take a path
     "debian",
     "home",
-    "kernel",
     "logs",
     "reports",
     "tmp",
@@ -58,6 +59,8 @@ MADE = (
 )
 # What a work dir of an older qseries may hold: what qseries makes, and
 # lost+found, which a work dir at the top of its own file system has.
+# Only a work dir of before the marker is adopted, and no lab's folder
+# is older than the marker: the core's names are all it can hold.
 ADOPTABLE = frozenset((*MADE, LOCK_NAME, RUNS_NAME, "lost+found"))
 # Kernel file systems: nothing there is a directory to keep files in.
 KERNEL_DIRS = (Path("/proc"), Path("/sys"), Path("/dev"))

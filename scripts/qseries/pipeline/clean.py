@@ -9,10 +9,10 @@ the base touches (source.py).  `reproduce` keeps the bases used last;
 `qseries clean` also removes the bases no version's range holds, and
 with --all everything but the lock and the records of runs.
 
-A lab's kernel kit for its guests (labs/*/kernel.py) takes one
-directory, kernel/VERSION: its packages, what they unpack to and the
-mtty.ko built for it; its kit.json's time is its last use.  The kernel
-used last stays; older ones go, and what an interrupted run left.
+A lab keeps its own things in the work dir, in folders of its own: it
+names them and says what of them goes (pipeline/lab.py, `made` and
+`workdir_removals`), and clean asks every lab installed.  With none
+installed, clean knows only the core's folders.
 
 Both run under the work dir's lock (cli.main takes it for every
 command), so nothing removed here is in use.
@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,24 +33,18 @@ from ..core.versions import QemuVersion, VersionError, upstream_of_debian
 from ..ground.console import say
 from ..ground.workdir import LOCK_NAME, MADE, WorkDir
 from ..qemu.source import MARKER
+from . import lab as lab_mod
+from .lab import ProvingLab
 
 KEEP_BASES = 2  # what reproduce keeps by default
 # What --all leaves: the lock the run holds, and the records of runs
 # (runs.py), this one's among them; it removes only what qseries makes
-# (workdir.MADE), so the marker of the work dir stays too.
+# (workdir.MADE and the labs' folders), so the marker of the work dir
+# stays too.
 KEEP_ALWAYS = (LOCK_NAME, "runs")
 # Half-made trees that source.clean_leftovers removes: not bases.
 LEFTOVERS = (".partial", ".tmp-extract.", ".orig.tar.")
 DEBIAN_PREFIX = "debian-"
-# kernel.py's layout: the kits under kernel/, each with its stamp; apt/
-# is their package index, kept.
-KERNEL_DIR = "kernel"
-KIT_STAMP = "kit.json"
-KERNEL_APT = "apt"
-# The guests' files (initramfs, console logs, the KVM verdicts): not a kit.
-KERNEL_GUEST = "guest"
-KERNEL_PARTIAL = ".partial"
-KEEP_KERNELS = 1
 
 
 @dataclass(frozen=True)
@@ -194,19 +189,25 @@ def plan(
     keep: int | None = KEEP_BASES,
     series: Series | None = None,
     everything: bool = False,
+    labs: Sequence[ProvingLab] | None = None,
 ) -> list[Removal]:
     """What to remove: bases beyond the `keep` used last (None: any
-    number), those in no version's range of series (if given), and what
-    a gone base left behind; with everything, all that qseries made
-    (MADE), never the lock, the runs' records or what it did not make."""
+    number), those in no version's range of series (if given), what a
+    gone base left behind, and what each lab says of its folders; with
+    everything, all that qseries and the labs made (MADE), never the
+    lock, the runs' records or what they did not make.  labs: those
+    asked (None: the installed ones)."""
     root = workdir.path
+    if labs is None:
+        labs = lab_mod.installed()
     if everything:
         if not root.is_dir():
             return []
+        made = {*MADE, *lab_mod.made(labs)}
         return [
             Removal(p, disk_usage(p), "everything goes (--all)")
             for p in sorted(root.iterdir())
-            if p.name in MADE
+            if p.name in made
         ]
     removals: list[Removal] = []
     kept: set[str] = set()
@@ -230,46 +231,13 @@ def plan(
         if p not in seen
     ]
     if keep is not None:
-        removals += [Removal(p, disk_usage(p), why) for p, why in _old_kernels(workdir)]
+        for lab in labs:
+            removals += [
+                Removal(p, disk_usage(p), why)
+                for p, why in lab.workdir_removals(workdir)
+                if p not in seen
+            ]
     return removals
-
-
-def kernels(workdir: WorkDir) -> list[tuple[Path, float]]:
-    """The kernel kits of the work dir with their last use, used last
-    first; a kit not complete yet counts from its directory's time."""
-    root = workdir.path / KERNEL_DIR
-    found = []
-    if root.is_dir():
-        for entry in root.iterdir():
-            if (
-                not entry.is_dir()
-                or entry.is_symlink()
-                or entry.name in (KERNEL_APT, KERNEL_GUEST)
-                or entry.name.endswith(KERNEL_PARTIAL)
-            ):
-                continue
-            try:
-                used = (entry / KIT_STAMP).stat().st_mtime
-            except OSError:
-                used = entry.stat().st_mtime
-            found.append((entry, used))
-    return sorted(found, key=lambda k: (-k[1], k[0].name))
-
-
-def _old_kernels(workdir: WorkDir) -> list[tuple[Path, str]]:
-    """The kernel kits beyond the KEEP_KERNELS used last, and what an
-    interrupted kit left half-made at the top of kernel/."""
-    old = [
-        (path, f"kernel {path.name} is not the one used last")
-        for path, _ in kernels(workdir)[KEEP_KERNELS:]
-    ]
-    root = workdir.path / KERNEL_DIR
-    if root.is_dir():
-        old += [
-            (p, "left half-made by an interrupted run")
-            for p in sorted(root.glob(f"*{KERNEL_PARTIAL}"))
-        ]
-    return old
 
 
 def remove(removals: list[Removal]) -> None:
@@ -281,10 +249,14 @@ def remove(removals: list[Removal]) -> None:
             path.unlink(missing_ok=True)
 
 
-def bound(workdir: WorkDir, keep: int = KEEP_BASES) -> list[Removal]:
+def bound(
+    workdir: WorkDir,
+    keep: int = KEEP_BASES,
+    labs: Sequence[ProvingLab] | None = None,
+) -> list[Removal]:
     """After a reproduce: keep the `keep` bases used last, one line for
     each path removed, and one for the size of the work dir."""
-    removals = plan(workdir, keep)
+    removals = plan(workdir, keep, labs=labs)
     remove(removals)
     for r in removals:
         say(f"removed {r.path} ({human(r.bytes)}): {r.why}")

@@ -558,7 +558,7 @@ def run_in_workdir(
         # (sandbox.py).
         try:
             with (
-                runs.recorded(workdir.path, name, say),
+                runs.recorded(workdir.path, name, say, lab_mod.throwaway()),
                 sandbox_mod.for_run(
                     workdir.path,
                     [p for _, p in checkouts],

@@ -9,13 +9,14 @@ the lab's devices once the pipeline has built it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 from ..core import generators
 from ..core import lab as core_lab
 from ..core import series as series_mod
+from ..ground import runs
 from ..ground.errors import UsageError
 
 if TYPE_CHECKING:
@@ -81,6 +82,20 @@ class ProvingLab(core_lab.LabSpec, Protocol):
         builds; reproduce: reproduce against the same steps by hand)."""
         ...
 
+    # What the lab keeps in the work dir: the folders it makes at its
+    # top (`clean --all` takes them), and the scratch folders its runs
+    # make and remove at their end (a killed run's go with the next).
+    @property
+    def made(self) -> tuple[str, ...]: ...
+
+    @property
+    def throwaway(self) -> tuple[str, ...]: ...
+
+    def workdir_removals(self, workdir: WorkDir) -> list[tuple[Path, str]]:
+        """What `qseries clean` (and reproduce's bound) removes of what
+        the lab keeps in its folders, each path with why it goes."""
+        ...
+
 
 def load(name: str) -> ProvingLab:
     return cast(ProvingLab, core_lab.load(name))
@@ -88,6 +103,24 @@ def load(name: str) -> ProvingLab:
 
 def installed() -> list[ProvingLab]:
     return [load(name) for name in core_lab.installed()]
+
+
+def made(labs: Sequence[ProvingLab] | None = None) -> tuple[str, ...]:
+    """The folders the labs (None: the installed ones) make at the top
+    of a work dir, besides the core's (workdir.MADE)."""
+    if labs is None:
+        labs = installed()
+    return tuple(sorted({name for lab in labs for name in lab.made}))
+
+
+def throwaway(labs: Sequence[ProvingLab] | None = None) -> tuple[str, ...]:
+    """The scratch folders a run makes and removes at its end: the
+    core's (runs.THROWAWAY) and those of the labs (None: the installed
+    ones), for runs.recorded."""
+    if labs is None:
+        labs = installed()
+    extra = sorted({d for lab in labs for d in lab.throwaway} - set(runs.THROWAWAY))
+    return (*runs.THROWAWAY, *extra)
 
 
 def choose(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,6 +52,23 @@ class VfioMigrationLab:
         from .lab import STAGES
 
         return STAGES
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        from .workdir import MADE
+
+        return MADE
+
+    @property
+    def throwaway(self) -> tuple[str, ...]:
+        from .workdir import THROWAWAY
+
+        return THROWAWAY
+
+    def workdir_removals(self, workdir: WorkDir) -> list[tuple[Path, str]]:
+        from .workdir import removals
+
+        return removals(workdir)
 
     def parse_version(
         self, r: Any, keys: Mapping[str, yaml.Node], where: str

@@ -67,8 +67,8 @@ CMDLINE = "console=ttyS0 panic=-1 quiet"
 # What /init says on the console (guest-init.sh).
 MARK = "qseries-guest: "
 ERROR_MARK = "QSERIES-GUEST-ERROR: "
-# Under the work dir's kernel/: one directory per guest run (clean.py
-# knows the name: it is no kernel kit).
+# Under the work dir's kernel/: one directory per guest run (the lab's
+# workdir.py knows the name: it is no kernel kit).
 GUEST_DIR = "guest"
 # The KVM probe: a boot to /init and straight off.  The prototype's
 # TCG boot reached /init in about 3 s; a KVM that works is faster, and

@@ -30,6 +30,7 @@ from ...ground.errors import QSeriesError
 from ...ground.proc import run_bounded
 from ...ground.workdir import WorkDir
 from . import guest, kernel, measure, scenarios
+from . import workdir as workdir_mod
 from .device import KernelDevice
 from .plan import Wire
 
@@ -37,10 +38,10 @@ Add = Callable[[str, "float | int | str"], None]
 STEP_TIMEOUT = 30 * 60
 BOOT_TIMEOUT = 120.0  # the boot and the set-up of the guest
 SCENARIO_TIMEOUT = 30.0  # each scenario run (about 3 s under TCG)
-# Scratch dirs in the work dir, removed at the end (runs.THROWAWAY: a
-# killed run's are removed by the next).
-STAGE_DIR = "bench/kernel-stage"
-HAND_DIR = "bench/kernel-by-hand"
+# Scratch dirs in the work dir, removed at the end (workdir.THROWAWAY,
+# which the lab gives runs.recorded: a killed run's go with the next).
+STAGE_DIR = workdir_mod.STAGE_DIR
+HAND_DIR = workdir_mod.HAND_DIR
 
 
 class BenchError(QSeriesError):
