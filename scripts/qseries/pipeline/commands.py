@@ -159,6 +159,20 @@ def _run(
     return run, products
 
 
+def _own_stage(
+    request: Request,
+    workdir: WorkDir,
+    name: str,
+    step: Callable[[Pipeline], views.View],
+) -> views.View:
+    """Run the request, whose own stage name's step makes the view."""
+    _, products = _run(request, workdir, {name: step})
+    view = products.get(name)
+    if view is None:
+        raise RuntimeError(f"qseries {request.command}: its stage {name} did not run")
+    return view  # type: ignore[return-value]
+
+
 def source(request: Request, workdir: WorkDir) -> views.View:
     run, _ = _run(request, workdir, {})
     assert run.outcome.base is not None
@@ -195,10 +209,7 @@ def generate(request: Request, workdir: WorkDir) -> views.View:
             say(f"left alone in {dest}: {name} (not written by qseries)")
         return views.Generate(version.name, base, result, installed, dest)
 
-    _, products = _run(request, workdir, {"generate": step})
-    view = products["generate"]
-    assert isinstance(view, views.Generate)
-    return view
+    return _own_stage(request, workdir, "generate", step)
 
 
 def check(request: Request, workdir: WorkDir) -> views.View:
@@ -221,10 +232,7 @@ def diff(request: Request, workdir: WorkDir) -> views.View:
 
     # The newer version's base is the one both are compared on.
     request = replace(request, version=versions.new)
-    _, products = _run(request, workdir, {"range-diff": step})
-    view = products["range-diff"]
-    assert isinstance(view, views.RangeDiff)
-    return view
+    return _own_stage(request, workdir, "range-diff", step)
 
 
 def export(request: Request, workdir: WorkDir) -> views.View:
@@ -238,10 +246,7 @@ def export(request: Request, workdir: WorkDir) -> views.View:
         )
         return views.Export(run.version.name, base, done)
 
-    _, products = _run(request, workdir, {"export": step})
-    view = products["export"]
-    assert isinstance(view, views.Export)
-    return view
+    return _own_stage(request, workdir, "export", step)
 
 
 def send(request: Request, workdir: WorkDir) -> views.View:
@@ -256,10 +261,7 @@ def send(request: Request, workdir: WorkDir) -> views.View:
         )
         return views.Send(version.name, len(mails), sent)
 
-    _, products = _run(request, workdir, {"send": step})
-    view = products["send"]
-    assert isinstance(view, views.Send)
-    return view
+    return _own_stage(request, workdir, "send", step)
 
 
 def trailers(request: Request, workdir: WorkDir) -> views.View:
@@ -287,10 +289,7 @@ def trailers(request: Request, workdir: WorkDir) -> views.View:
             )
         return views.Trailers(collected, text)
 
-    _, products = _run(request, workdir, {"trailers": step})
-    view = products["trailers"]
-    assert isinstance(view, views.Trailers)
-    return view
+    return _own_stage(request, workdir, "trailers", step)
 
 
 def build(request: Request, workdir: WorkDir) -> views.View:
@@ -303,10 +302,7 @@ def build(request: Request, workdir: WorkDir) -> views.View:
         products = run.prover.products() if run.prover else {}
         return views.Built(run.version.name, request.series_file, built, products)
 
-    _, products = _run(request, workdir, {BUILD: step})
-    view = products[BUILD]
-    assert isinstance(view, views.Built)
-    return view
+    return _own_stage(request, workdir, BUILD, step)
 
 
 def test(request: Request, workdir: WorkDir) -> views.View:
@@ -399,10 +395,7 @@ def matrix(request: Request, workdir: WorkDir) -> views.View:
             matrix_mod.table(version.name, rows),
         )
 
-    _, products = _run(request, workdir, {"matrix": step})
-    view = products["matrix"]
-    assert isinstance(view, views.Matrix)
-    return view
+    return _own_stage(request, workdir, "matrix", step)
 
 
 def bench(request: Request, workdir: WorkDir) -> views.View:
@@ -424,10 +417,7 @@ def bench(request: Request, workdir: WorkDir) -> views.View:
         lines.append(f"written to {out}")
         return views.Lines(lines, figures)
 
-    _, products = _run(request, workdir, {"bench": step})
-    view = products["bench"]
-    assert isinstance(view, views.Lines)
-    return view
+    return _own_stage(request, workdir, "bench", step)
 
 
 def ci_gitlab(request: Request, workdir: WorkDir) -> views.View:
@@ -441,10 +431,7 @@ def ci_gitlab(request: Request, workdir: WorkDir) -> views.View:
         line = f"{path} written" if changed else f"{path} is up to date"
         return views.Lines([line], {"path": str(path), "changed": changed})
 
-    _, products = _run(request, workdir, {"ci-gitlab": step})
-    view = products["ci-gitlab"]
-    assert isinstance(view, views.Raw | views.Lines)
-    return view
+    return _own_stage(request, workdir, "ci-gitlab", step)
 
 
 COMMANDS: dict[str, Command] = {
