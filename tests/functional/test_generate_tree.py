@@ -174,12 +174,12 @@ def test_compose_control_and_series(
     from qseries.ground.workdir import WorkDir
     from qseries.qemu.build import compose
     from qseries.qemu.source import tree_base
-    from qseries.qemu.testing import adds_qtest
+    from qseries.qemu.testing import is_test_patch
 
     out = tmp_path / "out"
     assert generate(run_cli, mini_tree, out).returncode == 0
     patches = sorted(p for p in (out / "v1").glob("*.patch") if "-0000-" not in p.name)
-    control = [p for p in patches if adds_qtest(p)]
+    control = [p for p in patches if is_test_patch(p)]
     assert [p.name for p in control] == [
         "v1-0003-tests-qtest-Add-vfio-migration-prepare-test.patch"
     ]

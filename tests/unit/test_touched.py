@@ -320,12 +320,46 @@ def test_tests_named_by_the_user() -> None:
             touched.parse_tests(bad, BUILD)
 
 
-def test_the_same_tests_on_the_base_build() -> None:
-    base = Build(Path("/base"), (qtest("qmp-test"), qtest("qom-test")))
+def test_the_control_must_have_run_the_series_tests() -> None:
+    """The series' chosen tests against those the control ran: one the
+    control did not run is a failure, named."""
+    from qseries.pipeline.stages import _same_tests
+
     chosen = choose("tests/qtest/qmp-test.c", "tests/qtest/qmp-cmd-test.c").tests
-    have, missing = touched.same_tests([c.test for c in chosen], base)
-    assert have == [base.tests[0]]
-    assert missing == ["qtest-x86_64/qmp-cmd-test"]
+    tests = [c.test for c in chosen]
+    both = _same_tests(tests, [t.name for t in tests])
+    assert both.status == PASS and both.detail == "2 tests ran on both"
+    short = _same_tests(tests, ["qtest-x86_64/qmp-test"])
+    assert short.status == FAIL
+    assert short.items == ["qtest-x86_64/qmp-cmd-test"]
+
+
+def test_the_controls_own_tests_are_those_of_its_test_patches() -> None:
+    """A test built from a file the change touches is no test of the
+    control's: it ran before the change, and must pass without it."""
+    from qseries.pipeline.stages import _own_tests
+
+    unit = qtest("test-cutils", "tests/unit/test-cutils.c", "util/cutils.c")
+    added = qtest("qom-type-info-test")
+    kept = {"tests/qtest/qom-type-info-test.c", "tests/qtest/meson.build"}
+    assert _own_tests([unit, added], kept) == {added.name}
+    assert _own_tests([unit, added], {"util/cutils.c"}) == {unit.name}
+
+
+def test_a_test_patch_is_one_of_a_qtest_or_of_tests_only(tmp_path: Path) -> None:
+    from qseries.qemu.testing import is_test_patch
+
+    def patch(*files: str) -> Path:
+        path = tmp_path / f"{len(list(tmp_path.iterdir()))}.patch"
+        path.write_text("".join(f"diff --git a/{f} b/{f}\n" for f in files))
+        return path
+
+    assert is_test_patch(patch("MAINTAINERS", "tests/qtest/x-test.c"))
+    assert is_test_patch(patch("tests/unit/test-x.c", "tests/unit/meson.build"))
+    assert is_test_patch(patch("tests/qtest/libqos/x.c"))
+    assert not is_test_patch(patch("hw/x.c", "tests/unit/test-x.c"))
+    assert not is_test_patch(patch("qapi/x.json"))
+    assert not is_test_patch(patch())
 
 
 def write_info(builddir: Path, source: str) -> None:

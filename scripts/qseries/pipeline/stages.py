@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +120,8 @@ class Pipeline:
         self._mails: tuple[Mail | None, list[Path]] | None = None
         self._mailed_series: MailedSeries | None = None
         self._build_ready = False
+        # The names of QEMU's tests the control ran (a series with no lab).
+        self._control_tests: list[str] | None = None
         self.lab = lab_mod.load(self.series.lab) if self.series.lab else None
         self.graph = graph.GENERIC.with_lab(self.lab.stages if self.lab else ())
         unknown = sorted(s for s in request.stages if s not in self.graph)
@@ -347,7 +349,7 @@ class Pipeline:
         base = self.base()
         patches = self.mails()[1] if what != "base" else []
         if what == "control":
-            patches = [p for p in patches if testing.adds_qtest(p)]
+            patches = self.test_patches()
             if not patches and self.prover is not None:
                 raise UsageError(f"{self.version.name} has no patch adding a qtest")
         label = "" if what == "series" else f" ({what})"
@@ -499,12 +501,24 @@ class Pipeline:
         tests = [c.test for c in choice.tests]
         if not control:
             self.group("QEMU's tests", lambda: touched.run_tests(tests_of, tests))
+            if self._control_tests is not None:
+                ran = self._control_tests
+                self.group(CONTROL_SAME, lambda: [_same_tests(tests, ran)])
             return
-        own = {c.test.name for c in choice.tests if set(c.test.sources) & set(changed)}
+        self._control_tests = [t.name for t in tests]
+        # The tests of the control's own patches (those it keeps: the
+        # tests the series adds or changes) must fail there; the others
+        # must pass as on the series.
+        kept = {f for p in self.test_patches() for f in testing.patch_files(p)}
+        own = _own_tests(tests, kept)
         self.group(
             "control: QEMU's tests",
             lambda: _judge_control(touched.run_tests(tests_of, tests), own),
         )
+
+    def test_patches(self) -> list[Path]:
+        """The patches the negative control keeps (testing.is_test_patch)."""
+        return [p for p in self.mails()[1] if testing.is_test_patch(p)]
 
     # -- the whole run -----------------------------------------------------
 
@@ -611,6 +625,34 @@ def targets_of(request: Request) -> set[str]:
 def ninja_steps(steps: int) -> str:
     """What a bisect step says its build ran (the bench reads it back)."""
     return f"({steps} ninja steps)"
+
+
+# The result that says the control ran the tests chosen for the series.
+CONTROL_SAME = "control: the same tests"
+
+
+def _same_tests(series: Sequence[touched.BuildTest], control: Sequence[str]) -> Result:
+    """Did the control run the tests chosen for the series?  Both are
+    chosen from the same changed files, each on its own build; a test
+    the series' build has and the control's has not (a meson.build of a
+    patch the control leaves out) was not held to the control."""
+    missing = [t.name for t in series if t.name not in control]
+    if missing:
+        return Result(
+            CONTROL_SAME,
+            FAIL,
+            f"{len(missing)} of the series' tests did not run on the control",
+            missing,
+        )
+    return Result(CONTROL_SAME, PASS, f"{len(series)} tests ran on both")
+
+
+def _own_tests(tests: Sequence[touched.BuildTest], kept: set[str]) -> set[str]:
+    """The tests the control's own patches (kept: the files they change)
+    add or change: built or run from one of those files.  A test built
+    from a file only the change touches is not one: it ran before the
+    change and must pass without it."""
+    return {t.name for t in tests if set(t.sources) & kept}
 
 
 def _judge_control(results: list[Result], own: set[str]) -> list[Result]:

@@ -38,11 +38,20 @@ class CaseRun:
     output: str
 
 
-def adds_qtest(patch: Path) -> bool:
-    """Does the patch add a qtest (the part the negative control keeps)?"""
+def patch_files(patch: Path) -> list[str]:
+    """The files of QEMU's tree a patch mail changes."""
     text = patch.read_text(errors="replace")
-    files = re.findall(r"^diff --git a/(\S+) ", text, re.M)
-    return any(f.startswith("tests/qtest/") and f.endswith("-test.c") for f in files)
+    return re.findall(r"^diff --git a/(\S+) ", text, re.M)
+
+
+def is_test_patch(patch: Path) -> bool:
+    """Is the patch one of the series' tests (what the negative control
+    keeps)?  One that adds or changes a qtest, or one that changes
+    nothing but files under tests/ (a unit test, a qtest in a folder of
+    its own, its meson.build)."""
+    files = patch_files(patch)
+    qtest = any(f.startswith("tests/qtest/") and f.endswith("-test.c") for f in files)
+    return qtest or (bool(files) and all(f.startswith("tests/") for f in files))
 
 
 # What `qemu-system-* --version` prints first; qemu-img and the user-mode

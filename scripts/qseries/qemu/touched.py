@@ -607,19 +607,6 @@ def parse_tests(text: str, build: Build) -> Choice:
     return picks.choice(())
 
 
-def same_tests(
-    tests: Sequence[BuildTest], other: Build
-) -> tuple[list[BuildTest], list[str]]:
-    """The tests of the same names in another build (the control's, on
-    the base): those it has, and the names of those it has not (a test
-    the series adds)."""
-    have = {t.name: t for t in other.tests}
-    return (
-        [have[t.name] for t in tests if t.name in have],
-        [t.name for t in tests if t.name not in have],
-    )
-
-
 # -- running -----------------------------------------------------------------
 
 # How a result of a test that meson did not run (or not to its end) starts.

@@ -569,7 +569,7 @@ def _fake_figures(
     """Every figure of the fake device's runs."""
     test = plan_of(version).test
     control = build_mod.compose(
-        base, [p for p in patches if testing.adds_qtest(p)], workdir
+        base, [p for p in patches if testing.is_test_patch(p)], workdir
     )
     full = build_mod.compose(base, patches, workdir)
     targets = [build_mod.QEMU_TARGET, f"tests/qtest/{test.qtest}", *test.targets]
