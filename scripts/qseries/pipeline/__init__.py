@@ -1,4 +1,6 @@
-"""The pipeline: the stages the checking commands compose (stages), and the
-commands built on running it several times or around it: the matrix of
-bases, the bench, the CI file and cleaning the work dir.
+"""The pipeline: the stages, declared as a graph (graph), the run that
+executes them on a series (stages), every command as the stages it asks
+for (commands) and what it found as text or JSON (views); and what the
+commands run around it: the matrix of bases, the bench, the CI file,
+cleaning the work dir, a lab's options and stages (lab).
 """
