@@ -91,21 +91,14 @@ def test_a_stage_without_a_step_is_an_error_not_a_silent_skip() -> None:
         graph.execute(order, {"series": lambda: None})
 
 
-def test_every_generic_stage_has_a_step() -> None:
+def test_every_generic_stage_has_a_step(tmp_path: Path) -> None:
     """A stage is run by the Pipeline itself or by the command named
     after it: none is declared and left without code."""
-    own = set(commands.OWN_STAGE.values())
-    pipeline_steps = {
-        graph.SERIES,
-        graph.SOURCE,
-        graph.MAILS,
-        graph.CHECK,
-        graph.BISECT,
-        graph.CONTROL,
-        graph.TEST,
-        graph.REPORT,
-    }
-    assert set(graph.GENERIC.stages) == own | pipeline_steps
+    request = stages.Request(series_file=YANK / "series.yaml", spec=SourceSpec())
+    run = stages.Pipeline(request, WorkDir(tmp_path / "work"))
+    assert set(graph.GENERIC.stages) == set(commands.OWN_STAGE.values()) | set(
+        run.steps()
+    )
 
 
 def test_every_command_of_the_command_line_runs_through_the_commands() -> None:
@@ -129,7 +122,7 @@ def test_what_each_command_line_runs() -> None:
     assert planned("trailers", "--mbox", "x") == ["series", "trailers"]
     assert planned("clean") == ["clean"]
     assert planned("ci", "gitlab", "--stdout") == ["series", "ci-gitlab"]
-    assert planned("build") == ["series", "source", "mails", "build"]
+    assert planned("build", "--what", "base") == ["series", "source", "build"]
     assert planned("-C", str(YANK), "test") == [
         "series",
         "source",
@@ -200,3 +193,21 @@ def test_a_request_names_a_stage_no_graph_declares() -> None:
     )
     with pytest.raises(ValueError, match="unknown stages"):
         stages.Pipeline(request, WorkDir(YANK / "never-made"))
+
+
+def test_diff_refuses_an_unknown_version_before_fetching_a_base(
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "work"
+    code = cli.main(["--workdir", str(work), "-C", str(YANK), "diff", "v9", "v1"])
+    assert code == 2
+    assert not (work / "trees").exists() and not (work / "debian").exists()
+
+
+def test_reproduce_json_says_the_lines_after_the_report_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    view = views.Reproduced(["table"], '{"passed": true}\n', True, ["work dir: 1 GiB"])
+    assert view.text().splitlines()[-1] == "work dir: 1 GiB"
+    assert view.json_text() == '{"passed": true}'
+    assert "work dir: 1 GiB" in capsys.readouterr().err

@@ -29,6 +29,12 @@ def tree(root: Path) -> Path:
     (root / "link").symlink_to("configure")
     (root / "dir-link").symlink_to("hw")
     (root / "empty-dir").mkdir()
+    os.symlink(b"not-utf8-\xff", os.fsencode(root / "odd-link"))
+    # A folder named .git below the top (not a repository): git keeps
+    # no path with a .git in it.
+    (root / "sub" / ".git").mkdir(parents=True)
+    (root / "sub" / ".git" / "config").write_text("[core]\n")
+    (root / "sub" / "kept.c").write_text("int y;\n")
     return root
 
 

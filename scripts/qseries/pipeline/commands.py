@@ -230,6 +230,9 @@ def diff(request: Request, workdir: WorkDir) -> views.View:
         )
         return views.RangeDiff(old.name, new.name, base, text)
 
+    # Both versions are known before any base is fetched.
+    series = series_mod.load(request.series_file, generators.specs())
+    series.version(versions.old)
     # The newer version's base is the one both are compared on.
     request = replace(request, version=versions.new)
     return _own_stage(request, workdir, "range-diff", step)

@@ -120,7 +120,8 @@ GENERIC = Graph(
             (SOURCE, MAILS),
         ),
         Stage(BISECT, "build after each patch but the last", (SOURCE, MAILS)),
-        Stage(BUILD, "build the series, its control or the base", (SOURCE, MAILS)),
+        # The bare base needs no mails: build reads them for the others.
+        Stage(BUILD, "build the series, its control or the base", (SOURCE,)),
         Stage(
             CONTROL,
             "build the base with only the test patches; the tests must fail",

@@ -351,7 +351,7 @@ class Pipeline:
         if what == "control":
             patches = self.test_patches()
             if not patches and self.prover is not None:
-                raise UsageError(f"{self.version.name} has no patch adding a qtest")
+                raise UsageError(f"{self.version.name} has no test patch")
         label = "" if what == "series" else f" ({what})"
         with self.phase(f"apply{label}"):
             origin = self.origin() if what != "base" else check.Origin(None)
@@ -489,6 +489,8 @@ class Pipeline:
         for line in choice.lines():
             say(line)
         if not choice.tests:
+            if control:
+                self._control_tests = []  # the series' tests must not go unheld
             name = "control: QEMU's tests" if control else "QEMU's tests"
             detail = choice.lines()[0]
             self.group(name, lambda: [Result(name, SKIP, detail, choice.lines()[1:])])
@@ -544,17 +546,23 @@ class Pipeline:
         besides those of steps()."""
         steps = {**self.steps(), **(more or {})}
         order = self.plan()
-        if self.prover is not None:
-            for _, step in self.prover.first_steps():
+        # The lab's steps before the base (to refuse early) come first.
+        first = self.prover.first_steps() if self.prover is not None else []
+
+        def execute(starting: Callable[[str], None] = lambda name: None) -> None:
+            for name, step in first:
+                starting(name)
                 step()
+            graph.execute(order, steps, lambda: self.outcome.stopped, starting)
+
         if REPORT not in {s.name for s in order}:
-            graph.execute(order, steps, lambda: self.outcome.stopped)
+            execute()
             return self.outcome
         # With reports, a stage that cannot go on (a build that fails)
         # is reported too, before the error ends the run.
         current = [SOURCE]
         try:
-            graph.execute(order, steps, lambda: self.outcome.stopped, current.append)
+            execute(current.append)
         except Exception as err:
             if self.outcome.report_dir is not None:
                 raise  # the reports are written: what failed came after

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..core.results import Result, passed
+from ..ground.console import say
 from ..mail.handoff import Exported, Sent
 from ..mail.trailers import Collected
 from ..qemu.build import Build
@@ -271,6 +272,9 @@ class Reproduced:
         return "\n".join([*self.outcome_text, *self.after])
 
     def json_text(self) -> str:
+        # stdout is the report's JSON: what is said after it goes to stderr.
+        for line in self.after:
+            say(line)
         return self.report_json.removesuffix("\n")
 
 

@@ -641,8 +641,9 @@ def _tree_files(root: Path) -> list[tuple[bytes, bytes, Path]]:
     found = []
     top = os.fsencode(root)
     for here, dirs, files in os.walk(top):
-        if here == top:
-            dirs[:] = [d for d in dirs if d != b".git"]
+        # git keeps no .git of any depth (a nested one is another
+        # repository): a source package should have none.
+        dirs[:] = [d for d in dirs if d != b".git"]
         links = [d for d in dirs if os.path.islink(os.path.join(here, d))]
         for name in [*files, *links]:
             full = os.path.join(here, name)
@@ -667,7 +668,9 @@ def _write_import(root: Path, out: BinaryIO, message: str, date: str) -> None:
     out.write(b"commit HEAD\nauthor %s\ncommitter %s\n" % (who, who))
     out.write(b"data %d\n%s\n" % (len(text), text))
     for path, kind, full in _tree_files(root):
-        data = os.readlink(full).encode() if kind == b"120000" else full.read_bytes()
+        data = (
+            os.fsencode(os.readlink(full)) if kind == b"120000" else full.read_bytes()
+        )
         out.write(b"M %s inline %s\ndata %d\n" % (kind, _quoted(path), len(data)))
         out.write(data)
         out.write(b"\n")
@@ -683,7 +686,8 @@ def _commit_all(root: Path, message: str, date: str) -> str:
     g.run("init", "--quiet", "--initial-branch=qseries-base")
     for key, value in QUIET_GIT:
         g.run("config", "--local", key, value)
-    stream = root.with_name(f".{root.name}.fast-import")
+    # Named so that clean_leftovers removes it after a killed run.
+    stream = root.with_name(f"{root.name}.fast-import.partial")
     try:
         with open(stream, "wb") as out:
             _write_import(root, out, message, date)
