@@ -76,6 +76,13 @@ class Patch:
     params: Mapping[str, str] = field(default_factory=dict)  # the first change's
     # Applied in order, each to the files as the ones before it left them.
     changes: tuple[Change, ...] = ()
+    # A patch of its own author (an imported one): its trailers are then
+    # its whole trailer block as written, Signed-off-by lines included.
+    author: Identity | None = None
+    date: datetime | None = None  # its author date; the version's otherwise
+    message_id: str | None = None  # the Message-Id it was mailed with
+    # Trailers collected from replies (b4), after the ones it was mailed with.
+    collected: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class Version:
     # What the series' lab read of this version (its 'lab:' keys), for
     # the lab's stages; None for a series with no lab.
     lab: object = None
+    # The commit it was written on (a git base): with --tree, the base.
+    base_commit: str | None = None
 
     @property
     def name(self) -> str:
@@ -477,7 +486,7 @@ def _patch(
         node,
         where,
         ["subject", "body"],
-        ["generator", "with", "changes", "trailers"],
+        ["generator", "with", "changes", "trailers", *PATCH_OWN],
     )
     if ("generator" in keys) == ("changes" in keys):
         raise r.fail(
@@ -486,14 +495,8 @@ def _patch(
             "give either 'generator' (one change, its keys under 'with:') "
             "or 'changes' (a list of changes)",
         )
-    trailers: tuple[str, ...] = ()
-    if "trailers" in keys:
-        if not isinstance(keys["trailers"], yaml.SequenceNode):
-            raise r.fail(keys["trailers"], f"{where}.trailers", "expected a list")
-        trailers = tuple(
-            r.parsed(t, f"{where}.trailers[{i}]", _trailer, "a 'Tag: value' trailer")
-            for i, t in enumerate(keys["trailers"].value)
-        )
+    trailers = _trailers(r, keys, "trailers", where)
+    collected = _trailers(r, keys, "collected", where)
     if "changes" in keys:
         if "with" in keys:
             raise r.fail(
@@ -519,13 +522,57 @@ def _patch(
         changes = (Change(generator.name, params, line, generator),)
     return Patch(
         subject=r.header(keys["subject"], f"{where}.subject").strip(),
-        body=r.string(keys["body"], f"{where}.body").strip("\n") + "\n",
+        # An imported patch may have no body: a subject and its trailers.
+        body=r.string(keys["body"], f"{where}.body", "author" not in keys).strip("\n")
+        + "\n",
         generator=changes[0].kind,
         trailers=trailers,
         line=node.start_mark.line + 1,
         params=changes[0].params,
         changes=changes,
+        author=(
+            _identity_at(r, keys["author"], f"{where}.author")
+            if "author" in keys
+            else None
+        ),
+        date=_git_date(r, keys["date"], f"{where}.date") if "date" in keys else None,
+        message_id=(
+            r.parsed(
+                keys["message-id"],
+                f"{where}.message-id",
+                _message_id,
+                "a Message-Id like '<id@host>'",
+            )
+            if "message-id" in keys
+            else None
+        ),
+        collected=collected,
     )
+
+
+# A patch's keys of its own, besides what it changes (an imported patch
+# has them all).
+PATCH_OWN = ["author", "date", "message-id", "collected"]
+
+
+def _trailers(
+    r: _Reader, keys: dict[str, yaml.Node], key: str, where: str
+) -> tuple[str, ...]:
+    if key not in keys:
+        return ()
+    node = keys[key]
+    if not isinstance(node, yaml.SequenceNode):
+        raise r.fail(node, f"{where}.{key}", "expected a list")
+    return tuple(
+        r.parsed(t, f"{where}.{key}[{i}]", _trailer, "a 'Tag: value' trailer")
+        for i, t in enumerate(node.value)
+    )
+
+
+def _commit_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{40}", text):
+        raise ValueError(text)
+    return text
 
 
 def _compose_beside(r: _Reader, node: yaml.Node, where: str) -> tuple[Path, yaml.Node]:
@@ -573,7 +620,16 @@ def _version(
 ) -> Version:
     where = f"versions.v{number}"
     required = ["author", "date", "cover", "patches"]
-    optional = ["base", "target", "since", "changelog", "to", "cc", "message-id"]
+    optional = [
+        "base",
+        "target",
+        "since",
+        "changelog",
+        "to",
+        "cc",
+        "message-id",
+        "base-commit",
+    ]
     if lab is not None and schema == 1:
         # Before 'lab:', a version held its lab's keys itself.
         required += lab.version_keys[0]
@@ -657,6 +713,16 @@ def _version(
             else None
         ),
         lab=lab_data,
+        base_commit=(
+            r.parsed(
+                keys["base-commit"],
+                f"{where}.base-commit",
+                _commit_id,
+                "a full commit id (40 hex digits)",
+            )
+            if "base-commit" in keys
+            else None
+        ),
     )
 
 

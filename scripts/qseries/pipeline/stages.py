@@ -191,7 +191,12 @@ class Pipeline:
             trees = self.workdir.path / "trees"
             before = set(trees.iterdir()) if trees.is_dir() else set()
             with self.phase("source") as reused:
-                base = get_base(self.workdir, self.request.spec, self.version.base)
+                base = get_base(
+                    self.workdir,
+                    self.request.spec,
+                    self.version.base,
+                    self.version.base_commit,
+                )
                 if base.root in before:
                     reused.append(f"base tree {base.root.name}")
             self.outcome.base = base

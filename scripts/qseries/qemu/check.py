@@ -1033,7 +1033,7 @@ def _run_checks(
         if not numbering.ok:
             return [numbering]
         raise UsageError("the series has no patches with a diff")
-    base = get_base(workdir, spec, version.base)
+    base = get_base(workdir, spec, version.base, version.base_commit)
     say(f"checking {len(patches)} patch(es) on {base.describe()}")
     tree = checkout_for_check(base, workdir)
     results = [Result("base", PASS, base.describe(), [f"commit {base.commit}"])]

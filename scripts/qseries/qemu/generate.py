@@ -44,10 +44,38 @@ class Generated:
 
 
 def commit_message(version: Version, index: int) -> str:
+    """The patch's message: subject, body, then its trailers and those
+    collected from replies.  A patch of its own author (an imported one)
+    has its trailer block as written; otherwise the version's author
+    signs it off first."""
     patch = version.patches[index]
-    sob = f"Signed-off-by: {version.author}"
-    trailers = [sob, *(t for t in patch.trailers if t != sob)]
-    return f"{patch.subject}\n\n{patch.body.rstrip()}\n\n" + "\n".join(trailers) + "\n"
+    if patch.author is not None:
+        trailers = [*patch.trailers, *patch.collected]
+    else:
+        sob = f"Signed-off-by: {version.author}"
+        trailers = [sob, *(t for t in (*patch.trailers, *patch.collected) if t != sob)]
+    parts = [patch.subject]
+    if patch.body.strip():
+        parts.append(patch.body.rstrip())
+    if trailers:
+        parts.append("\n".join(trailers))
+    return "\n\n".join(parts) + "\n"
+
+
+def _identity_env(version: Version, index: int) -> dict[str, str]:
+    """Who wrote the patch and when (its own, or the version's), and who
+    commits it (the version's author, at the version's date)."""
+    patch = version.patches[index]
+    author = patch.author or version.author
+    when = (patch.date or version.date).isoformat()
+    return {
+        "GIT_AUTHOR_NAME": author.name,
+        "GIT_AUTHOR_EMAIL": author.email,
+        "GIT_AUTHOR_DATE": when,
+        "GIT_COMMITTER_NAME": version.author.name,
+        "GIT_COMMITTER_EMAIL": version.author.email,
+        "GIT_COMMITTER_DATE": version.date.isoformat(),
+    }
 
 
 def _reader(
@@ -144,15 +172,6 @@ def _build_commits(
     ctx = generators.Context(
         since=version.since, base=base.describe(), templates=templates
     )
-    when = version.date.isoformat()
-    ident = {
-        "GIT_AUTHOR_NAME": version.author.name,
-        "GIT_AUTHOR_EMAIL": version.author.email,
-        "GIT_AUTHOR_DATE": when,
-        "GIT_COMMITTER_NAME": version.author.name,
-        "GIT_COMMITTER_EMAIL": version.author.email,
-        "GIT_COMMITTER_DATE": when,
-    }
     parent = base.commit
     with tempfile.TemporaryDirectory(dir=workdir.sub("tmp")) as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
@@ -169,7 +188,7 @@ def _build_commits(
                 parent,
                 "-m",
                 commit_message(version, i).rstrip("\n"),
-                env=ident,
+                env=_identity_env(version, i),
             )
     g.run("update-ref", f"refs/qseries/{version.name}", parent)
     return parent
@@ -262,6 +281,18 @@ def cover_blurb(version: Version, base: BaseTree) -> str:
     return "\n\n".join(parts)
 
 
+def _carries_binary(series: Series, version: Version) -> bool:
+    for patch in version.patches:
+        for change in patch.changes:
+            if change.generator.hunks is None or "patch" not in change.params:
+                continue
+            hunks = series.path.parent / change.params["patch"]
+            with open(hunks, "rb") as f:
+                if any(line.startswith(b"GIT binary patch") for line in f):
+                    return True
+    return False
+
+
 def format_patches(
     series: Series,
     version: Version,
@@ -287,7 +318,9 @@ def format_patches(
         "--no-thread",
         "--numbered",
         "--stat=80",
-        "--no-binary",
+        # A series that carries binary hunks (a diff of git's binary
+        # patches, e.g. ACPI tables under tests/data) mails them as they are.
+        "--binary" if _carries_binary(series, version) else "--no-binary",
         "--abbrev=12",
         "-o",
         str(outdir),

@@ -923,8 +923,9 @@ def _unpack(dsc: Path, root: Path, version: str, workdir: WorkDir) -> BaseTree:
     return base
 
 
-def tree_base(workdir: WorkDir, path: Path) -> BaseTree:
-    """A clone of the user's checkout at its HEAD; the checkout is only read.
+def tree_base(workdir: WorkDir, path: Path, commit: str | None = None) -> BaseTree:
+    """A clone of the user's checkout at its HEAD, or at commit (the
+    series' base-commit) when given; the checkout is only read.
 
     What is wrong with --tree is said in terms of the path as given.
     """
@@ -957,8 +958,17 @@ def tree_base(workdir: WorkDir, path: Path) -> BaseTree:
             "pass the top directory of a QEMU git checkout",
         )
     user = Git(Path(top))
+    if (
+        commit is not None
+        and user.try_run("cat-file", "-e", f"{commit}^{{commit}}") is None
+    ):
+        raise TreeOptionError(
+            f"{given}: has no commit {commit[:12]} (the base-commit of the series "
+            "or the thread)",
+            "fetch that commit into the checkout, or pass another --tree",
+        )
     try:
-        head = user.rev("HEAD")
+        head = commit or user.rev("HEAD")
     except CorruptRepoError as err:
         raise _corrupt_tree(given, top, err) from None
     except ToolError:
@@ -970,13 +980,17 @@ def tree_base(workdir: WorkDir, path: Path) -> BaseTree:
     except CorruptRepoError as err:
         raise _corrupt_tree(given, top, err) from None
     if version is None:
+        at = f"commit {head[:12]}" if commit else f"HEAD {head[:12]}"
         raise TreeOptionError(
-            f"{given}: not a QEMU tree (no VERSION file at HEAD {head[:12]})",
+            f"{given}: not a QEMU tree (no VERSION file at {at})",
             "pass a QEMU git checkout",
         )
-    status = user.run(
-        "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"
-    )
+    status = ""
+    if commit is None:
+        # What is not committed is not the base (a named commit is).
+        status = user.run(
+            "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"
+        )
     if status.strip():
         first = status.splitlines()[0][3:]
         raise SourceError(
@@ -1062,10 +1076,16 @@ def _clone_at(
     return base
 
 
-def get_base(workdir: WorkDir, spec: SourceSpec, base_range: VersionRange) -> BaseTree:
+def get_base(
+    workdir: WorkDir,
+    spec: SourceSpec,
+    base_range: VersionRange,
+    commit: str | None = None,
+) -> BaseTree:
+    """The base: with --tree, its HEAD or the series' base-commit."""
     try:
         if spec.tree is not None:
-            return tree_base(workdir, spec.tree)
+            return tree_base(workdir, spec.tree, commit)
         if spec.git_url is not None and spec.git_ref is not None:
             return git_base(workdir, spec.git_url, spec.git_ref)
         return debian_base(workdir, base_range, spec.base_version, spec.refresh)
