@@ -90,12 +90,39 @@ class Sent:
         return self.subject or f"the mail at line {self.line}"
 
 
+@dataclass(frozen=True)
+class Thread:
+    """One version of a mailed thread, as b4 picked and ordered it."""
+
+    revision: int
+    cover: Mail | None  # as sent, if the thread has one
+    patches: tuple[Mail, ...]  # b4's copies, 1/M first, trailers added
+    sent: tuple[Sent | None, ...]  # each patch as it was sent
+    trailers: tuple[tuple[str, ...], ...]  # per patch: what b4 added
+    said: tuple[str, ...]
+    left_out: tuple[str, ...]
+
+
 def read_series(
     mbox: Path, series: Series, workdir: WorkDir, scratch: Path
 ) -> MailedSeries:
     """The version of the mbox to check: b4's newest complete one, its
     patches in order with the trailers the replies gave them.  Every
     problem with the mails is a UsageError of one line."""
+    thread = read_thread(mbox, workdir, scratch)
+    version = _version(f"--mbox {mbox}", series, thread.revision)
+    return MailedSeries(
+        version,
+        thread.cover,
+        thread.patches,
+        thread.trailers,
+        thread.said,
+        thread.left_out,
+    )
+
+
+def read_thread(mbox: Path, workdir: WorkDir, scratch: Path) -> Thread:
+    """b4's newest complete version of the thread in the mbox."""
     what = f"--mbox {mbox}"
     # A directory of its own: a caller may read the same mbox twice.
     scratch = Path(tempfile.mkdtemp(prefix="mbox-", dir=scratch))
@@ -127,24 +154,31 @@ def read_series(
         ]
         picked = complete
         _refuse_numbering(what, picked, sent)
-    version = _version(what, series, picked.revision)
     said += [
         f"b4 left out '{tag}': the reply from {sender} gives it for someone else"
         for tag, sender in B4_IGNORED.findall(picked.output)
     ]
     by_id = {s.msgid: s for s in reversed(sent)}
     patches: list[Mail] = []
+    originals: list[Sent | None] = []
     trailers: list[tuple[str, ...]] = []
     for mail in picked.mails:
         original = by_id.get(_message_id(mail))
         _refuse_damage(what, mail, original)
         patches.append(_as_sent(mail, original))
+        originals.append(original)
         trailers.append(_added_trailers(mail, original))
     cover = picked.cover
     if cover is not None:
         cover = _as_sent(cover, by_id.get(_message_id(cover)))
-    return MailedSeries(
-        version, cover, tuple(patches), tuple(trailers), tuple(said), tuple(left_out)
+    return Thread(
+        picked.revision,
+        cover,
+        tuple(patches),
+        tuple(originals),
+        tuple(trailers),
+        tuple(said),
+        tuple(left_out),
     )
 
 
