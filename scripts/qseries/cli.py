@@ -16,7 +16,7 @@ from pathlib import Path
 from .ground import proc
 from .ground.errors import EXIT_FAILED, QSeriesError, UsageError
 from .pipeline import clean as clean_mod
-from .pipeline import commands, graph, views
+from .pipeline import commands, graph, importing, views
 from .pipeline import lab as lab_mod
 from .pipeline.stages import Request
 from .qemu.source import SourceSpec
@@ -176,6 +176,30 @@ def req_bench(args: argparse.Namespace) -> Request:
         args.json_file,
     )
     return _request(args, lab=options, options=how)
+
+
+def req_import(args: argparse.Namespace) -> Request:
+    if args.mbox is None and (args.tree is None or args.range is None):
+        raise UsageError(
+            "import needs --tree PATH --range BASE..TOPIC, or --mbox FILE",
+            "name the branch of your checkout, or the mailed thread",
+        )
+    if args.mbox is not None and args.range is not None:
+        raise UsageError(
+            "--range reads a branch and --mbox a thread", "give one of the two"
+        )
+    how = importing.Import(args.to, args.tree, args.range, args.mbox)
+    return _request(args, series_file=args.to / "series.yaml", options=how)
+
+
+def req_init(args: argparse.Namespace) -> Request:
+    how = importing.Init(args.to)
+    return _request(args, series_file=args.to / "series.yaml", options=how)
+
+
+def req_b4_check(args: argparse.Namespace) -> Request:
+    how = commands.B4Check(args.per_patch, args.tree)
+    return _request(args, spec=SourceSpec(tree=args.tree), options=how)
 
 
 def _add_stage_options(p: argparse.ArgumentParser) -> None:
@@ -442,6 +466,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command(
+        "import",
+        "a series folder from a branch of your checkout or a mailed thread",
+        req_import,
+        output=None,
+        base=False,
+    )
+    p.add_argument(
+        "--tree",
+        type=Path,
+        metavar="PATH",
+        help="your QEMU git checkout (read only); with --mbox: the checkout "
+        "that has the thread's base-commit",
+    )
+    p.add_argument("--range", metavar="BASE..TOPIC", help="the commits, with --tree")
+    p.add_argument("--mbox", type=Path, metavar="FILE", help="a mailed thread (b4)")
+    p.add_argument(
+        "--to",
+        type=Path,
+        required=True,
+        metavar="SERIESDIR",
+        help="the series folder: new, or one import wrote (adds a version)",
+    )
+
+    p = command(
+        "init",
+        "write a commented series.yaml to start a series by hand",
+        req_init,
+        output=None,
+        base=False,
+    )
+    p.add_argument("to", type=Path, metavar="SERIESDIR", help="a new folder")
+
+    p = command(
         "clean",
         "remove what the work dir keeps of bases no longer used",
         req_clean,
@@ -546,6 +603,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="where to write the figures (default: WORKDIR/bench.json)",
     )
+
+    p = command(
+        "b4-check",
+        "b4 review's check command: a message on stdin, a JSON verdict out",
+        req_b4_check,
+        output=None,
+        base=False,
+    )
+    p.add_argument(
+        "--per-patch",
+        action="store_true",
+        help="check the one patch on stdin (checkpatch, the mail's checks); "
+        "without it: import the series, check, build and test it",
+    )
+    p.add_argument(
+        "--tree",
+        type=Path,
+        default=Path("."),
+        metavar="PATH",
+        help="the reviewer's QEMU checkout, read only (default: the current "
+        "directory, where b4 runs the command)",
+    )
     return parser
 
 
@@ -613,7 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session = commands.Session(
             workdir=args.workdir,
             checkouts=_checkouts(args),
-            output=getattr(args, "output", None),
+            output=getattr(args, "output", None) or getattr(args, "to", None),
             wait=not args.no_wait,
             shown=[getattr(args, "qemu", None)],
         )

@@ -1181,6 +1181,109 @@ def _(tmp: Path) -> list[str]:
 # (end of section: labs and kinds of change)
 
 
+# -- import ------------------------------------------------------------------
+
+
+def topic(tmp: Path) -> str:
+    """The small checkout with a branch 'topic' of one C change on
+    master; returns the checkout's folder name."""
+    name = tree(tmp)
+    dest = tmp / name
+    c = dest / "hw" / "vfio" / "migration.c"
+    git(dest, "checkout", "-q", "-b", "topic")
+    c.write_text(c.read_text().replace("{\n", "{\n    /* topic */\n", 1))
+    git(dest, "commit", "-q", "-a", "-m", "vfio: Topic\n\nSigned-off-by: A <a@b.org>")
+    return name
+
+
+def topic_mbox(tmp: Path, *extra: str) -> str:
+    name = topic(tmp)
+    text = git(
+        tmp / name,
+        "format-patch",
+        "--stdout",
+        "--cover-letter",
+        *extra,
+        "master..topic",
+    )
+    (tmp / "thread.mbox").write_text(text)
+    return "thread.mbox"
+
+
+@case("import-range-missing", "import --range names a commit the checkout lacks")
+def _(tmp: Path) -> list[str]:
+    name = topic(tmp)
+    return ["import", "--tree", name, "--range", "master..nosuch", "--to", "s"]
+
+
+@case("import-merge", "import --range holds a merge commit")
+def _(tmp: Path) -> list[str]:
+    name = topic(tmp)
+    dest = tmp / name
+    git(dest, "checkout", "-q", "-b", "side", "master")
+    (dest / "side.txt").write_text("side\n")
+    git(dest, "add", "side.txt")
+    git(dest, "commit", "-q", "-m", "side")
+    git(dest, "checkout", "-q", "topic")
+    git(dest, "merge", "-q", "--no-edit", "side")
+    return ["import", "--tree", name, "--range", "master..topic", "--to", "s"]
+
+
+@case("import-empty-patch", "import --range holds a commit that changes no file")
+def _(tmp: Path) -> list[str]:
+    name = topic(tmp)
+    git(tmp / name, "commit", "-q", "--allow-empty", "-m", "Nothing at all")
+    return ["import", "--tree", name, "--range", "master..topic", "--to", "s"]
+
+
+@case(
+    "import-base-unknown",
+    "import --mbox of a thread whose base-commit the --tree checkout lacks",
+)
+def _(tmp: Path) -> list[str]:
+    mbox = topic_mbox(tmp, "--base=master")
+    master = git(tmp / "tree", "rev-parse", "master").strip()
+    text = (tmp / mbox).read_text().replace(master, "1" * 40)
+    (tmp / mbox).write_text(text)
+    return ["import", "--mbox", mbox, "--tree", "tree", "--to", "s"]
+
+
+@case("import-mbox-incomplete", "import --mbox of a thread that lacks a patch")
+def _(tmp: Path) -> list[str]:
+    name = topic(tmp)
+    dest = tmp / name
+    (dest / "docs.txt").write_text("docs\n")
+    git(dest, "add", "docs.txt")
+    git(dest, "commit", "-q", "-m", "docs: Add\n\nSigned-off-by: A <a@b.org>")
+    text = git(dest, "format-patch", "--stdout", "--cover-letter", "master..topic")
+    parts = re.split(r"(?m)^(?=From [0-9a-f]{40} )", text)
+    (tmp / "thread.mbox").write_text("".join(p for p in parts if "2/2]" not in p))
+    return ["import", "--mbox", "thread.mbox", "--tree", name, "--to", "s"]
+
+
+@case(
+    "import-does-not-apply", "import --mbox of a patch that does not apply to its base"
+)
+def _(tmp: Path) -> list[str]:
+    mbox = topic_mbox(tmp)
+    dest = tmp / "tree"
+    git(dest, "checkout", "-q", "master")
+    c = dest / "hw" / "vfio" / "migration.c"
+    c.write_text(c.read_text().replace("{\n", "{\n    /* moved on */\n", 1))
+    git(dest, "commit", "-q", "-a", "-m", "moved on")
+    return ["import", "--mbox", mbox, "--tree", "tree", "--to", "s"]
+
+
+@case(
+    "import-foreign-dir", "import --to a folder that holds files import did not write"
+)
+def _(tmp: Path) -> list[str]:
+    name = topic(tmp)
+    (tmp / "s").mkdir()
+    (tmp / "s" / "notes.txt").write_text("mine\n")
+    return ["import", "--tree", name, "--range", "master..topic", "--to", "s"]
+
+
 # -- running the cases -------------------------------------------------------
 
 

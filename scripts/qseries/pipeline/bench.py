@@ -23,7 +23,7 @@ from pathlib import Path
 from ..core.results import PASS
 from ..ground.console import say
 from ..ground.workdir import WorkDir
-from . import graph, stages
+from . import graph, importbench, stages
 
 Figures = dict[str, float | int | str]
 
@@ -111,6 +111,8 @@ def run(request: stages.Request, workdir: WorkDir) -> Figures:
             "series": pipe.version.name,
             "patches": len(patches),
         }
+        # Import and generate of a branch of N patches, beside git's own.
+        figures.update(importbench.run(base, workdir))
         # The check on the first k patches, without the check cache: the
         # mails and freshness checks fail on a proper prefix (it is not
         # the whole series), but every check still runs on it.

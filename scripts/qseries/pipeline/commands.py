@@ -39,13 +39,20 @@ from ..qemu import build as build_mod
 from ..qemu import generate as gen
 from ..qemu import testing
 from ..reports import report
+from . import b4check, ci, graph, importing, views
 from . import bench as bench_mod
-from . import ci, graph, views
 from . import clean as clean_mod
 from . import lab as lab_mod
 from . import matrix as matrix_mod
 from .graph import BUILD, Stage
-from .stages import Pipeline, Request, patch_mails, scratch_in_workdir, targets_of
+from .stages import (
+    Outcome,
+    Pipeline,
+    Request,
+    patch_mails,
+    scratch_in_workdir,
+    targets_of,
+)
 
 # -- the options of each command -------------------------------------------
 
@@ -111,6 +118,12 @@ class CiGitlab:
     output: Path | None
     force: bool
     stdout: bool
+
+
+@dataclass(frozen=True)
+class B4Check:
+    per_patch: bool
+    tree: Path  # the reviewer's checkout, where b4 runs the command
 
 
 T = TypeVar("T")
@@ -437,6 +450,33 @@ def ci_gitlab(request: Request, workdir: WorkDir) -> views.View:
     return _own_stage(request, workdir, "ci-gitlab", step)
 
 
+def b4_check(request: Request, workdir: WorkDir) -> views.View:
+    how = options(request, B4Check)
+    scratch_in_workdir(workdir)
+    found: list[b4check.Verdict] = []
+
+    def run_series(one: Request) -> Outcome:
+        """The imported series generated, checked, built and tested."""
+
+        def write(run: Pipeline) -> None:
+            _, tmp = gen.generate(run.series, run.version, run.base(), workdir)
+            gen.install(tmp, patches_dir(one, run.version), run.version)
+
+        run, _ = _run(one, workdir, {"generate": write})
+        return run.outcome
+
+    def step() -> None:
+        # What b4 gives: the message on stdin, B4_TRACKING_FILE.
+        data = sys.stdin.buffer.read()
+        found.append(
+            b4check.answer(request, workdir, how.tree, how.per_patch, data, run_series)
+        )
+
+    # No series to read at first: the one b4 gives is imported.
+    graph.execute(graph.GENERIC.order({"b4-check"}), {"b4-check": step})
+    return views.B4Verdict(found[0])
+
+
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
@@ -454,6 +494,9 @@ COMMANDS: dict[str, Command] = {
         Command("matrix", matrix),
         Command("bench", bench),
         Command("ci gitlab", ci_gitlab),
+        Command("b4-check", b4_check),
+        Command("import", importing.run_import),
+        Command("init", importing.run_init),
     )
 }
 
@@ -471,6 +514,9 @@ OWN_STAGE = {
     "matrix": "matrix",
     "bench": "bench",
     "ci gitlab": "ci-gitlab",
+    "b4-check": "b4-check",
+    "import": "import",
+    "init": "init",
 }
 
 
@@ -494,7 +540,11 @@ def plan(request: Request) -> views.Plan:
     """What run(request) would execute, in order (nothing is run): with
     the stages of the series' lab, where it names one."""
     lab_stages: tuple[Stage, ...] = ()
-    if request.command != "clean" or request.series_file.exists():
+    # b4-check has no series.yaml: it imports the series b4 gives;
+    # import and init write one.
+    if request.command not in ("b4-check", "import", "init") and (
+        request.command != "clean" or request.series_file.exists()
+    ):
         series = series_mod.load(request.series_file, generators.specs())
         if series.lab is not None:
             lab_stages = lab_mod.load(series.lab).stages

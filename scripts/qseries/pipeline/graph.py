@@ -138,6 +138,11 @@ GENERIC = Graph(
         Stage("bench", "measure check and bisect per patch, and the lab's", (SERIES,)),
         Stage("ci-gitlab", "render the GitLab CI pipeline of the series", (SERIES,)),
         Stage("clean", "remove what the work dir keeps of unused bases"),
+        Stage("import", "a series folder from a branch or a mailed thread"),
+        Stage("init", "a commented series.yaml to start a series by hand"),
+        # b4 review's check command: it imports the series b4 gives and
+        # runs generate, check, control, test and report on it.
+        Stage("b4-check", "import what b4 review gives; check it, per patch or all"),
     ]
 )
 

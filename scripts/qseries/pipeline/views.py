@@ -21,6 +21,7 @@ from ..qemu.build import Build
 from ..qemu.generate import Generated, Installed
 from ..qemu.source import BaseTree
 from ..reports import report
+from .b4check import Verdict
 from .matrix import Row
 
 
@@ -346,6 +347,21 @@ class Raw:
 
     def json_text(self) -> str:
         return self.text()
+
+
+@dataclass
+class B4Verdict:
+    """b4-check's answer: the JSON list b4 review reads, with or without
+    --json; the exit is 0 whatever it says (b4 reads the status)."""
+
+    verdict: Verdict
+    exit_code: int = 0
+
+    def text(self) -> str:
+        return self.json_text()
+
+    def json_text(self) -> str:
+        return json.dumps([self.verdict.to_json()], indent=2)
 
 
 @dataclass
