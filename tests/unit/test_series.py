@@ -291,6 +291,35 @@ def test_cli_missing_series_file(tmp_path: Path, run_cli: RunCli) -> None:
             "duplicate 'm'",
         ),
         ("", "", MUTATIONS.replace("  case: /x\n", ""), "m.yaml:1:", "'case'"),
+        (
+            '    date: "2026-01-02T03:04:05+00:00"\n',
+            '    date: "2026-01-02T03:04:05+00:00"\n    base-commit: "abc123"\n',
+            MUTATIONS,
+            "series.yaml:6:",
+            "versions.v1.base-commit: 'abc123' is not a full commit id",
+        ),
+        (
+            '        body: "Body."\n        with',
+            '        body: "Body."\n        author: "Nobody"\n        with',
+            MUTATIONS,
+            "series.yaml:13:",
+            "versions.v1.patches[0].author: 'Nobody' is not 'Name <email>'",
+        ),
+        (
+            '        body: "Body."\n        with',
+            '        body: "Body."\n        collected: ["looks good"]\n        with',
+            MUTATIONS,
+            "series.yaml:13:",
+            "versions.v1.patches[0].collected[0]: 'looks good' is not a 'Tag: value'",
+        ),
+        (
+            '        body: "Body."\n        with',
+            '        body: "Body."\n        date: "1969-12-31T00:00:00+00:00"\n'
+            "        with",
+            MUTATIONS,
+            "series.yaml:13:",
+            "versions.v1.patches[0].date:",
+        ),
     ],
 )
 def test_version_data_errors_name_file_and_line(
