@@ -61,7 +61,7 @@ typecheck: bootstrap
 # job bootstraps, and needs none of these.
 test: bootstrap
 	@scripts/bootstrap-debian.sh test
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30
 
 # Each version reproduced on its default base (the negative control
 # first, then the series with its mutations), on both devices: the fake

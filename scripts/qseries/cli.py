@@ -695,6 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             output=getattr(args, "output", None) or getattr(args, "to", None),
             wait=not args.no_wait,
             shown=[getattr(args, "qemu", None)],
+            output_option="--to" if getattr(args, "to", None) else "--output",
         )
         code = commands.run_in_workdir(request, session, before, show)
         return code

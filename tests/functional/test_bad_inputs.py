@@ -1274,6 +1274,16 @@ def _(tmp: Path) -> list[str]:
     return ["import", "--mbox", mbox, "--tree", "tree", "--to", "s"]
 
 
+@case("import-bad-author", "import --range holds a commit whose author has no address")
+def _(tmp: Path) -> list[str]:
+    name = topic(tmp)
+    dest = tmp / name
+    (dest / "more.txt").write_text("more\n")
+    git(dest, "add", "more.txt")
+    git(dest, "commit", "-q", "--author", "Nobody <nowhere>", "-m", "more")
+    return ["import", "--tree", name, "--range", "master..topic", "--to", "s"]
+
+
 @case(
     "import-foreign-dir", "import --to a folder that holds files import did not write"
 )

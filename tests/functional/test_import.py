@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..conftest import RunCli, git, tree_snapshot
+from ..conftest import GIT_ENV, RunCli, git, tree_snapshot
 
 NOTICE = """
 ##
@@ -412,3 +412,139 @@ def test_init_writes_a_skeleton_that_generate_takes(
     again = run_cli("init", str(dest))
     assert again.returncode == 2
     assert "exists and is not an empty folder" in again.stderr
+
+
+def regenerated_tree(workdir: Path) -> str:
+    """The tree id of the newest generate's tip, in the work dir's clone."""
+    [clone] = (workdir / "trees").glob("tree-*")
+    return git(clone, "rev-parse", "refs/qseries/v1^{tree}").strip()
+
+
+def test_odd_content_regenerates_the_same_tree(
+    run_cli: RunCli, mini_tree: Path, tmp_path: Path
+) -> None:
+    """A file added, removed and added again; CRLF lines; a file that is
+    not UTF-8; a message in Latin-1: the same tree, the same subjects."""
+    tree = mini_tree
+    base = git(tree, "rev-parse", "HEAD").strip()
+    git(tree, "checkout", "-q", "-b", "odd")
+    f = tree / "docs" / "again.txt"
+    f.parent.mkdir(exist_ok=True)
+    f.write_text("one\n")
+    git(tree, "add", "docs/again.txt")
+    commit(tree, "docs: Add again.txt\n\nSigned-off-by: Ada Lovelace <ada@example.org>")
+    git(tree, "rm", "-q", "docs/again.txt")
+    commit(tree, "docs: Remove it\n\nSigned-off-by: Ada Lovelace <ada@example.org>")
+    f.parent.mkdir(exist_ok=True)  # git rm took the empty folder
+    f.write_text("two\n")
+    (tree / "docs" / "crlf.txt").write_bytes(b"a\r\nb\r\n")
+    (tree / "docs" / "latin1.txt").write_bytes(b"caf\xe9\n")
+    git(tree, "add", "docs")
+    commit(tree, "docs: Add them all\n\nSigned-off-by: Ada Lovelace <ada@example.org>")
+    (tree / "docs" / "crlf.txt").write_bytes(b"a\r\nc\r\n")
+    (tree / "docs" / "latin1.txt").write_bytes(b"na\xefve\n")
+    (tree / "msg").write_bytes(
+        b"docs: Caf\xe9 changes\n\nSigned-off-by: Ada Lovelace <ada@example.org>\n"
+    )
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "i18n.commitEncoding=ISO-8859-1",
+            "commit",
+            "-q",
+            "-a",
+            "-F",
+            "msg",
+        ],
+        cwd=tree,
+        env={**__import__("os").environ, **GIT_ENV},
+        check=True,
+    )
+    (tree / "msg").unlink()
+    dest = tmp_path / "series"
+    done = imported(
+        run_cli, "--tree", str(tree), "--range", f"{base}..odd", "--to", str(dest)
+    )
+    assert "docs/latin1.txt: not UTF-8 text, carried as a binary hunk" in done.stdout
+    loaded = yaml.safe_load((dest / "series.yaml").read_text())
+    assert loaded["versions"]["v1"]["patches"][3]["subject"] == "docs: Café changes"
+    work = tmp_path / "work"
+    regenerate(run_cli, dest / "series.yaml", tree, tmp_path / "out")
+    assert regenerated_tree(work) == git(tree, "rev-parse", "odd^{tree}").strip()
+
+
+def test_a_base_commit_the_cached_clone_lacks_is_fetched(
+    run_cli: RunCli, topic: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The work dir's clone of --tree was made at an older HEAD; the
+    series names a newer base-commit, on a branch that is not HEAD."""
+    tree, base = topic
+    git(tree, "checkout", "-q", "master")
+    first = imported(
+        run_cli,
+        "--tree",
+        str(tree),
+        "--range",
+        f"{base}..topic",
+        "--to",
+        str(tmp_path / "one"),
+    )
+    assert first.returncode == 0
+    regenerate(run_cli, tmp_path / "one" / "series.yaml", tree, tmp_path / "o1")
+    git(tree, "checkout", "-q", "-b", "newer", "master")
+    (tree / "NEWS").write_text("news\n")
+    git(tree, "add", "NEWS")
+    commit(tree, "NEWS: Start it\n\nSigned-off-by: Ada Lovelace <ada@example.org>")
+    newer = git(tree, "rev-parse", "HEAD").strip()
+    git(tree, "checkout", "-q", "-b", "later")
+    (tree / "NEWS").write_text("news\nmore\n")
+    commit(tree, "NEWS: More\n\nSigned-off-by: Ada Lovelace <ada@example.org>")
+    git(tree, "checkout", "-q", "master")  # HEAD is neither
+    dest = tmp_path / "two"
+    imported(run_cli, "--tree", str(tree), "--range", "newer..later", "--to", str(dest))
+    made = regenerate(run_cli, dest / "series.yaml", tree, tmp_path / "o2")
+    assert len(made) == 1
+    assert (
+        f"base-commit: {newer}"
+        in (tmp_path / "o2" / "v1" / "v1-0000-cover-letter.patch").read_text()
+    )
+
+
+def test_a_thread_by_an_author_with_a_comma_in_the_name(
+    run_cli: RunCli, mini_tree: Path, tmp_path: Path
+) -> None:
+    base = git(mini_tree, "rev-parse", "HEAD").strip()
+    git(mini_tree, "checkout", "-q", "-b", "topic")
+    c = mini_tree / "hw" / "vfio" / "migration.c"
+    c.write_text(c.read_text() + "/* by a comma */\n")
+    commit(
+        mini_tree,
+        "vfio: A comma\n\nSigned-off-by: Lovelace, Ada <ada@example.org>",
+        name="Lovelace, Ada",
+    )
+    mbox = thread(mini_tree, base, tmp_path / "t.mbox", f"--base={base}")
+    dest = tmp_path / "series"
+    imported(run_cli, "--mbox", str(mbox), "--tree", str(mini_tree), "--to", str(dest))
+    patch = yaml.safe_load((dest / "series.yaml").read_text())["versions"]["v1"][
+        "patches"
+    ][0]
+    assert patch["author"] == "Lovelace, Ada <ada@example.org>"
+
+
+def test_to_inside_the_checkout_is_refused_by_its_name(
+    run_cli: RunCli, topic: tuple[Path, str]
+) -> None:
+    tree, base = topic
+    proc = run_cli(
+        "import",
+        "--tree",
+        str(tree),
+        "--range",
+        f"{base}..topic",
+        "--to",
+        str(tree / "series"),
+    )
+    assert proc.returncode == 2
+    assert f"--to {tree / 'series'} is inside --tree {tree}" in proc.stderr
+    assert not (tree / "series").exists()

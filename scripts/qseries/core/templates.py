@@ -190,7 +190,8 @@ class Templates:
         if outside is not None:
             raise outside
         try:
-            return (self.root / name).read_text(encoding="utf-8")
+            # As it is: a diff's CRLF lines stay CRLF.
+            return (self.root / name).read_bytes().decode("utf-8")
         except OSError as err:
             raise TemplateError(
                 self.root / name, None, f"cannot read: {err.strerror}"

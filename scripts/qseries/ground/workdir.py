@@ -255,23 +255,26 @@ def _is_file(path: Path) -> bool:
 
 
 def check_output(
-    output: Path | None, workdir: Path, trees: Sequence[tuple[str, Path]] = ()
+    output: Path | None,
+    workdir: Path,
+    trees: Sequence[tuple[str, Path]] = (),
+    option: str = "--output",
 ) -> None:
     """Refuse an --output in the work dir (qseries removes what is there,
     base trees included) or in a checkout qseries only reads."""
     if output is None:
         return
-    real = _resolve(output.expanduser().absolute(), "--output")
-    for option, place in (("the work dir", workdir), *trees):
+    real = _resolve(output.expanduser().absolute(), option)
+    for name, place in (("the work dir", workdir), *trees):
         try:
             top = place.expanduser().resolve()
         except (RuntimeError, OSError):
             continue
         if _inside(real, top):
-            shown = f"{option} {place}"
+            shown = f"{name} {place}"
             raise WorkDirRefused(
-                f"--output {output} is inside {shown}",
-                "pass --output a directory of your own, outside it",
+                f"{option} {output} is inside {shown}",
+                f"pass {option} a directory of your own, outside it",
             )
 
 

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -122,7 +123,13 @@ def split_message(message: str) -> tuple[str, str, tuple[str, ...]]:
 
 def _identity(given: str, name: str, email_: str) -> Identity:
     ident = Identity(name.strip(), email_.strip())
-    if not ident.name or "<" in ident.name or ">" in ident.name or not ident.email:
+    if (
+        not ident.name
+        or "<" in ident.name
+        or ">" in ident.name
+        or not re.fullmatch(r"[^<>@\s]+@[^<>@\s]+", ident.email)
+        or any(unicodedata.category(c) == "Cc" for c in str(ident))
+    ):
         raise ImportError_(
             f"{given}: the author '{name} <{email_}>' is not 'Name <email>'",
             "fix the author of that commit or mail",
@@ -131,20 +138,50 @@ def _identity(given: str, name: str, email_: str) -> Identity:
 
 
 def read_commit(g: Git, sha: str, given: str) -> Commit:
-    raw = g.run("cat-file", "commit", sha, strip=False)
-    head, _, message = raw.partition("\n\n")
-    m = re.search(r"^author (.*) <(.*)> (\d+) ([+-]\d{4})$", head, re.M)
-    if not m:
+    """A commit's message and author, in UTF-8 whatever encoding the
+    commit declares (git re-encodes them)."""
+    out = g.run(
+        "show",
+        "-s",
+        "--no-show-signature",
+        "--encoding=UTF-8",
+        "--date=format:%z",
+        "--format=%an%x00%ae%x00%at%x00%ad%x00%B",
+        sha,
+        strip=False,
+    )
+    fields = out.split("\0", 4)
+    if len(fields) != 5 or not re.fullmatch(r"[+-]\d{4}", fields[3]):
         raise ToolError(f"{given}: commit {sha[:12]} has no author line git reads")
+    name, address, seconds, offset, message = fields
+    where = f"{given}: commit {sha[:12]}"
     subject, body, trailers = split_message(message)
     return Commit(
         sha,
-        subject,
+        _subject(subject, where),
         body,
         trailers,
-        _identity(f"{given}: commit {sha[:12]}", m[1], m[2]),
-        _git_date(m[3], m[4]),
+        _identity(where, name, address),
+        _checked_date(_git_date(seconds, offset), where),
     )
+
+
+def _subject(subject: str, where: str) -> str:
+    if not subject.strip() or any(unicodedata.category(c) == "Cc" for c in subject):
+        raise ImportError_(
+            f"{where}: its subject is empty or holds control characters",
+            "give the commit a one-line subject",
+        )
+    return subject
+
+
+def _checked_date(when: str, where: str) -> str:
+    """A date git records as written (series.yaml's rule: 1970 to 2099)."""
+    if not 1970 <= datetime.fromisoformat(when).year <= 2099:
+        raise ImportError_(
+            f"{where}: its date {when} is outside 1970..2099", "fix the date"
+        )
+    return when
 
 
 def _commit_of(g: Git, name: str, given: str, what: str) -> str:
@@ -227,6 +264,16 @@ def touched(g: Git, sha: str) -> list[Touched]:
     return found
 
 
+def _unused(out: Written, name: str) -> str:
+    """name, or name with a number, so that no two files are one."""
+    stem, dot, suffix = name.partition(".")
+    found, n = name, 1
+    while found in out.files:
+        n += 1
+        found = f"{stem}-{n}{dot}{suffix}"
+    return found
+
+
 def _slug(subject: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", subject).strip("-")[:52].rstrip("-") or "patch"
 
@@ -235,11 +282,21 @@ def _literal(path: str) -> str:
     return f":(exclude,literal){path}"
 
 
-def _diff_bytes(g: Git, sha: str, excluded: list[str], scratch: Path) -> bytes:
+def _diff_bytes(
+    g: Git, sha: str, excluded: list[str], scratch: Path, binary: tuple[str, ...] = ()
+) -> bytes:
     """git's diff of the commit, binary hunks and full ids, but the
-    files the other kinds carry."""
+    files the other kinds carry; the files of `binary` as binary hunks."""
     out = scratch / "hunks.diff"
+    config: list[str] = []
+    if binary:
+        # Attributes of qseries' own, in the work dir: the user's
+        # repository is not written.
+        attributes = scratch / "attributes"
+        attributes.write_text("".join(f"/{p} -diff\n" for p in binary))
+        config = ["-c", f"core.attributesFile={attributes}"]
     args = [
+        *config,
         "diff-tree",
         "-p",
         "-M",
@@ -263,10 +320,28 @@ def _diff_bytes(g: Git, sha: str, excluded: list[str], scratch: Path) -> bytes:
     return data
 
 
+def _not_text(diff: bytes) -> tuple[str, ...]:
+    """The files whose part of a diff is not UTF-8 text."""
+    found = []
+    for part in re.split(rb"^(?=diff --git )", diff, flags=re.M):
+        m = re.match(rb"diff --git a/(\S+) b/(\S+)", part)
+        if not m:
+            continue
+        try:
+            part.decode("utf-8")
+        except UnicodeDecodeError:
+            found.append(m[2].decode("utf-8", errors="replace"))
+    return tuple(found)
+
+
 def _text(g: Git, rev: str) -> str | None:
-    """A blob as text when it reads as UTF-8 whole, else None."""
+    """A blob as text when it reads back as the same bytes (UTF-8, no
+    NUL, no CR that reading would turn into a line end), else None."""
     text = g.run("cat-file", "blob", rev, strip=False)
-    return None if "\ufffd" in text or "\0" in text else text
+    size = int(g.run("cat-file", "-s", rev))
+    if "\ufffd" in text or "\0" in text or len(text.encode()) != size:
+        return None
+    return text
 
 
 def changes_of(
@@ -286,7 +361,7 @@ def changes_of(
         if t.status == "A" and t.new_mode == NEW_FILE_MODE:
             text = _text(g, t.new_blob)
             if text is not None:
-                source = f"{folder}/files/{t.path}"
+                source = f"{folder}/files/{number:04d}/{t.path}"
                 out.files[source] = text.encode()
                 changes.append({"kind": "carry", "file": t.path, "source": source})
                 carried.append(t.path)
@@ -301,12 +376,27 @@ def changes_of(
                 out.notes.append(f"{named}: stays diff: {made}")
                 continue
             for edit in made.edits:
-                template = f"{folder}/{edit.params['template']}"
+                where, _, leaf = edit.params["template"].rpartition("/")
+                template = _unused(out, f"{folder}/{where}/{number:04d}-{leaf}")
                 out.files[template] = edit.template.encode()
                 changes.append({"kind": "qapi", **edit.params, "template": template})
             carried.append(t.path)
     if len(carried) < len(files):
         hunks = _diff_bytes(g, commit.sha, carried, scratch)
+        odd = _not_text(hunks)
+        if odd and all(re.fullmatch(r"[\w./+-]+", p) for p in odd):
+            # The diff kind carries text: a file that is not UTF-8 goes
+            # as git's binary hunk (the same bytes in the tree; its mail
+            # then shows a binary patch where git's showed text).
+            hunks = _diff_bytes(g, commit.sha, carried, scratch, odd)
+            out.notes.append(
+                f"{named}: {', '.join(odd)}: not UTF-8 text, carried as a binary hunk"
+            )
+        if _not_text(hunks):
+            raise ImportError_(
+                f"{named} (commit {commit.sha[:12]}): its diff is not UTF-8 text",
+                "qseries carries text diffs and git's binary hunks only",
+            )
         patch = f"{folder}/{number:04d}-{_slug(commit.subject)}.diff"
         out.files[patch] = hunks
         changes.insert(0, {"kind": "diff", "patch": patch})
@@ -459,7 +549,13 @@ def write_series(
     try:
         series_mod.load(stage / SERIES_FILE, generators.specs())
     except QSeriesError as err:
-        raise ToolError(f"import wrote a series.yaml qseries refuses: {err}") from None
+        # What git took but a series cannot hold: named by its key
+        # (versions.vN.patches[K].author), not by the staged file.
+        said = str(err).split(": ", 1)[-1]
+        raise ImportError_(
+            f"{given}: what was read cannot be a series: {said}",
+            "fix that commit or mail, then import again",
+        ) from None
     if (dest / folder).exists():
         raise ImportError_(
             f"{given}: {dest / folder} exists already", "import into a new folder"
@@ -642,7 +738,7 @@ def _sent_date(value: str, given: str) -> str:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.isoformat()
+    return _checked_date(when.isoformat(), given)
 
 
 def _thread_base(
@@ -702,9 +798,8 @@ def _apply_mail(
             "pass --tree with a QEMU checkout at the commit the thread is based on",
         )
     tree = g.run("write-tree", env=env)
-    author = _sent_identity(
-        f"{fields.get('Author', '')} <{fields.get('Email', '')}>", named
-    )
+    # As git am takes them (a name with a comma, "Last, First", is one).
+    author = _identity(named, fields.get("Author", ""), fields.get("Email", ""))
     when = _sent_date(fields.get("Date", ""), named)
     message = subject + "\n\n" + msg.read_text(encoding="utf-8", errors="replace")
     commit = g.run(

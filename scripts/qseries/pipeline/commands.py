@@ -567,6 +567,7 @@ class Session:
     output: Path | None
     wait: bool
     shown: list[Path | None]
+    output_option: str = "--output"  # how the command line names it
 
 
 def run_in_workdir(
@@ -585,7 +586,7 @@ def run_in_workdir(
     checkouts = session.checkouts
     check_workdir(workdir.path, checkouts)
     check_directory(workdir.path, "--workdir")
-    check_output(session.output, workdir.path, checkouts)
+    check_output(session.output, workdir.path, checkouts, session.output_option)
     if request.command in build_mod.COMMANDS_THAT_BUILD:
         build_mod.check_build_paths(workdir)
     prepare(workdir.path, say)

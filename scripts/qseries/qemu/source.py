@@ -1001,7 +1001,9 @@ def tree_base(workdir: WorkDir, path: Path, commit: str | None = None) -> BaseTr
     root = workdir.path / "trees" / f"tree-{key}"
     # The label goes into mails: the commit, not where the checkout lives.
     try:
-        return _clone_at(root, top, head, "HEAD", f"git {head[:12]}", "tree")
+        # A named commit the cached clone lacks is fetched by its id.
+        ref = commit or "HEAD"
+        return _clone_at(root, top, head, ref, f"git {head[:12]}", "tree")
     except CorruptRepoError as err:
         raise _corrupt_tree(given, top, err) from None
 
