@@ -95,8 +95,11 @@ def make_topic(tree: Path) -> str:
     return base
 
 
-def mails(tree: Path, rng: str, out: Path, *extra: str) -> list[Path]:
-    """git format-patch of the range, as qseries' generate formats."""
+def mails(
+    tree: Path, rng: str, out: Path, *extra: str, binary: bool = True
+) -> list[Path]:
+    """git format-patch of the range, as qseries' generate formats (it
+    mails binary hunks when the series carries some)."""
     git(
         tree,
         "format-patch",
@@ -105,7 +108,7 @@ def mails(tree: Path, rng: str, out: Path, *extra: str) -> list[Path]:
         "--no-signature",
         "--abbrev=12",
         "--stat=80",
-        "--binary",
+        "--binary" if binary else "--no-binary",
         "-o",
         str(out),
         *extra,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import RunCli, git, tree_snapshot
-from .test_import import commit, normal
+from .test_import import commit, mails, normal
 
 pytestmark = pytest.mark.qemu
 
@@ -103,22 +103,25 @@ def branch(real_base: dict[str, object], tmp_path: Path) -> tuple[Path, str]:
 
 
 def as_generated(tree: Path, rng: str, out: Path) -> list[Path]:
-    """git format-patch of the range with the options generate uses."""
-    git(
-        tree,
-        "format-patch",
-        "-q",
-        "--zero-commit",
-        "--no-signature",
-        "--abbrev=12",
-        "--stat=80",
-        "--no-binary",
-        "-Oscripts/git.orderfile",
-        "-o",
-        str(out),
-        rng,
+    """git format-patch of the range with the options generate uses on
+    QEMU's tree (its order file; the fixture has no binary hunk)."""
+    return mails(tree, rng, out, "-Oscripts/git.orderfile", binary=False)
+
+
+def thread_of(tree: Path, base: str, path: Path) -> Path:
+    """The mbox of base..topic as git send-email would mail it."""
+    path.write_text(
+        git(
+            tree,
+            "format-patch",
+            "--stdout",
+            "--cover-letter",
+            "--thread",
+            f"--base={base}",
+            f"{base}..topic",
+        )
     )
-    return sorted(out.glob("0*.patch"))
+    return path
 
 
 def generated(
@@ -164,17 +167,7 @@ def test_the_fixture_imported_both_ways_regenerates_and_checks(
     # The thread names its base-commit: the Debian base's own commit, so
     # no --tree is needed.
     mbox = tmp_path / "thread.mbox"
-    mbox.write_text(
-        git(
-            tree,
-            "format-patch",
-            "--stdout",
-            "--cover-letter",
-            "--thread",
-            f"--base={base}",
-            f"{base}..topic",
-        )
-    )
+    thread_of(tree, base, mbox)
     from_thread = tmp_path / "from-thread"
     proc = run_cli(
         "import",
@@ -226,17 +219,7 @@ def test_a_thread_on_a_base_no_fetched_base_carries_names_it(
     # Based on the branch's first commit: a commit only this checkout has.
     first = git(tree, "rev-parse", "topic~2").strip()
     mbox = tmp_path / "thread.mbox"
-    mbox.write_text(
-        git(
-            tree,
-            "format-patch",
-            "--stdout",
-            "--cover-letter",
-            "--thread",
-            f"--base={first}",
-            f"{first}..topic",
-        )
-    )
+    thread_of(tree, first, mbox)
     dest = tmp_path / "series"
     proc = run_cli(
         "import", "--mbox", str(mbox), "--to", str(dest), workdir=real_workdir

@@ -369,6 +369,19 @@ def _message_id(text: str) -> str:
     return text
 
 
+def _optional_message_id(
+    r: _Reader, keys: dict[str, yaml.Node], where: str
+) -> str | None:
+    if "message-id" not in keys:
+        return None
+    return r.parsed(
+        keys["message-id"],
+        f"{where}.message-id",
+        _message_id,
+        "a Message-Id like '<id@host>'",
+    )
+
+
 def _trailer(text: str) -> str:
     if not re.fullmatch(r"[A-Z][A-Za-z-]*: \S.*", text):
         raise ValueError(text)
@@ -536,16 +549,7 @@ def _patch(
             else None
         ),
         date=_git_date(r, keys["date"], f"{where}.date") if "date" in keys else None,
-        message_id=(
-            r.parsed(
-                keys["message-id"],
-                f"{where}.message-id",
-                _message_id,
-                "a Message-Id like '<id@host>'",
-            )
-            if "message-id" in keys
-            else None
-        ),
+        message_id=_optional_message_id(r, keys, where),
         collected=collected,
     )
 
@@ -702,16 +706,7 @@ def _version(
             for i, p in enumerate(patches_node.value)
         ),
         line=node.start_mark.line + 1,
-        message_id=(
-            r.parsed(
-                keys["message-id"],
-                f"{where}.message-id",
-                _message_id,
-                "a Message-Id like '<id@host>'",
-            )
-            if "message-id" in keys
-            else None
-        ),
+        message_id=_optional_message_id(r, keys, where),
         lab=lab_data,
         base_commit=(
             r.parsed(

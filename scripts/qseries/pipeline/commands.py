@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
 
 from ..core import generators
 from ..core import series as series_mod
@@ -49,6 +48,7 @@ from .stages import (
     Outcome,
     Pipeline,
     Request,
+    options,
     patch_mails,
     scratch_in_workdir,
     targets_of,
@@ -124,17 +124,6 @@ class CiGitlab:
 class B4Check:
     per_patch: bool
     tree: Path  # the reviewer's checkout, where b4 runs the command
-
-
-T = TypeVar("T")
-
-
-def options(request: Request, kind: type[T]) -> T:
-    """The command's own options, of the kind it takes."""
-    found = request.options
-    if not isinstance(found, kind):
-        raise TypeError(f"{request.command} needs {kind.__name__} options")
-    return found
 
 
 # -- the commands ------------------------------------------------------------

@@ -6,14 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 from ..ground import atomic
 from ..ground.errors import UsageError
 from ..ground.workdir import WorkDir
 from ..mail import importer
 from . import graph, views
-from .stages import Request
+from .stages import Request, options
 
 
 @dataclass(frozen=True)
@@ -29,18 +28,8 @@ class Init:
     to: Path
 
 
-T = TypeVar("T")
-
-
-def _options(request: Request, kind: type[T]) -> T:
-    found = request.options
-    if not isinstance(found, kind):
-        raise TypeError(f"{request.command} needs {kind.__name__} options")
-    return found
-
-
 def run_import(request: Request, workdir: WorkDir) -> views.View:
-    how = _options(request, Import)
+    how = options(request, Import)
     found: list[importer.Imported] = []
 
     def step() -> None:
@@ -108,7 +97,7 @@ What the series adds, for a reader of QEMU's developer documentation.
 
 
 def run_init(request: Request, workdir: WorkDir) -> views.View:
-    how = _options(request, Init)
+    how = options(request, Init)
     written: list[Path] = []
 
     def step() -> None:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ..core import generators, inputs
 from ..core import series as series_mod
@@ -68,6 +69,17 @@ class Request:
     # The command (commands.py) and its own options (a record of its kind).
     command: str = ""
     options: object = None
+
+
+T = TypeVar("T")
+
+
+def options(request: Request, kind: type[T]) -> T:
+    """A command's own options, of the kind it takes."""
+    found = request.options
+    if not isinstance(found, kind):
+        raise TypeError(f"{request.command} needs {kind.__name__} options")
+    return found
 
 
 @dataclass
