@@ -7,6 +7,8 @@ test_import_real.py."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -51,7 +53,7 @@ def commit(tree: Path, message: str, **who: str) -> str:
             message,
         ],
         cwd=tree,
-        env={**__import__("os").environ, **env},
+        env={**os.environ, **env},
         check=True,
     )
     return git(tree, "rev-parse", "HEAD").strip()
@@ -170,7 +172,7 @@ def test_a_branch_regenerates_the_same_mails_and_the_tree_is_untouched(
         "--json",
     )
     assert tree_snapshot(tree) == before  # index, refs, objects, files
-    data = __import__("json").loads(done.stdout)
+    data = json.loads(done.stdout)
     assert data["version"] == "v1" and data["patches"] == 3
     assert data["base_commit"] == base
     loaded = yaml.safe_load((dest / "series.yaml").read_text())
@@ -333,31 +335,12 @@ def test_bad_branches_are_refused_in_one_line_with_nothing_written(
     git(tree, "add", "docs/side.rst")
     commit(tree, "docs: Side\n\nSigned-off-by: Ada Lovelace <ada@example.org>")
     git(tree, "checkout", "-q", "topic")
-    git(
-        tree,
-        "-c",
-        "user.name=A",
-        "-c",
-        "user.email=a@b",
-        "merge",
-        "-q",
-        "--no-edit",
-        "side",
-    )
+    git(tree, "merge", "-q", "--no-edit", "side")
     line = refused(run_cli, dest, "--tree", str(tree), "--range", f"{base}..topic")
     assert "is a merge" in line
     git(tree, "checkout", "-q", "-b", "empty", base)
     git(
-        tree,
-        "-c",
-        "user.name=A",
-        "-c",
-        "user.email=a@b",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "Nothing\n\nSigned-off-by: A <a@b>",
+        tree, "commit", "-q", "--allow-empty", "-m", "Nothing\n\nSigned-off-by: A <a@b>"
     )
     line = refused(run_cli, dest, "--tree", str(tree), "--range", f"{base}..empty")
     assert "changes no file" in line
@@ -461,7 +444,7 @@ def test_odd_content_regenerates_the_same_tree(
             "msg",
         ],
         cwd=tree,
-        env={**__import__("os").environ, **GIT_ENV},
+        env={**os.environ, **GIT_ENV},
         check=True,
     )
     (tree / "msg").unlink()
