@@ -9,6 +9,11 @@ migrates to the destination over a unix socket; the result tells
 whether the link survived, and the lead of the prepare notice over the
 completion event, as the guard saw them.
 
+With several devices (run_devices, --devices N) every device takes
+delay_ms, so QEMU quiesces them one after another; the guard keeps one
+link per device, each silent while its own device quiesces, and masks
+each on its own device's notice (or completion).
+
 The guard is a module of this lab, shipped with it: it is also an
 example for users (examples/README.md), so it imports nothing from
 qseries and runs as a script on its own.
@@ -29,12 +34,19 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import rdma_guard
-from .vm import DEVICE_ID, FakeVfioVM, forget_socket_dir, quoted, socket_path
+from .vm import (
+    DEVICE_ID,
+    FIRST_GROUP,
+    FakeVfioVM,
+    forget_socket_dir,
+    quoted,
+    socket_path,
+)
 
 if TYPE_CHECKING:
     from .plan import Wire
 
-GROUP = 4242  # the IOMMU group FakeVfioVM gives its device
+GROUP = FIRST_GROUP  # the IOMMU group FakeVfioVM gives its (first) device
 FLAGS = "stop_copy,p2p,pre_copy"
 QUIESCE_STATE = "pre-copy-p2p"
 QUIESCE_ARC = "PRE_COPY>PRE_COPY_P2P"
@@ -70,6 +82,8 @@ class DemoResult:
     events: tuple[str, ...]  # "NAME state" of the source's VFIO events
     failures: tuple[str, ...]  # failed transitions the guard reported
     problems: tuple[str, ...]  # e.g. "no prepare notice ..."
+    device: str = DEVICE_ID  # the device (its id) guarded
+    group: int = GROUP  # its IOMMU group, as the fake logs it
 
     @property
     def lead_ms(self) -> float | None:
@@ -109,6 +123,64 @@ class DemoResult:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class DevicesResult:
+    """One guarded migration of several devices: each device's own
+    result, in the order of the VM's devices (vfio0, vfio1, ...)."""
+
+    mask_on: str
+    delay_ms: int  # injected into each device's quiesce
+    timeout_ms: float
+    migration: str
+    devices: tuple[DemoResult, ...]
+
+    def in_silence_order(self) -> list[DemoResult]:
+        """The devices in the order they went silent, which is the order
+        QEMU quiesced them; those that never did, last."""
+        never = 1 << 62
+        return sorted(
+            self.devices, key=lambda d: d.silences[0][0] if d.silences else never
+        )
+
+    @property
+    def origin_us(self) -> int | None:
+        """When the first device went silent."""
+        first = [d.silences[0][0] for d in self.devices if d.silences]
+        return min(first) if first else None
+
+    def explain(self) -> str:
+        """A line per device (times from the first silence), then each
+        device's own account (times from its own silence)."""
+        origin = self.origin_us
+
+        def rel(us: int | None) -> str:
+            if us is None:
+                return "-"
+            if origin is None:
+                return str(us)
+            return f"{(us - origin) / 1000:+.1f} ms"
+
+        lines = [
+            f"{len(self.devices)} devices, mask on {self.mask_on}, {self.delay_ms} ms "
+            f"injected into each, {self.timeout_ms:g} ms RDMA timeout, migration "
+            f"{self.migration}; times from the first device's silence:"
+        ]
+        for d in self.in_silence_order():
+            silent = ", ".join(f"[{rel(b)}, {rel(e)}]" for b, e in d.silences)
+            lead = "-" if d.lead_ms is None else f"{d.lead_ms:.1f} ms"
+            fate = f"DROPPED at {rel(d.dropped_at_us)}" if d.link_dropped else "kept"
+            masked = rel(d.masked_us[0]) if d.masked_us else "never"
+            lines.append(
+                f"  {d.device} (group {d.group}): silent {silent or 'never'}, "
+                f"notice {rel(d.notice_us)}, masked {masked}, lead {lead}, "
+                f"link {fate}"
+            )
+        for d in self.devices:
+            lines.append(f"{d.device}, times from its own silence:")
+            lines += [f"  {line}" for line in d.explain().splitlines()]
+        return "\n".join(lines)
+
+
 def _result(
     guard: Any,
     link: Any,
@@ -118,6 +190,8 @@ def _result(
     delay_ms: int,
     timeout_ms: float,
 ) -> DemoResult:
+    """What the guard of one device, and its link, saw and did."""
+    device = str(guard.device)
     report = guard.report
     notice = report.notice
     completion = report.completion
@@ -140,10 +214,15 @@ def _result(
         completion_state=None if completion is None else str(completion.state),
         guard_events=tuple(str(e) for e in report.events),
         events=tuple(
-            f"{e.name} {e.state}" for e in src.events if e.name.startswith("VFIO_")
+            f"{e.name} {e.state}"
+            for e in src.events
+            if e.name.startswith("VFIO_")
+            and (len(src.devices) == 1 or e.device == device)
         ),
         failures=tuple(str(f) for f in report.failures),
         problems=tuple(str(p) for p in report.problems),
+        device=device,
+        group=src.group_of(device),
     )
 
 
@@ -175,6 +254,53 @@ async def run_demo(
     say, if given, gets the guard's running commentary; label names the
     run's scratch directory in tmpdir (deleted unless the run raised).
     """
+    _, results = await _guarded(
+        qemu, fake, tmpdir, 1, mask_on, delay_ms, timeout_ms, fail, say, label
+    )
+    return results[0]
+
+
+async def run_devices(
+    qemu: Path,
+    fake: Path,
+    tmpdir: Path,
+    devices: int,
+    *,
+    mask_on: MaskOn = "notice",
+    delay_ms: int = 300,
+    timeout_ms: float = 50.0,
+    fail: str | None = None,
+    say: Callable[[str], None] | None = None,
+    label: str = "devices",
+) -> DevicesResult:
+    """run_demo with `devices` fake devices on each side, every one of
+    the source's taking delay_ms to quiesce, one guard and link each."""
+    status, results = await _guarded(
+        qemu, fake, tmpdir, devices, mask_on, delay_ms, timeout_ms, fail, say, label
+    )
+    return DevicesResult(mask_on, delay_ms, timeout_ms, status, tuple(results))
+
+
+def _over(link: Any) -> bool:
+    """The link dropped, or its device's last silence is over."""
+    return link.dropped_at_us is not None or (
+        bool(link.silences) and link.silences[-1][1] is not None
+    )
+
+
+async def _guarded(
+    qemu: Path,
+    fake: Path,
+    tmpdir: Path,
+    devices: int,
+    mask_on: MaskOn,
+    delay_ms: int,
+    timeout_ms: float,
+    fail: str | None,
+    say: Callable[[str], None] | None,
+    label: str,
+) -> tuple[str, list[DemoResult]]:
+    """The migration's final status and, per device, its guard's result."""
     rdma_guard = guard_module()
     tmpdir.mkdir(parents=True, exist_ok=True)
     # A short directory of its own: the socket path must fit in sun_path.
@@ -196,17 +322,34 @@ async def run_demo(
             "source",
             src_env,
             args=["-qmp", f"unix:{quoted(guard_socket)},server=on,wait=off"],
+            devices=devices,
         ) as src,
-        FakeVfioVM(qemu, fake, tmpdir, "destination", dst_env, ["-incoming", uri]),
+        FakeVfioVM(
+            qemu,
+            fake,
+            tmpdir,
+            "destination",
+            dst_env,
+            ["-incoming", uri],
+            devices=devices,
+        ),
     ):
-        link = rdma_guard.SimulatedRdmaLink(
-            src.log, timeout_ms, QUIESCE_STATE, GROUP, say=say
-        )
-        guard = rdma_guard.RdmaGuard(link, DEVICE_ID, QUIESCE_STATE, mask_on, say)
+        guards = []
+        for device in src.devices:
+            speak = say
+            if say is not None and devices > 1:
+                speak = _prefixed(say, device)
+            link = rdma_guard.SimulatedRdmaLink(
+                src.log, timeout_ms, QUIESCE_STATE, src.group_of(device), say=speak
+            )
+            guards.append(
+                rdma_guard.RdmaGuard(link, device, QUIESCE_STATE, mask_on, speak)
+            )
+        consumer = guards[0] if devices == 1 else rdma_guard.DeviceGuards(guards)
         stop = asyncio.Event()
         connected = asyncio.Event()
         watcher = asyncio.create_task(
-            rdma_guard.watch(str(guard_socket), guard, stop, connected)
+            rdma_guard.watch(str(guard_socket), consumer, stop, connected)
         )
         try:
             ready = asyncio.create_task(connected.wait())
@@ -220,25 +363,28 @@ async def run_demo(
             if not connected.is_set():
                 raise TimeoutError(f"the guard did not connect to {guard_socket}")
             status = await src.migrate(uri)
-            # The guard hears the events on its own monitor, a little later.
-            await _until(lambda: bool(guard.resolved.is_set()), RESOLVE_TIMEOUT)
-            # The silence is over once the fake logged the end of the request.
+            # The guards hear the events on their own monitor, a little later.
             await _until(
-                lambda: (
-                    link.dropped_at_us is not None
-                    or (bool(link.silences) and link.silences[-1][1] is not None)
-                ),
-                RESOLVE_TIMEOUT,
+                lambda: all(g.resolved.is_set() for g in guards), RESOLVE_TIMEOUT
             )
+            # A silence is over once the fake logged the end of the request.
+            await _until(lambda: all(_over(g.link) for g in guards), RESOLVE_TIMEOUT)
             await asyncio.sleep(0.05)
         finally:
             stop.set()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(watcher, 10)
-        result = _result(guard, link, src, status, mask_on, delay_ms, timeout_ms)
+        results = [
+            _result(g, g.link, src, status, mask_on, delay_ms, timeout_ms)
+            for g in guards
+        ]
     forget_socket_dir(scratch)
     shutil.rmtree(scratch, ignore_errors=True)
-    return result
+    return status, results
+
+
+def _prefixed(say: Callable[[str], None], device: str) -> Callable[[str], None]:
+    return lambda line: say(f"{device}: {line}")
 
 
 @dataclass(frozen=True)
@@ -297,13 +443,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay-ms", type=int, default=300)
     parser.add_argument("--timeout-ms", type=float, default=50.0)
     parser.add_argument("--fail", help="FAKEVFIO_FAIL for the source")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="fake devices per side, each taking --delay-ms (default 1)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
 
     def say(line: str) -> None:
         print(f"  {line}", flush=True)
 
+    if args.devices < 1:
+        parser.error(f"--devices {args.devices}: give 1 or more")
     with tempfile.TemporaryDirectory(prefix="qseries-demo-") as tmp:
+        if args.devices > 1:
+            several = asyncio.run(
+                run_devices(
+                    args.qemu,
+                    args.fake,
+                    Path(tmp),
+                    args.devices,
+                    mask_on=args.mask_on,
+                    delay_ms=args.delay_ms,
+                    timeout_ms=args.timeout_ms,
+                    fail=args.fail,
+                    say=say if args.verbose else None,
+                )
+            )
+            print(several.explain())
+            return 1 if any(d.link_dropped for d in several.devices) else 0
         result = asyncio.run(
             run_demo(
                 args.qemu,

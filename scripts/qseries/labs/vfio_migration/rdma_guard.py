@@ -33,6 +33,11 @@ transition until that transition returns, which the fake VFIO library
 drops the link when the device has been silent, while the timeout was
 not masked, for longer than the timeout.  See examples/README.md.
 
+A VM with several devices gets one guard and one link per device
+(--device and --group given once per device): QEMU quiesces the devices
+one after another, so each link is masked on its own device's notice,
+matched by device-id or QOM path, and unmasked on its own completion.
+
 This file uses only the standard library and the qemu.qmp package.
 """
 
@@ -43,7 +48,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -79,6 +84,11 @@ class VfioEvent:
     device: str | None
     received_us: int  # CLOCK_REALTIME when the consumer got it
     qemu_us: int  # QEMU's timestamp of the event
+    qom_path: str | None = None
+
+    def of(self, device: str) -> bool:
+        """The event is device's, named by its id or its QOM path."""
+        return device in (self.device, self.qom_path)
 
     def __str__(self) -> str:
         return f"{self.kind}({self.state})"
@@ -101,7 +111,7 @@ def classify(message: Mapping[str, Any], received_us: int) -> VfioEvent | None:
         stamp.get("microseconds", 0)
     )
     device = data.get("device-id")
-    return VfioEvent(kind, state, device, received_us, qemu_us)
+    return VfioEvent(kind, state, device, received_us, qemu_us, data.get("qom-path"))
 
 
 def first_drop(
@@ -286,7 +296,7 @@ class RdmaGuard:
 
     def feed(self, message: Mapping[str, Any], received_us: int | None = None) -> None:
         event = classify(message, now_us() if received_us is None else received_us)
-        if event is None or (self.device and event.device != self.device):
+        if event is None or (self.device and not event.of(self.device)):
             return
         self.report.events.append(event)
         self.say(f"heard {event}")
@@ -294,6 +304,10 @@ class RdmaGuard:
             self._notice(event)
         else:
             self._completion(event)
+
+    @property
+    def links(self) -> list[SimulatedRdmaLink]:
+        return [self.link] if self.link else []
 
     def _mask(self, at_us: int, why: str) -> None:
         self.report.masked_us.append(at_us)
@@ -350,6 +364,33 @@ class RdmaGuard:
         self.resolved.set()
 
 
+class DeviceGuards:
+    """One guard per device, each with its own link, fed by one monitor.
+
+    Every event goes to the guard of its device (device-id or QOM path);
+    the events of a device that has no guard are ignored.
+    """
+
+    def __init__(self, guards: Sequence[RdmaGuard]):
+        names = [g.device for g in guards]
+        if not names or None in names or len(set(names)) != len(names):
+            raise ValueError(f"one guard per named device, got {names}")
+        self.guards = list(guards)
+
+    @property
+    def links(self) -> list[SimulatedRdmaLink]:
+        return [link for g in self.guards for link in g.links]
+
+    def feed(self, message: Mapping[str, Any], received_us: int | None = None) -> None:
+        at = now_us() if received_us is None else received_us
+        for guard in self.guards:
+            guard.feed(message, at)
+
+    async def all_resolved(self) -> None:
+        for guard in self.guards:
+            await guard.resolved.wait()
+
+
 async def connect(client: QMPClient, socket: str, timeout: float = 30.0) -> None:
     """Connect, waiting for QEMU to create the socket."""
     deadline = time.monotonic() + timeout
@@ -365,7 +406,7 @@ async def connect(client: QMPClient, socket: str, timeout: float = 30.0) -> None
 
 async def watch(
     socket: str,
-    guard: RdmaGuard,
+    guard: RdmaGuard | DeviceGuards,
     stop: asyncio.Event | None = None,
     connected: asyncio.Event | None = None,
 ) -> None:
@@ -390,8 +431,8 @@ async def watch(
 
         tasks.append(asyncio.create_task(pump()))
         tasks.append(asyncio.create_task(gone()))
-        if guard.link is not None:
-            tasks.append(asyncio.create_task(guard.link.run()))
+        for link in guard.links:
+            tasks.append(asyncio.create_task(link.run()))
         if stop is not None:
             tasks.append(asyncio.create_task(stop.wait()))
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -407,12 +448,19 @@ async def watch(
                 await task
         with contextlib.suppress(Exception):
             await client.disconnect()
-        if guard.link is not None:
-            guard.link.poll()  # the last records, written before QEMU went
+        for link in guard.links:
+            link.poll()  # the last records, written before QEMU went
 
 
-def verdict(guard: RdmaGuard) -> tuple[int, str]:
-    """Exit code and one line: 0 link kept, 1 link dropped, 2 unknown."""
+def verdict(guard: RdmaGuard | DeviceGuards) -> tuple[int, str]:
+    """Exit code and one line: 0 link kept, 1 link dropped, 2 unknown;
+    for several devices, the worst (dropped, then unknown) and a part of
+    the line each."""
+    if isinstance(guard, DeviceGuards):
+        each = [(verdict(g), g.device) for g in guard.guards]
+        codes = [code for (code, _), _ in each]
+        worst = 1 if 1 in codes else max(codes)
+        return worst, "; ".join(f"{device}: {line}" for (_, line), device in each)
     r = guard.report
     why = "; ".join(r.failures + r.problems)
     why = f" ({why})" if why else ""
@@ -431,7 +479,13 @@ def main(argv: list[str] | None = None) -> int:
         "quiesce transition, on QEMU's prepare notice."
     )
     parser.add_argument("--qmp", required=True, help="QEMU's QMP unix socket")
-    parser.add_argument("--device", help="the vfio-pci device's id (default: any)")
+    parser.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        help="a vfio-pci device's id or QOM path (default: any); once per "
+        "device to guard several, each with its own link",
+    )
     parser.add_argument("--timeout-ms", type=float, default=50.0)
     parser.add_argument("--mask-on", choices=("notice", "completion"), default="notice")
     parser.add_argument("--quiesce-state", default=QUIESCE_STATE)
@@ -440,7 +494,14 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="FAKEVFIO_LOG of the QEMU: simulate the RDMA link from it",
     )
-    parser.add_argument("--group", type=int, help="the device's IOMMU group")
+    parser.add_argument(
+        "--group",
+        type=int,
+        action="append",
+        default=[],
+        help="the device's IOMMU group; with several devices, once per "
+        "--device, in the same order",
+    )
     parser.add_argument(
         "--once",
         action="store_true",
@@ -451,18 +512,47 @@ def main(argv: list[str] | None = None) -> int:
     def say(line: str) -> None:
         print(f"[{now_us() / 1e6:.6f}] {line}", flush=True)
 
-    link = None
-    if args.fake_log is not None:
-        link = SimulatedRdmaLink(
-            args.fake_log, args.timeout_ms, args.quiesce_state, args.group, say=say
+    devices: list[str | None] = list(args.device) or [None]
+    groups: list[int | None] = list(args.group) or [None]
+    if len(devices) > 1 and args.fake_log is not None and len(groups) != len(devices):
+        parser.error(
+            f"{len(devices)} devices with --fake-log need as many --group "
+            f"(got {len(args.group)}), one per --device in the same order"
         )
-    guard = RdmaGuard(link, args.device, args.quiesce_state, args.mask_on, say)
+    if len(devices) == 1 and len(groups) > 1:
+        parser.error(f"{len(groups)} --group for one device: give one")
+
+    def guard_of(device: str | None, group: int | None) -> RdmaGuard:
+        def speak(line: str) -> None:
+            say(f"{device}: {line}" if len(devices) > 1 else line)
+
+        link = None
+        if args.fake_log is not None:
+            link = SimulatedRdmaLink(
+                args.fake_log, args.timeout_ms, args.quiesce_state, group, say=speak
+            )
+        return RdmaGuard(link, device, args.quiesce_state, args.mask_on, speak)
+
+    if len(devices) == 1:
+        guard: RdmaGuard | DeviceGuards = guard_of(devices[0], groups[0])
+    else:
+        if len(groups) != len(devices):
+            groups = [None] * len(devices)
+        guard = DeviceGuards(
+            [guard_of(d, g) for d, g in zip(devices, groups, strict=True)]
+        )
+
+    async def resolved() -> None:
+        if isinstance(guard, DeviceGuards):
+            await guard.all_resolved()
+        else:
+            await guard.resolved.wait()
 
     async def run() -> None:
         stop = asyncio.Event()
 
         async def until_over() -> None:
-            await guard.resolved.wait()
+            await resolved()
             # Let the link see the end of the silence (and a late drop).
             await asyncio.sleep(max(0.2, 2 * args.timeout_ms / 1000))
             stop.set()
