@@ -13,7 +13,7 @@ import pytest
 from qseries.core import generators, series
 from qseries.core.results import FAIL, PASS
 from qseries.labs.vfio_migration import qmpcheck
-from qseries.labs.vfio_migration.demo import DemoResult
+from qseries.labs.vfio_migration.demo import DemoResult, DevicesResult
 from qseries.labs.vfio_migration.plan import Wire, plan_of
 from qseries.labs.vfio_migration.qmpcheck import DROPS, KEEPS, REPORTS, TIMING, Finding
 from qseries.labs.vfio_migration.vm import Event, Transition
@@ -334,3 +334,227 @@ def test_the_package_never_runs_pytest_nor_reads_the_repository_tests() -> None:
         if re.search(r"pytest|tests/integration|\bintegration\b", line)
     ]
     assert found == []
+
+
+# The consumer with N devices: one result per device, quiescing in turn
+# (QEMU calls vfio3 first, as it does here), each for 300 ms.
+
+N = 4
+STEP = 300_200  # us from one device's silence to the next one's
+
+
+def guarded(n: int = N, mask_on: str = "notice", **each: object) -> DevicesResult:
+    """A run of n devices; device k (k-th to quiesce) gets the fields of
+    demo(), shifted by k steps, then `each` (a callable of k, or a value)."""
+    results = []
+    for k in range(n):
+        at = k * STEP
+        base = demo(
+            mask_on=mask_on,
+            device=f"vfio{n - 1 - k}",
+            group=4242 + n - 1 - k,
+            silences=((SILENT + at, SILENT + at + 300_000),),
+            masked_us=(SILENT + at + 500,),
+            unmasked_us=(SILENT + at + 301_000,),
+            notice_us=SILENT + at + 500,
+            completion_us=SILENT + at + 301_000,
+            notice_qemu_us=SILENT + at + 300,
+            completion_qemu_us=SILENT + at + 300_800,
+        )
+        if mask_on == "completion":
+            base = dataclasses.replace(
+                base,
+                link_dropped=True,
+                dropped_at_us=SILENT + at + 50_000,
+                masked_us=(SILENT + at + 301_000,),
+                unmasked_us=(SILENT + at + 302_000,),
+            )
+        changes = {
+            name: value(k) if callable(value) else value for name, value in each.items()
+        }
+        results.append(dataclasses.replace(base, **changes))  # type: ignore[arg-type]
+    return DevicesResult(mask_on, 300, 50.0, "completed", tuple(results))
+
+
+def n_finding(name: str, passed: bool, no_notice: bool = False) -> Finding:
+    needs = qmpcheck.NEEDS_NOTICE[name]
+    return Finding(name.format(n=N), needs, passed, "why", (), no_notice)
+
+
+def test_every_link_masked_on_its_own_notice_is_kept() -> None:
+    finding = qmpcheck.judge_keeps_devices(guarded(), V2)
+    assert finding.passed and finding.needs_notice, finding
+    assert finding.name == (
+        "qmp consumer, 4 devices: each link masked on its own notice is kept"
+    )
+    assert finding.detail == (
+        "4 links kept through 300 ms of quiesce each, one device after another "
+        "(50 ms timeout): masked at +0.5 ms/+0.5 ms/+0.5 ms/+0.5 ms of their "
+        "silences, leads 300.5/300.5/300.5/300.5 ms"
+    )
+    # Per device, in the order QEMU quiesced them.
+    assert finding.items[:4] == tuple(
+        f"vfio{3 - k} (group {4245 - k}): silent from +{k * 300.2:.1f} ms, "
+        "lead 300.5 ms, masked at +0.5 ms, link kept"
+        for k in range(4)
+    )
+    assert finding.figures["devices"] == 4
+    assert finding.figures["vfio0.lead_ms"] == 300.5
+    assert finding.figures["vfio0.masked_at_ms"] == 0.5
+    assert finding.figures["vfio0.silent_from_ms"] == 900.6
+    assert "vfio0.dropped_at_ms" not in finding.figures
+
+
+def test_without_notices_on_every_device_the_keep_check_fails_for_that() -> None:
+    run = guarded(
+        notice_us=None,
+        notice_qemu_us=None,
+        masked_us=(),
+        unmasked_us=(),
+        link_dropped=True,
+        dropped_at_us=lambda k: SILENT + k * STEP + 50_000,
+        problems=("no prepare notice before VFIO_MIGRATION(pre-copy-p2p): ...",),
+    )
+    finding = qmpcheck.judge_keeps_devices(run, V2)
+    assert not finding.passed and finding.no_notice, finding
+    assert finding.detail == (
+        "no prepare notice for pre-copy-p2p reached the guard, for any of the 4 devices"
+    )
+    assert finding.figures["vfio2.dropped_at_ms"] == 50.0
+    assert finding.items[0] == (
+        "vfio3 (group 4245): silent from +0.0 ms, lead -, never masked, "
+        "link dropped at +50.0 ms"
+    )
+    # The control turns exactly that into a pass.
+    [control] = qmpcheck.expect_control([finding])
+    assert control.status == PASS
+    assert control.name == f"control {finding.name}"
+    # A migration that failed is another reason, notices or not.
+    failed = qmpcheck.judge_keeps_devices(dataclasses.replace(run, migration="failed"))
+    assert not failed.passed and not failed.no_notice
+    assert failed.detail == "the migration ended failed"
+
+
+def test_a_device_without_its_notice_is_named_and_is_not_the_control() -> None:
+    run = guarded(
+        notice_us=lambda k: None if k == 2 else SILENT + k * STEP + 500,
+        masked_us=lambda k: () if k == 2 else (SILENT + k * STEP + 500,),
+    )
+    finding = qmpcheck.judge_keeps_devices(run)
+    assert not finding.passed and not finding.no_notice
+    assert finding.detail == (
+        "no prepare notice for pre-copy-p2p reached the guard for vfio1 (of 4)"
+    )
+
+
+def test_a_dropped_link_among_many_is_named() -> None:
+    run = guarded(
+        link_dropped=lambda k: k == 3,
+        dropped_at_us=lambda k: SILENT + k * STEP + 50_000 if k == 3 else None,
+    )
+    finding = qmpcheck.judge_keeps_devices(run)
+    assert not finding.passed and not finding.no_notice
+    assert finding.detail == "links dropped: vfio0 at +50.0 ms"
+    assert finding.figures["vfio0.dropped_at_ms"] == 50.0
+
+
+def test_masking_every_link_on_the_first_notice_is_not_per_device() -> None:
+    """A consumer that masks every link on the first notice keeps them
+    all too; the judge tells it apart by the order."""
+    first = guarded(masked_us=(SILENT + 500,))
+    finding = qmpcheck.judge_keeps_devices(first)
+    assert not finding.passed and not finding.no_notice
+    assert finding.detail == (
+        "vfio2 was masked before vfio3, quiescing before it, was done: not on "
+        "its own notice"
+    )
+    early = guarded(unmasked_us=lambda k: (SILENT + k * STEP + 200_000,))
+    assert qmpcheck.judge_keeps_devices(early).detail == (
+        "vfio3: unmasked before its quiesce ended"
+    )
+
+
+def test_the_keep_check_wants_the_versions_own_notice() -> None:
+    v1_events = (
+        "VFIO_MIGRATION_PREPARE pre-copy-p2p",
+        "VFIO_MIGRATION pre-copy-p2p",
+    )
+    finding = qmpcheck.judge_keeps_devices(guarded(events=v1_events), V2)
+    assert not finding.passed and not finding.no_notice
+    assert finding.detail == (
+        "vfio3: no VFIO_MIGRATION(pre-copy-p2p-prepare) for pre-copy-p2p among "
+        "its events"
+    )
+    assert qmpcheck.judge_keeps_devices(guarded(events=v1_events), V1).passed
+
+
+def test_masking_on_the_completions_drops_every_link() -> None:
+    finding = qmpcheck.judge_drops_devices(guarded(mask_on="completion"))
+    assert finding.passed and not finding.needs_notice, finding
+    assert finding.name == (
+        "qmp consumer, 4 devices: masking on the completions drops every link"
+    )
+    assert finding.detail == (
+        "all 4 links dropped, at +50.0 ms/+50.0 ms/+50.0 ms/+50.0 ms of their "
+        "silences; masked only at +301.0 ms/+301.0 ms/+301.0 ms/+301.0 ms, on "
+        "their completions"
+    )
+    assert finding.items[0] == (
+        "vfio3 (group 4245): silent from +0.0 ms, lead 300.5 ms, masked at "
+        "+301.0 ms, link dropped at +50.0 ms"
+    )
+    assert finding.figures["vfio1.dropped_at_ms"] == 50.0
+    assert finding.figures["vfio1.masked_at_ms"] == 301.0
+    assert finding.figures["vfio1.dropped_before_mask_ms"] == 251.0
+
+
+def test_links_that_held_on_the_completions_are_named() -> None:
+    held = guarded(
+        mask_on="completion",
+        link_dropped=lambda k: k not in (1, 3),
+        dropped_at_us=lambda k: None if k in (1, 3) else SILENT + k * STEP + 50_000,
+    )
+    finding = qmpcheck.judge_drops_devices(held)
+    assert not finding.passed
+    assert finding.detail == "the links of vfio2, vfio0 (of 4) held without the notice"
+    early = guarded(
+        mask_on="completion",
+        masked_us=lambda k: (SILENT + (40_000 if k == 0 else k * STEP + 301_000),),
+    )
+    assert qmpcheck.judge_drops_devices(early).detail == (
+        "the guard masked vfio3 before the drop"
+    )
+    lost = guarded(mask_on="completion", completion_state=lambda k: None)
+    assert qmpcheck.judge_drops_devices(lost).detail == (
+        "vfio3: the guard heard nothing for pre-copy-p2p"
+    )
+
+
+def test_the_control_judges_the_checks_of_n_devices() -> None:
+    results = qmpcheck.expect_control(
+        [
+            n_finding(qmpcheck.KEEPS_N, False, no_notice=True),
+            n_finding(qmpcheck.DROPS_N, True),
+            n_finding(qmpcheck.KEEPS_N, True),
+            n_finding(qmpcheck.DROPS_N, False),
+        ]
+    )
+    assert [r.status for r in results] == [PASS, PASS, FAIL, FAIL]
+
+
+def test_the_checks_of_n_devices_without_a_qemu_fail_naming_why(
+    tmp_path: Path,
+) -> None:
+    """Real processes: a 'QEMU' that exits at once."""
+    findings = asyncio.run(
+        qmpcheck.consumers(
+            Path("/bin/false"), Path("/nonexistent.so"), tmp_path, N, 300, V2, 30
+        )
+    )
+    assert [f.name for f in findings] == [
+        qmpcheck.KEEPS_N.format(n=N),
+        qmpcheck.DROPS_N.format(n=N),
+    ]
+    assert [f.needs_notice for f in findings] == [True, False]
+    assert all(not f.passed and not f.no_notice for f in findings), findings
+    assert all("QEMU exited" in f.detail for f in findings), findings

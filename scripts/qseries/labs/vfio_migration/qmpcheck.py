@@ -11,7 +11,10 @@ carries its figures:
   QEMU's timestamp of the notice;
 - the consumer (rdma_guard.py, run by demo.py): masking on the
   notice keeps the simulated RDMA link, masking on the completion drops
-  it, a failed transition is reported and unmasked.
+  it, a failed transition is reported and unmasked;
+- the consumer with N devices (consumers()), each quiescing in turn:
+  masking each link on its own device's notice keeps every link,
+  masking on the completions drops every one.
 
 On the negative control (the base with only the test patch) every check
 that needs the notice must fail, and for lack of it, not for any other
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -33,7 +37,15 @@ from pathlib import Path
 
 from ...core.results import FAIL, PASS, Result
 from ...ground.console import say
-from .demo import QUIESCE_ARC, QUIESCE_STATE, DemoResult, MaskOn, run_demo
+from .demo import (
+    QUIESCE_ARC,
+    QUIESCE_STATE,
+    DemoResult,
+    DevicesResult,
+    MaskOn,
+    run_demo,
+    run_devices,
+)
 from .plan import Wire
 from .vm import (
     DONE,
@@ -53,6 +65,11 @@ FLAGS = {"FAKEVFIO_MIGRATION_FLAGS": "stop_copy,p2p,pre_copy"}
 # after DEMO_TIMEOUT_MS of silence; the margins leave a noisy machine room.
 DEMO_DELAY_MS = 300
 DEMO_TIMEOUT_MS = 50.0
+# With N devices the guard must be in time N times per migration, so
+# its link times out later; masking on a completion still comes too
+# late, as QEMU sends it only once the device's DEMO_DELAY_MS are over.
+DEVICES = 4
+DEVICES_TIMEOUT_MS = 100.0
 FAIL_QUIESCE = f"{QUIESCE_ARC}=EIO:once"
 CHECK_TIMEOUT = 120.0
 
@@ -60,8 +77,18 @@ TIMING = "qmp timing (qemu.qmp)"
 KEEPS = "qmp consumer: masking on the notice keeps the link"
 DROPS = "qmp consumer: masking on the completion drops the link"
 REPORTS = "qmp consumer: a failed transition is reported"
+# The consumer with N devices; the names take N.
+KEEPS_N = "qmp consumer, {n} devices: each link masked on its own notice is kept"
+DROPS_N = "qmp consumer, {n} devices: masking on the completions drops every link"
 # Which checks need the notice, and so must fail on the control.
-NEEDS_NOTICE = {TIMING: True, KEEPS: True, DROPS: False, REPORTS: True}
+NEEDS_NOTICE = {
+    TIMING: True,
+    KEEPS: True,
+    DROPS: False,
+    REPORTS: True,
+    KEEPS_N: True,
+    DROPS_N: False,
+}
 
 
 @dataclass(frozen=True)
@@ -87,10 +114,10 @@ def _failed(
     *items: str,
     no_notice: bool = False,
     figures: Mapping[str, float] | None = None,
+    needs_notice: bool | None = None,
 ) -> Finding:
-    return Finding(
-        name, NEEDS_NOTICE[name], False, detail, items, no_notice, figures or {}
-    )
+    needs = NEEDS_NOTICE[name] if needs_notice is None else needs_notice
+    return Finding(name, needs, False, detail, items, no_notice, figures or {})
 
 
 # -- the timing ------------------------------------------------------------
@@ -362,24 +389,289 @@ async def consumer(
     )
 
 
+# -- the consumer with N devices --------------------------------------------
+
+
+def _ms(us: int) -> float:
+    return round(us / 1000, 3)
+
+
+def _device_figures(d: DemoResult, origin_us: int | None) -> dict[str, float]:
+    """A device's figures: the lead of its notice over its completion,
+    when its link was masked and dropped (ms from its own silence), and
+    when its silence began (ms from the first device's)."""
+    out: dict[str, float] = {}
+    if d.lead_ms is not None:
+        out[f"{d.device}.lead_ms"] = round(d.lead_ms, 3)
+    if not d.silences:
+        return out
+    begin = d.silences[0][0]
+    if origin_us is not None:
+        out[f"{d.device}.silent_from_ms"] = _ms(begin - origin_us)
+    if d.masked_us:
+        out[f"{d.device}.masked_at_ms"] = _ms(d.masked_us[0] - begin)
+    if d.dropped_at_us is not None:
+        out[f"{d.device}.dropped_at_ms"] = _ms(d.dropped_at_us - begin)
+    return out
+
+
+def _figures(result: DevicesResult) -> dict[str, float]:
+    out: dict[str, float] = {"devices": len(result.devices)}
+    for d in result.devices:
+        out.update(_device_figures(d, result.origin_us))
+    return out
+
+
+def _per_device(result: DevicesResult, d: DemoResult) -> str:
+    """One line of figures for a device, times from its own silence."""
+    lead = "-" if d.lead_ms is None else f"{d.lead_ms:.1f} ms"
+    masked = f"masked at {_when(d, d.masked_us[0])}" if d.masked_us else "never masked"
+    fate = f"dropped at {_when(d, d.dropped_at_us)}" if d.link_dropped else "kept"
+    began = "-"
+    if d.silences and result.origin_us is not None:
+        began = f"+{(d.silences[0][0] - result.origin_us) / 1000:.1f} ms"
+    return (
+        f"{d.device} (group {d.group}): silent from {began}, lead {lead}, "
+        f"{masked}, link {fate}"
+    )
+
+
+def _items(result: DevicesResult) -> tuple[str, ...]:
+    """A line of figures per device, in the order they quiesced, then
+    the run's account."""
+    order = result.in_silence_order()
+    return tuple(_per_device(result, d) for d in order) + tuple(
+        result.explain().splitlines()
+    )
+
+
+def _n_failed(
+    name: str,
+    result: DevicesResult,
+    detail: str,
+    no_notice: bool = False,
+) -> Finding:
+    return _failed(
+        name.format(n=len(result.devices)),
+        detail,
+        *_items(result),
+        no_notice=no_notice,
+        figures=_figures(result),
+        needs_notice=NEEDS_NOTICE[name],
+    )
+
+
+def _every_quiesce(name: str, result: DevicesResult) -> Finding | None:
+    """A failure unless the migration completed and every device
+    reached the quiesce state, its silence logged by the fake."""
+    if result.migration != "completed":
+        return _n_failed(name, result, f"the migration ended {result.migration}")
+    if not result.devices:
+        return _n_failed(name, result, "no device was guarded")
+    for d in result.devices:
+        if d.completion_state != QUIESCE_STATE:
+            got = d.completion_state or "nothing"
+            return _n_failed(
+                name, result, f"{d.device}: the guard heard {got} for {QUIESCE_STATE}"
+            )
+        if not d.silences:
+            return _n_failed(
+                name,
+                result,
+                f"{d.device}: the fake logged no quiesce (group {d.group})",
+            )
+    return None
+
+
+def _names(devices: Sequence[DemoResult]) -> str:
+    return ", ".join(d.device for d in devices)
+
+
+def judge_keeps_devices(result: DevicesResult, wire: Wire | None = None) -> Finding:
+    """Masking each link on its own device's notice: every device's
+    notice reached the guard, every link held, and each was masked only
+    once the device before it had quiesced (on its own notice, not on
+    the first one) and unmasked once its own device was done.  With a
+    wire, each device's notice must be that version's."""
+    wrong = _every_quiesce(KEEPS_N, result)
+    if wrong is not None:
+        return wrong
+    n = len(result.devices)
+    unheard = [d for d in result.devices if d.notice_us is None]
+    if len(unheard) == n:
+        return _n_failed(
+            KEEPS_N,
+            result,
+            f"no prepare notice for {QUIESCE_STATE} reached the guard, "
+            f"for any of the {n} devices",
+            no_notice=True,
+        )
+    if unheard:
+        return _n_failed(
+            KEEPS_N,
+            result,
+            f"no prepare notice for {QUIESCE_STATE} reached the guard for "
+            f"{_names(unheard)} (of {n})",
+        )
+    if wire is not None:
+        for d in result.devices:
+            kinds = [
+                wire.classify(name, state or None)
+                for name, _, state in (e.partition(" ") for e in d.events)
+            ]
+            if ("notice", QUIESCE_STATE) not in kinds:
+                return _n_failed(
+                    KEEPS_N,
+                    result,
+                    f"{d.device}: no {wire.describe_notice()} for {QUIESCE_STATE} "
+                    "among its events",
+                )
+    dropped = [d for d in result.devices if d.link_dropped]
+    if dropped:
+        when = ", ".join(f"{d.device} at {_when(d, d.dropped_at_us)}" for d in dropped)
+        return _n_failed(KEEPS_N, result, f"links dropped: {when}")
+    for d in result.devices:
+        if not (d.masked_us and d.unmasked_us):
+            return _n_failed(KEEPS_N, result, f"{d.device}: not masked and unmasked")
+        if d.failures or d.problems:
+            return _n_failed(
+                KEEPS_N, result, f"{d.device}: {(d.failures + d.problems)[0]}"
+            )
+        end = d.silences[0][1]
+        if end is None or d.unmasked_us[0] < end:
+            return _n_failed(
+                KEEPS_N, result, f"{d.device}: unmasked before its quiesce ended"
+            )
+    order = result.in_silence_order()
+    for before, after in itertools.pairwise(order):
+        end = before.silences[0][1]
+        assert end is not None  # checked above
+        if after.masked_us[0] < end:
+            return _n_failed(
+                KEEPS_N,
+                result,
+                f"{after.device} was masked before {before.device}, quiescing "
+                "before it, was done: not on its own notice",
+            )
+    leads = "/".join(f"{d.lead_ms:.1f}" for d in order if d.lead_ms is not None)
+    masked = "/".join(_when(d, d.masked_us[0]) for d in order)
+    return Finding(
+        KEEPS_N.format(n=n),
+        NEEDS_NOTICE[KEEPS_N],
+        True,
+        f"{n} links kept through {result.delay_ms} ms of quiesce each, one device "
+        f"after another ({result.timeout_ms:g} ms timeout): masked at {masked} "
+        f"of their silences, leads {leads} ms",
+        _items(result),
+        figures=_figures(result),
+    )
+
+
+def judge_drops_devices(result: DevicesResult) -> Finding:
+    """Masking each link on its own device's completion, which QEMU sends
+    once that device's transition is over: every link drops before its
+    mask (a failure names those that held).  Needs no notice."""
+    wrong = _every_quiesce(DROPS_N, result)
+    if wrong is not None:
+        return wrong
+    n = len(result.devices)
+    held = [d for d in result.devices if d.dropped_at_us is None]
+    if held:
+        return _n_failed(
+            DROPS_N,
+            result,
+            f"the links of {_names(held)} (of {n}) held without the notice",
+        )
+    early = [
+        d
+        for d in result.devices
+        if not d.masked_us or (d.dropped_at_us or 0) >= d.masked_us[0]
+    ]
+    if early:
+        return _n_failed(
+            DROPS_N, result, f"the guard masked {_names(early)} before the drop"
+        )
+    order = result.in_silence_order()
+    dropped = "/".join(_when(d, d.dropped_at_us) for d in order)
+    masked = "/".join(_when(d, d.masked_us[0]) for d in order)
+    figures = _figures(result)
+    for d in result.devices:
+        assert d.dropped_at_us is not None
+        figures[f"{d.device}.dropped_before_mask_ms"] = _ms(
+            d.masked_us[0] - d.dropped_at_us
+        )
+    return Finding(
+        DROPS_N.format(n=n),
+        NEEDS_NOTICE[DROPS_N],
+        True,
+        f"all {n} links dropped, at {dropped} of their silences; masked only at "
+        f"{masked}, on their completions",
+        _items(result),
+        figures=figures,
+    )
+
+
+async def consumers(
+    qemu: Path,
+    fake: Path,
+    tmpdir: Path,
+    devices: int = DEVICES,
+    delay_ms: int = DEMO_DELAY_MS,
+    wire: Wire | None = None,
+    timeout: float = CHECK_TIMEOUT,
+    timeout_ms: float = DEVICES_TIMEOUT_MS,
+) -> list[Finding]:
+    """The consumer with `devices` devices, each taking delay_ms to
+    quiesce: masking on each device's own notice (judged with wire, if
+    given), then masking on the completions; each run bounded."""
+
+    async def run(mask_on: MaskOn) -> DevicesResult:
+        return await run_devices(
+            qemu,
+            fake,
+            tmpdir,
+            devices,
+            mask_on=mask_on,
+            delay_ms=delay_ms,
+            timeout_ms=timeout_ms,
+            label=f"guards-{mask_on}",
+        )
+
+    async def keeps() -> Finding:
+        return judge_keeps_devices(await run("notice"), wire)
+
+    async def drops() -> Finding:
+        return judge_drops_devices(await run("completion"))
+
+    return [
+        await _bounded(KEEPS_N.format(n=devices), keeps, timeout, KEEPS_N),
+        await _bounded(DROPS_N.format(n=devices), drops, timeout, DROPS_N),
+    ]
+
+
 # -- running and judging the group -----------------------------------------
 
 
 async def _bounded(
-    name: str, run: Callable[[], Awaitable[Finding]], timeout: float
+    name: str,
+    run: Callable[[], Awaitable[Finding]],
+    timeout: float,
+    kind: str | None = None,
 ) -> Finding:
-    """A check that hangs or cannot run is a failure naming why."""
+    """A check that hangs or cannot run is a failure naming why; kind is
+    the name in NEEDS_NOTICE, when name is made from it."""
     say(name)
+    needs = NEEDS_NOTICE[kind or name]
     limit = asyncio.timeout(timeout)
     try:
         async with limit:
             return await run()
     except Exception as err:  # QEMU would not start, the guard stopped...
         if isinstance(err, TimeoutError) and limit.expired():
-            return _failed(name, f"timed out after {timeout:g} s")
+            return _failed(name, f"timed out after {timeout:g} s", needs_notice=needs)
         first = str(err).splitlines()[0] if str(err) else ""
         detail = f"{type(err).__name__}: {first}".rstrip(": ")
-        return _failed(name, detail, *getattr(err, "__notes__", ()))
+        return _failed(name, detail, *getattr(err, "__notes__", ()), needs_notice=needs)
 
 
 async def _run_all(
