@@ -293,6 +293,31 @@ def test_case_ids_and_the_fake_environment() -> None:
     assert env["FAKEVFIO_RESET_FAIL"] == "EIO"
 
 
+def test_one_of_n_fails_only_that_device_and_delays_stagger() -> None:
+    one = Scenario(
+        "one-of-four", "x", "migrate", "stop_copy,p2p", devices=4, fail_device=3
+    )
+    case = Case(one, "source", "PRE_COPY>PRE_COPY_P2P")
+    assert case.env("source")["FAKEVFIO_FAIL"] == (
+        f"PRE_COPY>PRE_COPY_P2P=EIO:once@{G + 2}"
+    )
+    assert "FAKEVFIO_FAIL" not in case.env("destination")
+    slow = Scenario("slow", "x", "migrate", "stop_copy,p2p", devices=3, delay="A>B=50")
+    assert Case(slow).env("source")["FAKEVFIO_DELAY"] == "A>B=50"
+    staggered = Scenario(
+        "slow",
+        "x",
+        "migrate",
+        "stop_copy,p2p",
+        devices=3,
+        delay="A>B=50",
+        stagger=True,
+    )
+    assert Case(staggered).env("destination")["FAKEVFIO_DELAY"] == (
+        f"A>B=50@{G},A>B=100@{G + 1},A>B=150@{G + 2}"
+    )
+
+
 def test_read_log_keeps_transitions_and_resets(tmp_path: Path) -> None:
     log = tmp_path / "fakevfio.log"
     log.write_text(
@@ -315,10 +340,14 @@ def test_read_log_keeps_transitions_and_resets(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("run: dance", "'dance' is not one of: stop-cont, migrate, cancel"),
-        ("devices: 9", "expected 1 to 4"),
+        ("devices: 17", "expected 1 to 16"),
         ("fail: {source: 'A>B=EIO'}", "'fail' goes with 'each-arc: false'"),
         ("events: maybe", "expected true or false"),
         ("exits: {sideways: x}", "unknown key 'sideways'"),
+        ("fail-device: 2", "expected 1 to 1"),
+        ("delay: 'PRE_COPY>STOP=soon'", "expected FROM>TO=MS, kernel names"),
+        ("stagger: often", "expected true or false"),
+        ("multifd: 1", "expected true or false"),
     ],
 )
 def test_bad_scenarios_are_refused_with_their_line(

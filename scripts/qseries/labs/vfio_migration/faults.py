@@ -43,6 +43,7 @@ from ...core.results import FAIL, PASS, SKIP, Result
 from ...ground.errors import UsageError
 from .plan import SIDES, FaultPlan, Mutation, Scenario, Wire
 from .vm import (
+    FIRST_GROUP,
     Event,
     FakeVfioVM,
     LogRecord,
@@ -61,6 +62,8 @@ STATUS_TIMEOUT = 60.0
 CANCEL_BANDWIDTH = 4096
 TERMINAL = ("completed", "failed", "cancelled")
 CASE_TIMEOUT = 120.0
+# The vfio-pci property that sends a device's state over multifd.
+MULTIFD_DEVICE = "x-migration-multifd-transfer=on"
 
 
 def qapi_state(kernel: str) -> str:
@@ -86,13 +89,33 @@ class Case:
         rules = [rule for s, rule in self.scenario.fail if s == side]
         if self.arc is not None and side == self.side:
             rules.append(f"{self.arc}={ERRNO}:once")
+        only = self.scenario.fail_device
+        if only is not None:
+            rules = [f"{rule}@{FIRST_GROUP + only - 1}" for rule in rules]
         return ",".join(rules) or None
+
+    def delay_rules(self) -> str | None:
+        """The scenario's delay for each device: equal, or device k
+        (from 1) taking k times as long."""
+        delay = self.scenario.delay
+        if delay is None:
+            return None
+        arc, ms = delay.rsplit("=", 1)
+        if not self.scenario.stagger:
+            return delay
+        return ",".join(
+            f"{arc}={int(ms) * k}@{FIRST_GROUP + k - 1}"
+            for k in range(1, self.scenario.devices + 1)
+        )
 
     def env(self, side: str) -> dict[str, str]:
         env = {"FAKEVFIO_MIGRATION_FLAGS": self.scenario.flags}
         rules = self.fail_rules(side)
         if rules:
             env["FAKEVFIO_FAIL"] = rules
+        delays = self.delay_rules()
+        if delays:
+            env["FAKEVFIO_DELAY"] = delays
         for s, errno in self.scenario.reset_fails:
             if s == side:
                 env["FAKEVFIO_RESET_FAIL"] = errno
@@ -243,7 +266,17 @@ def _vm(
         wire=wire,
         devices=case.scenario.devices,
         migration_events=case.scenario.events,
+        device_options=MULTIFD_DEVICE if case.scenario.multifd else "",
     )
+
+
+async def _multifd(vm: FakeVfioVM, channels: int) -> None:
+    """Multifd on, with a channel per device (at least two)."""
+    await vm.cmd(
+        "migrate-set-capabilities",
+        capabilities=[{"capability": "multifd", "state": True}],
+    )
+    await vm.cmd("migrate-set-parameters", **{"multifd-channels": max(2, channels)})
 
 
 async def _run_stop_cont(
@@ -268,6 +301,9 @@ async def _run_migration(
         dst = _vm(case, "destination", qemu, fake, tmp, wire, ["-incoming", "defer"])
         async with src, dst:
             await _start(src)
+            if case.scenario.multifd:
+                for vm in (src, dst):
+                    await _multifd(vm, case.scenario.devices)
             await dst.cmd("migrate-incoming", uri=uri, **{"exit-on-error": False})
             if case.scenario.run == "cancel":
                 await src.cmd(
@@ -397,7 +433,7 @@ def expected_events(
     return out
 
 
-def _device_events(side: SideRun, device: str) -> list[Event]:
+def device_events(side: SideRun, device: str) -> list[Event]:
     return [e for e in side.events if e.state is not None and e.device == device]
 
 
@@ -415,7 +451,7 @@ def check_exact(run: CaseRun, wire: Wire) -> list[str]:
     for side in run.sides.values():
         for device, group in side.devices.items():
             want = expected_events(side.log, group, wire, run.case.scenario.events)
-            got = _device_events(side, device)
+            got = device_events(side, device)
             seen = [(e.kind, e.subject) for e in got]
             wanted = [(w.kind, w.state) for w in want]
             if seen != wanted:
@@ -446,7 +482,7 @@ def check_paired(run: CaseRun, wire: Wire) -> list[str]:
             records = [r for r in side.log if r.group == group]
             recovered = {qapi_state(str(r.target)) for r in _recoveries(records)}
             resets = [r for r in records if r.kind == "reset"]
-            events = [e for e in _device_events(side, device) if e.kind]
+            events = [e for e in device_events(side, device) if e.kind]
             i = 0
             while i < len(events):
                 e = events[i]
@@ -503,6 +539,7 @@ INVARIANT_CHECKS: dict[str, Callable[[CaseRun, Wire], list[str]]] = {
     "exact": check_exact,
     "paired": check_paired,
 }
+INVARIANTS_ALL = tuple(INVARIANT_CHECKS)
 
 
 def judge(run: CaseRun, plan: FaultPlan, wire: Wire) -> None:
@@ -599,7 +636,7 @@ def outcome(run: CaseRun) -> str:
 def events_text(side: SideRun, wire: Wire) -> str:
     per_device = []
     for device in side.devices:
-        events = ", ".join(render(wire, e) for e in _device_events(side, device))
+        events = ", ".join(render(wire, e) for e in device_events(side, device))
         per_device.append(
             events or "none"
             if len(side.devices) == 1

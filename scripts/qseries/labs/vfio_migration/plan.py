@@ -106,6 +106,8 @@ SCENARIO_RUNS = ("stop-cont", "migrate", "cancel")
 
 
 SIDES = ("source", "destination")
+# vfio-pci devices per QEMU the lab runs (scenarios, --devices).
+MAX_DEVICES = 16
 
 
 # What a version's events are held to under faults; see faults.py.
@@ -123,6 +125,14 @@ class Scenario:
     devices: int = 1
     events: bool = True
     each_arc: bool = True
+    # The one device (1 to devices) whose arcs fail; None: all of them.
+    fail_device: int | None = None
+    # FROM>TO=MS slowing every device down (FAKEVFIO_DELAY); with
+    # stagger, device k (from 1) takes k times MS.
+    delay: str | None = None
+    stagger: bool = False
+    # Device state over multifd channels (x-migration-multifd-transfer).
+    multifd: bool = False
     fail: tuple[tuple[str, str], ...] = ()  # (side, FAKEVFIO_FAIL rules)
     reset_fails: tuple[tuple[str, str], ...] = ()  # (side, errno)
     exits: tuple[tuple[str, str], ...] = ()  # (side, why QEMU ends)
@@ -239,16 +249,37 @@ def _scenario(r: _Reader, node: yaml.Node, where: str) -> Scenario:
         node,
         where,
         ["name", "what", "run", "flags"],
-        ["devices", "events", "each-arc", "fail", "reset-fails", "exits"],
+        [
+            "devices",
+            "events",
+            "each-arc",
+            "fail",
+            "reset-fails",
+            "exits",
+            "fail-device",
+            "delay",
+            "stagger",
+            "multifd",
+        ],
     )
     run = _choice(r, keys["run"], f"{where}.run", SCENARIO_RUNS)
-    devices = 1
-    if "devices" in keys:
-        node_ = keys["devices"]
-        text = str(node_.value) if isinstance(node_, yaml.ScalarNode) else ""
-        if not text.isdigit() or not 1 <= int(text) <= 4:
-            raise r.fail(keys["devices"], f"{where}.devices", "expected 1 to 4")
-        devices = int(text)
+    devices = (
+        _count(r, keys["devices"], f"{where}.devices", MAX_DEVICES)
+        if "devices" in keys
+        else 1
+    )
+    fail_device = (
+        _count(r, keys["fail-device"], f"{where}.fail-device", devices)
+        if "fail-device" in keys
+        else None
+    )
+    delay = None
+    if "delay" in keys:
+        delay = r.string(keys["delay"], f"{where}.delay")
+        if not re.fullmatch(r"[A-Z_*]+>[A-Z_*]+=[0-9]+", delay):
+            raise r.fail(
+                keys["delay"], f"{where}.delay", "expected FROM>TO=MS, kernel names"
+            )
     name = r.string(keys["name"], f"{where}.name")
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
         raise r.fail(keys["name"], f"{where}.name", "use lower case, digits and '-'")
@@ -275,7 +306,23 @@ def _scenario(r: _Reader, node: yaml.Node, where: str) -> Scenario:
             else ()
         ),
         exits=_sides(r, keys["exits"], f"{where}.exits") if "exits" in keys else (),
+        fail_device=fail_device,
+        delay=delay,
+        stagger=_flag(r, keys["stagger"], f"{where}.stagger")
+        if "stagger" in keys
+        else False,
+        multifd=_flag(r, keys["multifd"], f"{where}.multifd")
+        if "multifd" in keys
+        else False,
     )
+
+
+def _count(r: _Reader, node: yaml.Node, where: str, most: int) -> int:
+    """A whole number from 1 to most."""
+    text = str(node.value) if isinstance(node, yaml.ScalarNode) else ""
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise r.fail(node, where, f"expected 1 to {most}")
+    return int(text)
 
 
 def _faults(r: _Reader, node: yaml.Node, where: str) -> FaultPlan:
