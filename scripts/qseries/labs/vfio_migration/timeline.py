@@ -1,17 +1,19 @@
 """timeline: one live migration's VFIO events and device transitions, drawn.
 
-capture() migrates a source QEMU to a destination QEMU, both with the
-fake VFIO device (P2P and pre-copy), the source's quiesce transition
-(PRE_COPY -> PRE_COPY_P2P) slowed down by delay_ms, and records for both
-sides every VFIO QMP event with QEMU's timestamp and every state change
-the fake device logged, with its begin and end times.  QEMU and the fake
-both use the host's CLOCK_REALTIME, so one axis carries both.
+capture() migrates a source QEMU to a destination QEMU, both with N fake
+VFIO devices (P2P and pre-copy), each source device's quiesce transition
+(PRE_COPY -> PRE_COPY_P2P) slowed down by delay_ms (device k by k times
+delay_ms when staggered), and records for every device of both sides
+each VFIO QMP event with QEMU's timestamp and each state change the fake
+logged, with its begin and end times.  QEMU and the fake both use the
+host's CLOCK_REALTIME, so one axis carries both.
 
-render_svg() draws a Timeline as one self-contained SVG (no scripts, no
-external resources): a time axis, a lane per side with the transitions
-as bars and the events as markers, and the lead of the prepare notice of
-the quiesce over its completion as a bracket, or the words "no prepare
-notice" when QEMU sent none (the base, without the series).
+render_svg() draws a Timeline with matplotlib (plots.py) as one
+self-contained SVG: a time axis in ms, a lane per device per side with
+the transitions as bars and the events as markers, labels that do not
+overlap, and each device's lead of the prepare notice of the quiesce
+over its completion as a bracket with its value, or the words "no
+prepare notice" when QEMU sent none (the base, without the series).
 """
 
 from __future__ import annotations
@@ -23,15 +25,17 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from xml.sax.saxutils import escape, quoteattr
+from typing import TYPE_CHECKING, Any
 
+from . import plots
 from .demo import FLAGS, QUIESCE_ARC, QUIESCE_STATE
 from .plan import Wire
 from .vm import (
+    DEVICE_ID,
     DONE,
+    FIRST_GROUP,
     NOTICE,
     FakeVfioVM,
     forget_socket_dir,
@@ -39,9 +43,14 @@ from .vm import (
     socket_path,
 )
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 SOURCE = "source"
 DESTINATION = "destination"
 UNFINISHED = "unfinished"  # a "begin" the fake never logged the end of
+MAX_DEVICES = 16
 
 CAPTURE_TIMEOUT = 120.0  # the whole run: start, migrate, settle, stop
 MIGRATE_TIMEOUT = 60.0
@@ -58,6 +67,7 @@ class QmpEvent:
     kind: str | None  # NOTICE, DONE (what the wire makes of it) or None
     subject: str | None  # the state announced (NOTICE) or reached (DONE)
     qemu_us: int  # QEMU's timestamp (CLOCK_REALTIME, us)
+    device: str | None = None  # its device-id
 
     def label(self) -> str:
         """The device-state alone where it says it all: a completion, or a
@@ -86,89 +96,143 @@ class DeviceTransition:
 
 @dataclass(frozen=True)
 class Lane:
-    name: str
+    """One device of one side: its events and its transitions."""
+
+    name: str  # the side: SOURCE or DESTINATION
     events: tuple[QmpEvent, ...]
     transitions: tuple[DeviceTransition, ...]
+    device: str = DEVICE_ID
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} {self.device}"
 
 
 @dataclass(frozen=True)
 class Lead:
-    """The prepare notice of the quiesce and the completion after it."""
+    """A device's prepare notice of the quiesce and the completion after it."""
 
-    lane: str
+    lane: str  # the side
     notice: QmpEvent
     completion: QmpEvent
+    device: str = DEVICE_ID
 
     @property
     def ms(self) -> float:
         return (self.completion.qemu_us - self.notice.qemu_us) / 1000
 
 
+def lane_lead(lane: Lane, quiesce_state: str) -> Lead | None:
+    """The lane's first notice of the quiesce state and the first
+    completion after it (whatever its state: a failed quiesce reports
+    another), from QEMU's timestamps; None without such a notice."""
+    events = lane.events
+    for i, event in enumerate(events):
+        if event.kind == NOTICE and event.subject == quiesce_state:
+            done = next((e for e in events[i + 1 :] if e.kind == DONE), None)
+            if done is not None:
+                return Lead(lane.name, event, done, lane.device)
+    return None
+
+
 @dataclass(frozen=True)
 class Timeline:
-    source: Lane
+    source: Lane  # the first device of each side
     destination: Lane
     migration: str  # the source's final query-migrate status
     delay_ms: int  # injected into the source's quiesce transition
     notice: str  # what the version sends as a notice (Wire.describe_notice)
     quiesce_state: str = QUIESCE_STATE
+    # The other devices of either side, in their order (N > 1).
+    others: tuple[Lane, ...] = field(default=())
+    stagger: bool = False  # source device k took k * delay_ms
 
     @property
-    def lanes(self) -> tuple[Lane, Lane]:
-        return (self.source, self.destination)
+    def lanes(self) -> tuple[Lane, ...]:
+        """Every device's lane: the source's, then the destination's."""
+        return self.side(SOURCE) + self.side(DESTINATION)
+
+    def side(self, name: str) -> tuple[Lane, ...]:
+        first = self.source if name == SOURCE else self.destination
+        return (first, *(lane for lane in self.others if lane.name == name))
+
+    @property
+    def devices(self) -> int:
+        """Devices per side (the source's)."""
+        return len(self.side(SOURCE))
+
+    def delay_of(self, k: int) -> int:
+        """The delay injected into source device k (from 1)."""
+        return k * self.delay_ms if self.stagger else self.delay_ms
+
+    @property
+    def leads(self) -> tuple[Lead, ...]:
+        """Each device's lead, in the order of the lanes."""
+        found = (lane_lead(lane, self.quiesce_state) for lane in self.lanes)
+        return tuple(lead for lead in found if lead is not None)
 
     @property
     def lead(self) -> Lead | None:
-        """The first notice of the quiesce state and the first completion
-        after it (whatever its state: a failed quiesce reports another),
-        from QEMU's timestamps; None without such a notice."""
-        for lane in self.lanes:
-            events = lane.events
-            for i, event in enumerate(events):
-                if event.kind == NOTICE and event.subject == self.quiesce_state:
-                    done = next((e for e in events[i + 1 :] if e.kind == DONE), None)
-                    if done is not None:
-                        return Lead(lane.name, event, done)
-        return None
+        """The first device's lead (the source's first device where it has
+        one); None without any notice of the quiesce."""
+        leads = self.leads
+        return leads[0] if leads else None
 
     @property
     def lead_ms(self) -> float | None:
         lead = self.lead
         return None if lead is None else lead.ms
 
+    @property
+    def min_lead_ms(self) -> float | None:
+        """The smallest lead of any device."""
+        return min((lead.ms for lead in self.leads), default=None)
+
     def quiesce(self) -> tuple[str, DeviceTransition] | None:
-        """The lane and the first transition into the quiesce state."""
-        target = kernel_state(self.quiesce_state)
+        """The side and the first transition into the quiesce state."""
         for lane in self.lanes:
-            for t in lane.transitions:
-                if t.target == target:
-                    return lane.name, t
+            found = self.quiesce_of(lane)
+            if found is not None:
+                return lane.name, found
         return None
 
-    def origin_us(self) -> int:
-        """The first record of either side (0 when there is none)."""
+    def quiesce_of(self, lane: Lane) -> DeviceTransition | None:
+        target = kernel_state(self.quiesce_state)
+        return next((t for t in lane.transitions if t.target == target), None)
+
+    def _times(self, ends: bool) -> list[int]:
         times = [e.qemu_us for lane in self.lanes for e in lane.events]
-        times += [t.begin_us for lane in self.lanes for t in lane.transitions]
-        return min(times, default=0)
+        for lane in self.lanes:
+            for t in lane.transitions:
+                end = t.begin_us if t.end_us is None else t.end_us
+                times.append(end if ends else t.begin_us)
+        return times
+
+    def origin_us(self) -> int:
+        """The first record of any device (0 when there is none)."""
+        return min(self._times(False), default=0)
 
     def end_us(self) -> int:
-        times = [e.qemu_us for lane in self.lanes for e in lane.events]
-        times += [
-            t.begin_us if t.end_us is None else t.end_us
-            for lane in self.lanes
-            for t in lane.transitions
-        ]
-        return max(times, default=0)
+        return max(self._times(True), default=0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "migration": self.migration,
             "delay_ms": self.delay_ms,
+            "stagger": self.stagger,
+            "devices": self.devices,
             "notice": self.notice,
             "quiesce_state": self.quiesce_state,
             "lead_ms": self.lead_ms,
-            "lanes": {
-                lane.name: {
+            "min_lead_ms": self.min_lead_ms,
+            "leads": [
+                {"side": lead.lane, "device": lead.device, "lead_ms": lead.ms}
+                for lead in self.leads
+            ],
+            "lanes": [
+                {
+                    "side": lane.name,
+                    "device": lane.device,
                     "events": [
                         {
                             "name": e.name,
@@ -176,6 +240,7 @@ class Timeline:
                             "kind": e.kind,
                             "subject": e.subject,
                             "qemu_us": e.qemu_us,
+                            "device": e.device,
                         }
                         for e in lane.events
                     ],
@@ -191,7 +256,7 @@ class Timeline:
                     ],
                 }
                 for lane in self.lanes
-            },
+            ],
         }
 
     def to_json(self) -> str:
@@ -199,13 +264,14 @@ class Timeline:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Timeline:
-        """The inverse of to_dict (lead_ms is recomputed, not read).
-        KeyError, TypeError or ValueError on a malformed document."""
+        """The inverse of to_dict (the leads are recomputed, not read);
+        also reads the one-device documents of before, whose "lanes" map
+        each side to its lane.  KeyError, TypeError or ValueError on a
+        malformed document."""
 
-        def lane(name: str) -> Lane:
-            raw = data["lanes"][name]
+        def lane(side: str, device: str, raw: Mapping[str, Any]) -> Lane:
             return Lane(
-                name,
+                side,
                 tuple(
                     QmpEvent(
                         str(e["name"]),
@@ -213,6 +279,7 @@ class Timeline:
                         _opt_str(e["kind"]),
                         _opt_str(e["subject"]),
                         int(e["qemu_us"]),
+                        _opt_str(e.get("device")),
                     )
                     for e in raw["events"]
                 ),
@@ -226,15 +293,26 @@ class Timeline:
                     )
                     for t in raw["transitions"]
                 ),
+                device,
             )
 
+        raw_lanes = data["lanes"]
+        if isinstance(raw_lanes, Mapping):  # one device per side
+            lanes = [lane(s, DEVICE_ID, raw_lanes[s]) for s in (SOURCE, DESTINATION)]
+        else:
+            lanes = [lane(str(r["side"]), str(r["device"]), r) for r in raw_lanes]
+        sides = {s: [x for x in lanes if x.name == s] for s in (SOURCE, DESTINATION)}
+        if not sides[SOURCE] or not sides[DESTINATION]:
+            raise ValueError("a timeline needs a lane on each side")
         return cls(
-            source=lane(SOURCE),
-            destination=lane(DESTINATION),
+            source=sides[SOURCE][0],
+            destination=sides[DESTINATION][0],
             migration=str(data["migration"]),
             delay_ms=int(data["delay_ms"]),
             notice=str(data["notice"]),
             quiesce_state=str(data["quiesce_state"]),
+            others=(*sides[SOURCE][1:], *sides[DESTINATION][1:]),
+            stagger=bool(data.get("stagger", False)),
         )
 
     @classmethod
@@ -249,44 +327,67 @@ def _opt_str(value: object) -> str | None:
 # The fake's log.
 
 
-def parse_fake_log(text: str) -> tuple[DeviceTransition, ...]:
-    """The transitions of a fake device's log, by begin time.
+def parse_fake_log(text: str, group: int | None = None) -> tuple[DeviceTransition, ...]:
+    """The transitions of a fake's log (of one IOMMU group's device, or
+    of all), by begin time.
 
-    A "transition" record closes the "begin" with the same arc and begin
-    time; a "begin" left open (QEMU stopped in the middle of a request)
-    is a transition with no end and the result UNFINISHED.
+    A "transition" record closes the "begin" with the same group, arc
+    and begin time; a "begin" left open (QEMU stopped in the middle of a
+    request) is a transition with no end and the result UNFINISHED.
     """
-    open_begins: list[tuple[str, str, int]] = []
+    open_begins: list[tuple[str, str, str, int]] = []
     out: list[DeviceTransition] = []
     for line in text.splitlines():
         f = line.split()
         try:
+            if len(f) < 2 or (group is not None and f[1] != str(group)):
+                continue
             if len(f) >= 5 and f[0] == "begin":
-                open_begins.append((f[2], f[3], int(f[4])))
+                open_begins.append((f[1], f[2], f[3], int(f[4])))
             elif len(f) >= 7 and f[0] == "transition":
-                begin = (f[2], f[3], int(f[4]))
+                begin = (f[1], f[2], f[3], int(f[4]))
                 if begin in open_begins:
                     open_begins.remove(begin)
                 out.append(DeviceTransition(f[2], f[3], int(f[4]), int(f[5]), f[6]))
         except ValueError:
             continue  # a torn or foreign line: not a record
-    out += [DeviceTransition(s, t, b, None, UNFINISHED) for s, t, b in open_begins]
+    out += [DeviceTransition(s, t, b, None, UNFINISHED) for _, s, t, b in open_begins]
     return tuple(sorted(out, key=lambda t: t.begin_us))
 
 
-def _lane(vm: FakeVfioVM) -> Lane:
+def _lanes(vm: FakeVfioVM) -> list[Lane]:
+    """One lane per device of the VM; an event naming no device (a QEMU
+    that does not say) goes to the first."""
     try:
         log = vm.log.read_text(errors="replace")
     except FileNotFoundError:
         log = ""
-    return Lane(
-        vm.name,
-        tuple(
-            QmpEvent(e.name, e.state, e.kind, e.subject, e.qemu_us)
-            for e in vm.events
-            if e.kind is not None or e.state is not None
-        ),
-        parse_fake_log(log),
+    first = vm.devices[0]
+    return [
+        Lane(
+            vm.name,
+            tuple(
+                QmpEvent(e.name, e.state, e.kind, e.subject, e.qemu_us, e.device)
+                for e in vm.events
+                if (e.kind is not None or e.state is not None)
+                and (e.device or first) == device
+            ),
+            parse_fake_log(log, FIRST_GROUP + i),
+            device,
+        )
+        for i, device in enumerate(vm.devices)
+    ]
+
+
+def delay_rules(delay_ms: int, devices: int = 1, stagger: bool = False) -> str:
+    """FAKEVFIO_DELAY for the source: every device's quiesce takes
+    delay_ms, or device k (from 1, IOMMU group FIRST_GROUP + k - 1)
+    k times delay_ms."""
+    if not stagger:
+        return f"{QUIESCE_ARC}={delay_ms}"
+    return ",".join(
+        f"{QUIESCE_ARC}={k * delay_ms}@{FIRST_GROUP + k - 1}"
+        for k in range(1, devices + 1)
     )
 
 
@@ -338,21 +439,34 @@ async def capture_async(
     delay_ms: int = 300,
     *,
     migrate_timeout: float = MIGRATE_TIMEOUT,
+    devices: int = 1,
+    stagger: bool = False,
 ) -> Timeline:
     """capture(), for a caller with an event loop (no overall timeout)."""
+    if not 1 <= devices <= MAX_DEVICES:
+        raise ValueError(f"devices: {devices}, not within 1 to {MAX_DEVICES}")
     tmpdir.mkdir(parents=True, exist_ok=True)
     # A short directory of its own: the socket path must fit in sun_path.
     scratch = Path(tempfile.mkdtemp(prefix="timeline-", dir=tmpdir))
     uri = f"unix:{socket_path(scratch / 'mig.sock')}"
     src_env = {
         "FAKEVFIO_MIGRATION_FLAGS": FLAGS,
-        "FAKEVFIO_DELAY": f"{QUIESCE_ARC}={delay_ms}",
+        "FAKEVFIO_DELAY": delay_rules(delay_ms, devices, stagger),
     }
     dst_env = {"FAKEVFIO_MIGRATION_FLAGS": FLAGS}
     async with (
-        FakeVfioVM(qemu, fake, tmpdir, SOURCE, src_env, wire=wire) as src,
         FakeVfioVM(
-            qemu, fake, tmpdir, DESTINATION, dst_env, ["-incoming", uri], wire
+            qemu, fake, tmpdir, SOURCE, src_env, wire=wire, devices=devices
+        ) as src,
+        FakeVfioVM(
+            qemu,
+            fake,
+            tmpdir,
+            DESTINATION,
+            dst_env,
+            ["-incoming", uri],
+            wire,
+            devices=devices,
         ) as dst,
     ):
         status = await src.migrate(uri, migrate_timeout)
@@ -361,12 +475,15 @@ async def capture_async(
         # The last events and records come a little after the status.
         await _settle((src, dst), SETTLE_QUIET, SETTLE_TIMEOUT)
         # Read before the block ends: the VMs delete their logs then.
+        sources, destinations = _lanes(src), _lanes(dst)
         timeline = Timeline(
-            source=_lane(src),
-            destination=_lane(dst),
+            source=sources[0],
+            destination=destinations[0],
             migration=status,
             delay_ms=delay_ms,
             notice=wire.describe_notice(),
+            others=(*sources[1:], *destinations[1:]),
+            stagger=stagger,
         )
     forget_socket_dir(scratch)
     shutil.rmtree(scratch, ignore_errors=True)
@@ -381,9 +498,12 @@ def capture(
     delay_ms: int = 300,
     *,
     timeout: float = CAPTURE_TIMEOUT,
+    devices: int = 1,
+    stagger: bool = False,
 ) -> Timeline:
-    """Migrate a source with a delay_ms quiesce transition to a
-    destination and return what both sides did.
+    """Migrate a source with `devices` fake devices, whose quiesce
+    transitions take delay_ms (device k: k * delay_ms with stagger), to
+    a destination with as many, and return what every device did.
 
     Both QEMUs are stopped on the way out, whatever happens; TimeoutError
     after `timeout` seconds, and the time to stop them (a QEMU stuck in
@@ -394,26 +514,30 @@ def capture(
 
     async def bounded() -> Timeline:
         return await asyncio.wait_for(
-            capture_async(qemu, fake, wire, tmpdir, delay_ms), timeout
+            capture_async(
+                qemu, fake, wire, tmpdir, delay_ms, devices=devices, stagger=stagger
+            ),
+            timeout,
         )
 
     return asyncio.run(bounded())
 
 
-# The drawing.
+# The drawing: pixels from the top left, one pixel per SVG unit.
 
 WIDTH = 1280
-LEFT = 150  # the lane names' column
+LEFT = 170  # the lane names' column
 RIGHT = 30
 PAD = 16  # inside the plot, before the first and after the last record
-FONT = "DejaVu Sans Mono, Liberation Mono, Menlo, Consolas, monospace"
+HEAD = 118  # the title lines and the time axis, above the lanes
 FONT_SIZE = 12
-CHAR_W = 7.4  # a monospace advance at FONT_SIZE, rounded up
-ROW_H = 16  # one row of staggered labels
+ROW_H = 17  # one row of staggered labels
 LABEL_GAP = 10  # the least space between two labels of a row
+LANE_GAP = 8  # white between two lanes
 BAR_H = 18
 MIN_BAR_W = 3.0
 MARKER_R = 6.0
+LEAD_ROW = 24  # the lead's bracket (or "no prepare notice"), under the markers
 
 # Fills that appear nowhere else, so that a screenshot can be checked by
 # counting pixels: the lane bands, the transition bars, the lead.
@@ -426,40 +550,11 @@ OTHER_COLOUR = "#6b7280"
 FAILED_FILL = "#fde2e2"
 FAILED_STROKE = "#b91c1c"
 NO_NOTICE_COLOUR = "#7f1d1d"
-TEXT = "#111827"
-MUTED = "#4b5563"
-GRID = "#d1d5db"
+TEXT = plots.TEXT
+MUTED = plots.MUTED
+GRID = plots.GRID
 NO_NOTICE = "no prepare notice"
-
-
-def _text_w(text: str, size: float = FONT_SIZE) -> float:
-    return len(text) * CHAR_W * size / FONT_SIZE
-
-
-def _attrs(**attrs: object) -> str:
-    return "".join(
-        f" {k.rstrip('_').replace('_', '-')}={quoteattr(_num(v))}"
-        for k, v in attrs.items()
-        if v is not None
-    )
-
-
-def _num(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.1f}".rstrip("0").rstrip(".")
-    return str(value)
-
-
-def _el(tag: str, **attrs: object) -> str:
-    return f"<{tag}{_attrs(**attrs)}/>"
-
-
-def _text(x: float, y: float, text: str, **attrs: object) -> str:
-    return f"<text{_attrs(x=x, y=y, **attrs)}>{escape(text)}</text>"
-
-
-def _title(text: str) -> str:
-    return f"<title>{escape(text)}</title>"
+MARKERS = {NOTICE: "D", DONE: "o"}  # anything else: a square
 
 
 def nice_step(span: float, most: int = 12) -> float:
@@ -475,21 +570,22 @@ def nice_step(span: float, most: int = 12) -> float:
 
 
 @dataclass(frozen=True)
-class _Label:
-    anchor: float  # the x it belongs to
-    x: float  # where its text starts
+class Label:
+    anchor: float  # the x (px) it belongs to
+    x: float  # where its text starts (px)
+    width: float
     text: str
     row: int
 
 
-def stagger(items: Iterable[tuple[float, str]], right: float) -> list[_Label]:
+def stagger(items: Iterable[tuple[float, str]], right: float) -> list[Label]:
     """Rows for labels starting at their anchor x (or, where that would
     cross `right`, ending there): each label goes into the first row
     where it does not overlap the one before it."""
     rows: list[float] = []  # the right end of each row's last label
-    out: list[_Label] = []
+    out: list[Label] = []
     for anchor, text in sorted(items, key=lambda item: item[0]):
-        width = _text_w(text)
+        width = plots.text_width(text, FONT_SIZE)
         x = anchor - 4
         if x + width > right:
             x = max(min(anchor + 4, right) - width, 4)
@@ -500,127 +596,33 @@ def stagger(items: Iterable[tuple[float, str]], right: float) -> list[_Label]:
         else:
             row = len(rows)
             rows.append(x + width)
-        out.append(_Label(anchor, x, text, row))
+        out.append(Label(anchor, x, width, text, row))
     return out
 
 
-def _rows(labels: Sequence[_Label]) -> int:
-    return max((label.row + 1 for label in labels), default=0)
-
-
-def _event_colour(event: QmpEvent) -> str:
-    return {NOTICE: NOTICE_COLOUR, DONE: DONE_COLOUR}.get(
-        event.kind or "", OTHER_COLOUR
-    )
-
-
-def _marker(event: QmpEvent, x: float, y: float, title: str) -> str:
-    colour = _event_colour(event)
-    r = MARKER_R
-    if event.kind == NOTICE:
-        points = f"{x:.1f},{y - r - 1:.1f} {x + r + 1:.1f},{y:.1f} "
-        points += f"{x:.1f},{y + r + 1:.1f} {x - r - 1:.1f},{y:.1f}"
-        shape = _el("polygon", points=points, fill=colour, stroke=TEXT)
-        kind = "notice"
-    elif event.kind == DONE:
-        shape = _el("circle", cx=x, cy=y, r=r, fill=colour, stroke=TEXT)
-        kind = "done"
-    else:
-        side = 2 * r - 2
-        shape = _el(
-            "rect",
-            x=x - r + 1,
-            y=y - r + 1,
-            width=side,
-            height=side,
-            fill=colour,
-            stroke=TEXT,
-        )
-        kind = "other"
-    return f'<g class="marker {kind}">{_title(title)}{shape}</g>'
-
-
-def _lead_bracket(lead: Lead, x0: float, x1: float, y: float, top: float) -> str:
-    """|<-- lead N ms -->| from the notice's x to the completion's, its
-    ends reaching up to the two markers."""
-    c = LEAD_COLOUR
-    text = f"lead {lead.ms:.1f} ms"
-    parts = [
-        f'<g class="lead" data-lead-ms="{lead.ms:.1f}">',
-        _title(
-            f"{lead.lane}: {lead.notice.label()} at QEMU {lead.notice.qemu_us} us, "
-            f"{lead.completion.label()} at {lead.completion.qemu_us} us"
-        ),
-        _el("line", x1=x0, y1=top, x2=x0, y2=y + 7, stroke=c, stroke_width=2.5),
-        _el("line", x1=x1, y1=top, x2=x1, y2=y + 7, stroke=c, stroke_width=2.5),
-        _el(
-            "line",
-            class_="lead-line",
-            x1=x0,
-            y1=y,
-            x2=x1,
-            y2=y,
-            stroke=c,
-            stroke_width=3,
-        ),
-    ]
-    if x1 - x0 > 16:
-        for tip, back in ((x1, x1 - 9), (x0, x0 + 9)):
-            points = f"{tip:.1f},{y:.1f} {back:.1f},{y - 5:.1f} {back:.1f},{y + 5:.1f}"
-            parts.append(_el("polygon", points=points, fill=c))
-    style: dict[str, object] = {
-        "class_": "lead-text",
-        "font_size": 13,
-        "font_weight": "bold",
-        "fill": c,
-    }
-    width = _text_w(text, 13) + 12
-    if x1 - x0 >= width + 24:
-        # On the line, in a white box.
-        mid = (x0 + x1) / 2
-        parts.append(
-            _el(
-                "rect", x=mid - width / 2, y=y - 10, width=width, height=20, fill="#fff"
-            )
-        )
-        parts.append(_text(mid, y + 4.5, text, text_anchor="middle", **style))
-    elif x1 + width < WIDTH - 8:
-        parts.append(_text(x1 + 10, y + 4.5, text, **style))
-    else:
-        parts.append(_text(x0 - 10, y + 4.5, text, text_anchor="end", **style))
-    parts.append("</g>")
-    return "".join(parts)
+def _rows(labels: Sequence[Label]) -> int:
+    return max(max((label.row + 1 for label in labels), default=0), 1)
 
 
 @dataclass(frozen=True)
-class _Scale:
-    """Times (us) to x, over the plot's width."""
+class Scale:
+    """Times (us) to x (px) over the plot's width, and to ms on its axis."""
 
     origin_us: int
     span_us: int
     left: float = LEFT + PAD
     right: float = WIDTH - RIGHT - PAD
 
+    @property
+    def px_per_ms(self) -> float:
+        return (self.right - self.left) / (self.span_us / 1000)
+
     def x(self, us: int) -> float:
-        return self.left + (us - self.origin_us) / self.span_us * (
-            self.right - self.left
-        )
+        return self.left + (us - self.origin_us) / 1000 * self.px_per_ms
 
-    def ms(self, us: int) -> str:
-        return f"{(us - self.origin_us) / 1000:.1f} ms"
-
-    def ticks(self) -> list[tuple[float, str]]:
-        """(x, label in ms) at a round step, from 0 to the end."""
-        span_ms = self.span_us / 1000
-        step = nice_step(span_ms)
-        out = []
-        n = 0
-        while n * step <= span_ms + 1e-9:
-            out.append(
-                (self.x(self.origin_us + round(n * step * 1000)), f"{n * step:g}")
-            )
-            n += 1
-        return out
+    def ms(self, px: float) -> float:
+        """Where a pixel column is on the axis."""
+        return (px - self.left) / self.px_per_ms
 
 
 def _bar_text(tr: DeviceTransition) -> str:
@@ -632,278 +634,409 @@ def _bar_text(tr: DeviceTransition) -> str:
     return text
 
 
-def _bar(lane: str, tr: DeviceTransition, scale: _Scale, y: float) -> str:
-    x0 = scale.x(tr.begin_us)
-    x1 = scale.right if tr.end_us is None else scale.x(tr.end_us)
-    ok = tr.result == "ok"
-    end = "never ended" if tr.end_us is None else f"to {scale.ms(tr.end_us)}"
-    rect = _el(
-        "rect",
-        x=x0,
-        y=y,
-        width=max(x1 - x0, MIN_BAR_W),
-        height=BAR_H,
-        fill=LANE_BAR.get(lane, OTHER_COLOUR) if ok else FAILED_FILL,
-        stroke=None if ok else FAILED_STROKE,
-        stroke_width=None if ok else 2,
-        stroke_dasharray="4,3" if tr.result == UNFINISHED else None,
-    )
-    return (
-        f'<g class="bar" data-from={quoteattr(tr.source)} '
-        f"data-to={quoteattr(tr.target)} data-result={quoteattr(tr.result)}>"
-        + _title(
-            f"{lane}: {tr.label()} from {scale.ms(tr.begin_us)} {end}: {tr.result}"
+@dataclass(frozen=True)
+class LaneBox:
+    """Where one lane's parts go (px, from the top of the figure)."""
+
+    lane: Lane
+    top: float
+    marker_y: float
+    lead_y: float | None  # the bracket's, or the "no prepare notice" line's
+    bar_y: float  # the bars' top
+    bottom: float
+    events: tuple[Label, ...]
+    bars: tuple[Label, ...]
+    lead: Lead | None
+    no_notice: bool
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The whole picture's geometry: render_svg() draws it, the tests
+    read it (lane rows, plot columns) against the SVG and screenshots."""
+
+    scale: Scale
+    lanes: tuple[LaneBox, ...]
+    height: float
+
+    @property
+    def lanes_top(self) -> float:
+        return HEAD
+
+    @property
+    def lanes_bottom(self) -> float:
+        return self.lanes[-1].bottom
+
+
+def layout(t: Timeline) -> Layout:
+    origin = t.origin_us()
+    scale = Scale(origin, max(t.end_us() - origin, 1000))
+    right = WIDTH - RIGHT - 2  # inside the lane's band
+    any_quiesce = t.quiesce() is not None
+    y = float(HEAD)
+    boxes = []
+    for lane in t.lanes:
+        events = stagger(((scale.x(e.qemu_us), e.label()) for e in lane.events), right)
+        bars = stagger(
+            ((scale.x(tr.begin_us), _bar_text(tr)) for tr in lane.transitions), right
         )
-        + rect
-        + "</g>"
+        lead = lane_lead(lane, t.quiesce_state)
+        no_notice = lead is None and (
+            t.quiesce_of(lane) is not None if any_quiesce else lane is t.source
+        )
+        marker_y = y + 6 + _rows(events) * ROW_H + MARKER_R + 4
+        lead_y = marker_y + LEAD_ROW if lead or no_notice else None
+        bar_y = (lead_y if lead_y is not None else marker_y) + 16
+        bottom = bar_y + BAR_H + 4 + _rows(bars) * ROW_H + 4
+        boxes.append(
+            LaneBox(
+                lane,
+                y,
+                marker_y,
+                lead_y,
+                bar_y,
+                bottom,
+                tuple(events),
+                tuple(bars),
+                lead,
+                no_notice,
+            )
+        )
+        y = bottom + LANE_GAP
+    height = y - LANE_GAP + 96  # the legend and the note
+    return Layout(scale, tuple(boxes), math.ceil(height))
+
+
+def _gid(*parts: object) -> str:
+    """An element id of its parts (what the tests look for)."""
+    return ":".join(str(p) for p in parts)
+
+
+def _lane_drawing(ax: Axes, t: Timeline, box: LaneBox, scale: Scale) -> None:
+    lane = box.lane
+    key = (lane.name, lane.device)
+    band = LANE_BAND.get(lane.name, "#f3f4f6")
+    ms = scale.ms
+    ax.axhspan(
+        box.top,
+        box.bottom,
+        facecolor=band,
+        edgecolor="none",
+        zorder=0.1,
+        gid=_gid("band", *key),
     )
+    # A guide from each marker down through the bars.
+    if lane.events:
+        ax.vlines(
+            [ms(scale.x(e.qemu_us)) for e in lane.events],
+            box.marker_y,
+            box.bar_y + BAR_H + 3,
+            colors="#9ca3af",
+            linestyles=(0, (3, 3)),
+            linewidth=1,
+            zorder=1,
+            gid=_gid("guides", *key),
+        )
+    for i, tr in enumerate(lane.transitions):
+        x0 = scale.x(tr.begin_us)
+        x1 = scale.right if tr.end_us is None else scale.x(tr.end_us)
+        width = max(x1 - x0, MIN_BAR_W) / scale.px_per_ms
+        ok = tr.result == "ok"
+        ax.broken_barh(
+            [(ms(x0), width)],
+            (box.bar_y, BAR_H),
+            facecolors=LANE_BAR.get(lane.name, OTHER_COLOUR) if ok else FAILED_FILL,
+            edgecolors="none" if ok else FAILED_STROKE,
+            linewidth=0 if ok else 2,
+            linestyle=(0, (4, 3)) if tr.result == UNFINISHED else "solid",
+            zorder=2,
+            gid=_gid("bar", *key, i, tr.source, tr.target, tr.result),
+        )
+    _labels(ax, box.bars, box.bar_y + BAR_H, +1, band, scale, _gid("bar-label", *key))
+    _labels(
+        ax,
+        box.events,
+        box.marker_y - MARKER_R,
+        -1,
+        band,
+        scale,
+        _gid("event-label", *key),
+    )
+    for i, e in enumerate(lane.events):
+        kind = e.kind if e.kind in MARKERS else "other"
+        ax.plot(
+            [ms(scale.x(e.qemu_us))],
+            [box.marker_y],
+            linestyle="none",
+            marker=MARKERS.get(kind, "s"),
+            markersize=2 * MARKER_R if kind != NOTICE else 2 * MARKER_R - 1,
+            markerfacecolor=_event_colour(e),
+            markeredgecolor=TEXT,
+            markeredgewidth=1,
+            zorder=5,
+            gid=_gid("marker", kind, *key, i),
+        )
+    if box.lead is not None and box.lead_y is not None:
+        _lead_bracket(ax, box.lead, box, scale)
+    if box.no_notice and box.lead_y is not None:
+        text = f"{NO_NOTICE} of {t.quiesce_state}"
+        at = scale.left
+        quiesce = t.quiesce_of(lane)
+        if quiesce is not None:
+            text += f" before {quiesce.label()}"
+            at = scale.x(quiesce.begin_us)
+        width = plots.text_width(text, 13, bold=True)
+        ax.text(
+            ms(min(at, WIDTH - RIGHT - 2 - width)),
+            box.lead_y,
+            text,
+            fontsize=13,
+            fontweight="bold",
+            color=NO_NOTICE_COLOUR,
+            va="center",
+            zorder=6,
+            gid=_gid("no-notice", *key),
+        )
 
 
 def _labels(
-    labels: Sequence[_Label], y0: float, step: float, y_from: float, halo: str
-) -> list[str]:
-    """Staggered labels, row r at y0 + r * step; a leader line from
-    y_from to the labels beyond the first row."""
-    out = []
-    style: dict[str, object] = {
-        "fill": TEXT,
-        "stroke": halo,  # a rim of the band around the text, over lines
-        "stroke_width": 3,
-        "paint_order": "stroke",
-    }
-    for label in labels:
-        y = y0 + label.row * step
+    ax: Axes,
+    labels: Sequence[Label],
+    y_from: float,
+    direction: int,
+    band: str,
+    scale: Scale,
+    gid: str,
+) -> None:
+    """Staggered labels, row r at r rows from y_from (below it when
+    direction is +1, above when -1); a leader line from y_from to those
+    beyond the first row.  Each sits on a box of the band's colour over
+    the lines it crosses."""
+    for i, label in enumerate(labels):
+        y = y_from + direction * (4 + (label.row + 0.5) * ROW_H)
         if label.row:
-            end = y - 10 if step > 0 else y + 3
-            out.append(
-                _el(
-                    "line",
-                    x1=label.anchor,
-                    y1=y_from,
-                    x2=label.anchor,
-                    y2=end,
-                    stroke=MUTED,
-                    stroke_width=0.8,
-                )
+            end = y - direction * ROW_H / 2
+            ax.plot(
+                [scale.ms(label.anchor)] * 2,
+                [y_from, end],
+                color=MUTED,
+                linewidth=0.8,
+                zorder=3,
+                gid=_gid(gid, i, "leader"),
             )
-    for label in labels:
-        y = y0 + label.row * step
-        out.append(_text(label.x, y, label.text, class_="label", **style))
-    return out
-
-
-def _lane_svg(
-    t: Timeline, lane: Lane, scale: _Scale, top: float
-) -> tuple[list[str], float]:
-    """One lane's elements, from top; and its bottom."""
-    lead = t.lead
-    quiesce = t.quiesce()
-    right = WIDTH - 12
-    event_labels = stagger(
-        ((scale.x(e.qemu_us), e.label()) for e in lane.events), right
-    )
-    bar_labels = stagger(
-        ((scale.x(tr.begin_us), _bar_text(tr)) for tr in lane.transitions), right
-    )
-    has_lead = lead is not None and lead.lane == lane.name
-    says_no_notice = lead is None and (
-        quiesce[0] == lane.name if quiesce else lane.name == SOURCE
-    )
-    marker_y = top + 12 + max(_rows(event_labels), 1) * ROW_H + 8
-    lead_y = marker_y + 26
-    bar_y = lead_y + 18 if has_lead or says_no_notice else marker_y + 18
-    bottom = bar_y + BAR_H + 6 + max(_rows(bar_labels), 1) * ROW_H + 8
-    band = LANE_BAND.get(lane.name, "#f3f4f6")
-
-    parts = [f'<g class="lane" id={quoteattr("lane-" + lane.name)}>']
-    parts.append(
-        _el(
-            "rect",
-            class_="band",
-            x=8,
-            y=top,
-            width=WIDTH - 16,
-            height=bottom - top,
-            rx=6,
-            fill=band,
+        ax.text(
+            scale.ms(label.x),
+            y,
+            label.text,
+            va="center_baseline",
+            ha="left",
+            fontsize=FONT_SIZE,
+            color=TEXT,
+            bbox={"facecolor": band, "edgecolor": "none", "pad": 1},
+            zorder=4,
+            gid=_gid(gid, i),
         )
+
+
+def _event_colour(event: QmpEvent) -> str:
+    return {NOTICE: NOTICE_COLOUR, DONE: DONE_COLOUR}.get(
+        event.kind or "", OTHER_COLOUR
     )
-    parts.append(
-        _text(
-            20,
-            (top + bottom) / 2 + 5,
-            lane.name,
-            class_="lane-name",
-            font_size=15,
-            font_weight="bold",
-            fill=TEXT,
+
+
+def _lead_bracket(ax: Axes, lead: Lead, box: LaneBox, scale: Scale) -> None:
+    """|-- lead N ms --| from the notice's x to the completion's, its
+    ends reaching up to the two markers."""
+    assert box.lead_y is not None
+    key = (lead.lane, lead.device)
+    c = LEAD_COLOUR
+    x0, x1 = scale.x(lead.notice.qemu_us), scale.x(lead.completion.qemu_us)
+    y = box.lead_y
+    ms = scale.ms
+    ax.vlines(
+        [ms(x0), ms(x1)],
+        box.marker_y + MARKER_R + 2,
+        y + 7,
+        colors=c,
+        linewidth=2.5,
+        zorder=6,
+        gid=_gid("lead-ends", *key),
+    )
+    ax.plot(
+        [ms(x0), ms(x1)],
+        [y, y],
+        color=c,
+        linewidth=3,
+        solid_capstyle="butt",
+        zorder=6,
+        gid=_gid("lead-line", *key),
+    )
+    text = f"lead {lead.ms:.1f} ms"
+    width = plots.text_width(text, 13, bold=True) + 12
+    style: dict[str, Any] = {
+        "fontsize": 13,
+        "fontweight": "bold",
+        "color": c,
+        "va": "center_baseline",
+        "zorder": 7,
+        "gid": _gid("lead-text", *key),
+    }
+    if x1 - x0 >= width + 24:
+        # On the line, in a white box.
+        ax.text(
+            ms((x0 + x1) / 2),
+            y,
+            text,
+            ha="center",
+            bbox={"facecolor": "#ffffff", "edgecolor": "none", "pad": 2},
+            **style,
         )
-    )
-    parts += [
-        _el("line", x1=x, y1=top, x2=x, y2=bottom, stroke=GRID)
-        for x, _ in scale.ticks()
+    elif x1 + width < WIDTH - RIGHT:
+        ax.text(ms(x1 + 10), y, text, ha="left", **style)
+    else:
+        ax.text(ms(x0 - 10), y, text, ha="right", **style)
+
+
+def _legend(fig: Figure, y: float, height: float, with_lead: bool) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    def marker(shape: str, colour: str, label: str) -> Line2D:
+        return Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker=shape,
+            markersize=10,
+            markerfacecolor=colour,
+            markeredgecolor=TEXT,
+            label=label,
+        )
+
+    handles: list[Any] = [
+        Patch(facecolor=LANE_BAR[SOURCE], label="source transition"),
+        Patch(facecolor=LANE_BAR[DESTINATION], label="destination transition"),
+        Patch(facecolor=FAILED_FILL, edgecolor=FAILED_STROKE, lw=2, label="failed"),
+        marker(MARKERS[NOTICE], NOTICE_COLOUR, "prepare notice (QMP)"),
+        marker(MARKERS[DONE], DONE_COLOUR, "completion (QMP)"),
+        marker("s", OTHER_COLOUR, "other event"),
     ]
-    # A guide from each marker down through the bars.
-    parts += [
-        _el(
-            "line",
-            x1=scale.x(e.qemu_us),
-            y1=marker_y,
-            x2=scale.x(e.qemu_us),
-            y2=bar_y + BAR_H + 3,
-            stroke="#9ca3af",
-            stroke_dasharray="3,3",
-        )
-        for e in lane.events
-    ]
-    parts += [_bar(lane.name, tr, scale, bar_y) for tr in lane.transitions]
-    parts.append('<g class="bar-labels">')
-    parts += _labels(bar_labels, bar_y + BAR_H + 17, ROW_H, bar_y + BAR_H, band)
-    parts.append('</g><g class="event-labels">')
-    parts += _labels(event_labels, marker_y - 12, -ROW_H, marker_y - MARKER_R, band)
-    parts.append("</g>")
-    for e in lane.events:
-        what = f" ({e.kind} of {e.subject})" if e.kind else ""
-        parts.append(
-            _marker(
-                e,
-                scale.x(e.qemu_us),
-                marker_y,
-                f"{lane.name}: {e.name} {e.state or '-'}{what} at "
-                f"{scale.ms(e.qemu_us)} (QEMU {e.qemu_us} us)",
-            )
-        )
-    if has_lead and lead is not None:
-        parts.append(
-            _lead_bracket(
-                lead,
-                scale.x(lead.notice.qemu_us),
-                scale.x(lead.completion.qemu_us),
-                lead_y,
-                marker_y + MARKER_R + 2,
-            )
-        )
-    if says_no_notice:
-        text = f"{NO_NOTICE} of {t.quiesce_state}"
-        at = scale.left
-        if quiesce is not None:
-            text += f" before {quiesce[1].label()}"
-            at = scale.x(quiesce[1].begin_us)
-        parts.append(
-            _text(
-                min(at, WIDTH - 12 - _text_w(text, 13)),
-                lead_y + 4,
-                text,
-                class_="no-notice",
-                font_size=13,
-                font_weight="bold",
-                fill=NO_NOTICE_COLOUR,
-            )
-        )
-    parts.append("</g>")
-    return parts, bottom
-
-
-def _legend(y: float, with_lead: bool) -> list[str]:
-    out = ['<g class="legend">']
-    x = 16.0
-
-    def item(swatch: str, text: str) -> None:
-        nonlocal x
-        out.append(swatch)
-        out.append(_text(x + 22, y + 4, text, fill=TEXT, font_size=11))
-        x += 22 + _text_w(text, 11) + 20
-
-    def box(fill: str, **stroke: object) -> str:
-        return _el("rect", x=x, y=y - 6, width=16, height=12, fill=fill, **stroke)
-
-    for name in (SOURCE, DESTINATION):
-        item(box(LANE_BAR[name]), f"{name} transition")
-    item(box(FAILED_FILL, stroke=FAILED_STROKE, stroke_width=2), "failed")
-    for kind, text in ((NOTICE, "prepare notice (QMP)"), (DONE, "completion (QMP)")):
-        item(_marker(QmpEvent("", None, kind, None, 0), x + 8, y, text), text)
-    item(_marker(QmpEvent("", None, None, None, 0), x + 8, y, "other"), "other event")
     if with_lead:
         # Only with a lead: without one, nothing has the lead's colour.
-        line = _el(
-            "line", x1=x, y1=y, x2=x + 16, y2=y, stroke=LEAD_COLOUR, stroke_width=3
+        handles.append(
+            Line2D([], [], color=LEAD_COLOUR, linewidth=3, label="lead: notice → done")
         )
-        item(line, "lead: notice \u2192 completion")
-    out.append("</g>")
-    return out
+    legend = fig.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(8 / WIDTH, 1 - y / height),
+        ncols=len(handles),
+        fontsize=11,
+        frameon=False,
+        handlelength=1.6,
+        columnspacing=1.4,
+    )
+    legend.set_gid("legend")
 
 
-def render_svg(t: Timeline) -> str:
-    """The timeline as a self-contained SVG document."""
-    origin = t.origin_us()
-    scale = _Scale(origin, max(t.end_us() - origin, 1000))
+def _summary(t: Timeline) -> tuple[str, str]:
+    """The summary line and its colour."""
     lead = t.lead
-    out: list[str] = []
+    if lead is None:
+        return (
+            f"{NO_NOTICE}: QEMU sent no {t.notice} announcing {t.quiesce_state}; "
+            "no lead to draw",
+            NO_NOTICE_COLOUR,
+        )
+    text = (
+        f"lead {lead.ms:.1f} ms: {lead.lane} {lead.device}'s {lead.notice.label()} "
+        f"came {lead.ms:.1f} ms before {lead.completion.label()} (QEMU's timestamps)"
+    )
+    if len(t.leads) > 1:
+        least = min(t.leads, key=lambda x: x.ms)
+        text += (
+            f"; {len(t.leads)} devices with a lead, the smallest "
+            f"{least.ms:.1f} ms ({least.lane} {least.device})"
+        )
+    return text, TEXT
+
+
+def draw(t: Timeline) -> tuple[Figure, Layout]:
+    """The timeline as a matplotlib figure (call inside plots.style())."""
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    geo = layout(t)
+    scale, height = geo.scale, geo.height
+    fig = plots.figure(WIDTH, height)
+
+    def fy(px: float) -> float:
+        return 1 - px / height
+
+    def say(y: float, text: str, gid: str, **style: Any) -> None:
+        """A line of text across the figure, its baseline at y."""
+        fig.text(16 / WIDTH, fy(y), text, va="baseline", gid=gid, **style)
 
     title = f"VFIO migration timeline \u2014 notice: {t.notice}"
-    out.append(_text(16, 26, title, font_size=16, font_weight="bold", fill=TEXT))
+    say(26, title, "title", fontsize=16, fontweight="bold")
     arc = QUIESCE_ARC.replace(">", "\u2192")
-    info = f"migration {t.migration}; {t.delay_ms} ms injected into the source's {arc}"
-    out.append(_text(16, 46, info, fill=MUTED, class_="info"))
-    if lead is not None:
-        summary = (
-            f"lead {lead.ms:.1f} ms: the {lead.lane}'s {lead.notice.label()} "
-            f"came {lead.ms:.1f} ms before {lead.completion.label()} "
-            "(QEMU's timestamps)"
-        )
-        out.append(_text(16, 64, summary, fill=TEXT, class_="summary"))
+    n = t.devices
+    if n == 1:
+        injected = f"{t.delay_ms} ms injected into the source's {arc}"
+    elif t.stagger:
+        injected = f"{n} devices per side; k \u00d7 {t.delay_ms} ms injected into "
+        injected += f"source device k's {arc}"
     else:
-        summary = (
-            f"{NO_NOTICE}: QEMU sent no {t.notice} announcing {t.quiesce_state}; "
-            "no lead to draw"
-        )
-        out.append(
-            _text(
-                16,
-                64,
-                summary,
-                fill=NO_NOTICE_COLOUR,
-                font_weight="bold",
-                class_="summary no-notice",
-            )
-        )
+        injected = f"{n} devices per side; {t.delay_ms} ms injected into each "
+        injected += f"source device's {arc}"
+    say(46, f"migration {t.migration}; {injected}", "info", color=MUTED)
+    summary, colour = _summary(t)
+    bold = "normal" if t.lead else "bold"
+    gid = "summary" if t.lead else "summary:no-notice"
+    say(64, summary, gid, color=colour, fontweight=bold)
 
-    axis_y = 100.0
-    y = axis_y + 14
-    for lane in t.lanes:
-        parts, bottom = _lane_svg(t, lane, scale, y)
-        out.append("".join(parts))
-        y = bottom + 12
-    axis = ['<g class="axis">']
-    axis.append(_text(16, axis_y - 8, "time (ms)", fill=MUTED, class_="axis-label"))
-    for x, label in scale.ticks():
-        axis.append(_el("line", x1=x, y1=axis_y - 4, x2=x, y2=axis_y + 4, stroke=TEXT))
-        axis.append(
-            _text(x, axis_y - 8, label, text_anchor="middle", class_="tick", fill=TEXT)
+    top, bottom = geo.lanes_top, geo.lanes_bottom
+    ax = fig.add_axes(
+        (
+            LEFT / WIDTH,
+            fy(bottom),
+            (WIDTH - LEFT - RIGHT) / WIDTH,
+            (bottom - top) / height,
         )
-    axis.append(
-        _el("line", x1=scale.left, y1=axis_y, x2=scale.right, y2=axis_y, stroke=TEXT)
     )
-    axis.append("</g>")
-    out.append("".join(axis))
+    ax.set_gid("lanes")
+    ax.set_xlim(scale.ms(LEFT), scale.ms(WIDTH - RIGHT))
+    ax.set_ylim(bottom, top)
+    ax.xaxis.set_major_locator(MultipleLocator(nice_step(scale.span_us / 1000)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_ticks_position("top")
+    ax.xaxis.set_label_position("top")
+    ax.set_xlabel("time (ms)", color=MUTED, loc="left")
+    ax.grid(axis="x", color=GRID, linewidth=1)
+    ax.set_axisbelow(True)  # the grid over the bands, under the rest
+    for side in ("left", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.set_yticks(
+        [(b.top + b.bottom) / 2 for b in geo.lanes],
+        [b.lane.title for b in geo.lanes],
+        fontsize=13,
+        fontweight="bold",
+    )
+    ax.tick_params(axis="y", length=0, pad=8)
+    for box in geo.lanes:
+        _lane_drawing(ax, t, box, scale)
 
-    legend_y = y + 14
-    out.append("".join(_legend(legend_y, lead is not None)))
+    _legend(fig, bottom + 20, height, t.lead is not None)
     note = (
         "ms since the first record; QEMU's event timestamps and the fake "
         "device's log, both CLOCK_REALTIME; a bar runs from the request's "
         "begin to its end"
     )
-    out.append(_text(16, legend_y + 26, note, fill=MUTED, font_size=11))
-    height = round(legend_y + 36)
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
-        f'height="{height}" viewBox="0 0 {WIDTH} {height}" '
-        f'font-family={quoteattr(FONT)} font-size="{FONT_SIZE}">\n'
-        f"<title>{escape(title)}</title>\n"
-        + _el("rect", x=0, y=0, width=WIDTH, height=height, fill="#fff")
-        + "\n"
-        + "\n".join(out)
-        + "\n</svg>\n"
-    )
+    say(bottom + 72, note, "note", color=MUTED, fontsize=11)
+    return fig, geo
+
+
+def render_svg(t: Timeline) -> str:
+    """The timeline as a self-contained SVG document."""
+    with plots.style():
+        fig, _ = draw(t)
+        return plots.render(fig)
