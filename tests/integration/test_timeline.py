@@ -6,7 +6,9 @@ opened in headless Chromium; the screenshot must show both lanes with
 their transitions and, on the series, the lead of the prepare notice
 over its completion.  The drawing gives the lane bands, the bars and
 the lead colours of their own, so the PNG is checked by counting and
-locating the pixels of each colour.
+locating the pixels of each colour.  A second migration, with 8 devices
+per side (each source device's quiesce slowed down by 100 ms), must
+show 16 lanes, and the lead on every source device's lane.
 
 On the control (QEMU without the change) the lanes are drawn all the
 same, nothing is drawn in the lead's colour, and the lead test fails
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +29,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +38,9 @@ from qseries.labs.vfio_migration.plan import Wire
 from qseries.labs.vfio_migration.timeline import Timeline
 
 DELAY_MS = 300
+DEVICES = 8  # the many-device picture's, per side
+DEVICES_DELAY_MS = 100  # each of its source devices' quiesce: 0.8 s in all
+STAGGER_DELAY_MS = 40  # device k of 3: k * 40 ms (no picture)
 SLACK_MS = 5.0  # timestamps of two processes, rounded to the microsecond
 CHROMIUM = "chromium"  # Debian's package and command
 # Longer profile paths get a short $TMPDIR (see screenshot()).
@@ -124,14 +132,14 @@ class Shot:
     svg: ET.Element
     png: Path
     size: tuple[int, int]  # the screenshot's
-    pixels: dict[str, int]  # of each colour below
+    pixels: dict[str, int]  # of each colour below, in the lanes
     boxes: dict[str, Box | None]  # where they are
+    lanes: dict[tuple[str, str], tuple[int, int]]  # each band's rows (SVG)
 
-    def element(self, cls: str) -> ET.Element | None:
-        return next(
-            (e for e in self.svg.iter() if cls in (e.get("class") or "").split()),
-            None,
-        )
+    def group(self, *parts: str) -> ET.Element | None:
+        """The element drawn with that id (timeline._gid)."""
+        want = ":".join(parts)
+        return next((e for e in self.svg.iter() if e.get("id") == want), None)
 
     def texts(self) -> list[str]:
         return ["".join(e.itertext()) for e in self.svg.iter(f"{SVG}text")]
@@ -142,7 +150,7 @@ class Shot:
         for lane in t.lanes:
             events = ", ".join(e.label() for e in lane.events) or "none"
             moves = ", ".join(tr.label() for tr in lane.transitions) or "none"
-            lines.append(f"{lane.name}: events {events}; transitions {moves}")
+            lines.append(f"{lane.title}: events {events}; transitions {moves}")
         lines += [f"{k}: {n} px in {self.boxes[k]}" for k, n in self.pixels.items()]
         return "\n".join(lines)
 
@@ -156,46 +164,72 @@ COLOURS = {
 }
 
 
+def mask(image: Any, colour: str) -> Any:
+    """A mask (255 where the pixel is exactly that colour) of an RGB image."""
+    from PIL import ImageChops
+
+    r, g, b = (
+        band.point(lambda v, want=want: 255 if v == want else 0)
+        for band, want in zip(image.split(), rgb(colour), strict=True)
+    )
+    return ImageChops.multiply(ImageChops.multiply(r, g), b)
+
+
 def measure(
-    png: Path, bottom: int
+    png: Path, rows: tuple[int, int]
 ) -> tuple[tuple[int, int], dict[str, int], dict[str, Box | None]]:
     """The screenshot's size, and how many pixels of each of COLOURS
-    there are above `bottom` (the legend below has them too), and where."""
-    from PIL import Image, ImageChops
+    there are within `rows` (the lanes: the legend has them too), and
+    where."""
+    from PIL import Image
 
     image = Image.open(png).convert("RGB")
-    lanes = image.crop((0, 0, image.size[0], bottom))
+    lanes = image.crop((0, rows[0], image.size[0], rows[1] + 1))
     count: dict[str, int] = {}
     boxes: dict[str, Box | None] = {}
     for name, colour in COLOURS.items():
-        r, g, b = (
-            band.point(lambda v, want=want: 255 if v == want else 0)
-            for band, want in zip(lanes.split(), rgb(colour), strict=True)
+        m = mask(lanes, colour)
+        count[name] = m.histogram()[255]
+        box = m.getbbox()
+        boxes[name] = (
+            None
+            if box is None
+            else (box[0], box[1] + rows[0], box[2] - 1, box[3] - 1 + rows[0])
         )
-        mask = ImageChops.multiply(ImageChops.multiply(r, g), b)
-        count[name] = mask.histogram()[255]
-        box = mask.getbbox()
-        boxes[name] = None if box is None else (box[0], box[1], box[2] - 1, box[3] - 1)
     return image.size, count, boxes
 
 
-def lanes_bottom(root: ET.Element) -> int:
-    """Where the last lane's band ends."""
-    bands = [e for e in root.iter(f"{SVG}rect") if e.get("class") == "band"]
-    assert bands, "the SVG has no lanes"
-    return max(
-        round(float(e.get("y", "0")) + float(e.get("height", "0"))) for e in bands
-    )
+def path_box(g: ET.Element) -> tuple[float, float, float, float]:
+    """The box of a group's first path: left, top, right, bottom."""
+    path = g.find(f".//{SVG}path")
+    assert path is not None, g.get("id")
+    n = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", path.get("d", ""))]
+    return min(n[0::2]), min(n[1::2]), max(n[0::2]), max(n[1::2])
 
 
-@pytest.fixture(scope="module")
-def shot(
-    qemu: Path, fake: Path, wire: Wire, tmp_path_factory: pytest.TempPathFactory
+def lane_rows(root: ET.Element) -> dict[tuple[str, str], tuple[int, int]]:
+    """Each lane's band (side, device) and its rows, from the SVG."""
+    out = {}
+    for g in root.iter(f"{SVG}g"):
+        parts = (g.get("id") or "").split(":")
+        if len(parts) == 3 and parts[0] == "band":
+            _, top, _, bottom = path_box(g)
+            out[(parts[1], parts[2])] = (round(top), round(bottom))
+    assert out, "the SVG has no lanes"
+    return out
+
+
+def take(
+    qemu: Path,
+    fake: Path,
+    wire: Wire,
+    tmp: Path,
+    delay_ms: int,
+    devices: int = 1,
 ) -> Shot:
     browser = _chromium()
     _pillow()
-    tmp = tmp_path_factory.mktemp("timeline")
-    t = tl.capture(qemu, fake, wire, tmp, DELAY_MS)
+    t = tl.capture(qemu, fake, wire, tmp, delay_ms, devices=devices)
     (tmp / "timeline.json").write_text(t.to_json())
     svg = tl.render_svg(t)
     page = tmp / "timeline.svg"
@@ -204,9 +238,26 @@ def shot(
     size = (int(root.get("width", "0")), int(root.get("height", "0")))
     png = tmp / "timeline.png"
     screenshot(browser, page, png, size)
-    lead = "none" if t.lead_ms is None else f"{t.lead_ms:.1f} ms"
-    print(f"timeline: {png} (lead {lead}, QEMU's timestamps)")
-    return Shot(t, root, png, *measure(png, lanes_bottom(root)))
+    leads = ", ".join(f"{x.device} {x.ms:.1f} ms" for x in t.leads) or "none"
+    print(f"timeline: {png} ({devices} devices, leads {leads}, QEMU's timestamps)")
+    lanes = lane_rows(root)
+    rows = (min(r[0] for r in lanes.values()), max(r[1] for r in lanes.values()))
+    return Shot(t, root, png, *measure(png, rows), lanes)
+
+
+@pytest.fixture(scope="module")
+def shot(
+    qemu: Path, fake: Path, wire: Wire, tmp_path_factory: pytest.TempPathFactory
+) -> Shot:
+    return take(qemu, fake, wire, tmp_path_factory.mktemp("timeline"), DELAY_MS)
+
+
+@pytest.fixture(scope="module")
+def shot8(
+    qemu: Path, fake: Path, wire: Wire, tmp_path_factory: pytest.TempPathFactory
+) -> Shot:
+    tmp = tmp_path_factory.mktemp("timeline8")
+    return take(qemu, fake, wire, tmp, DEVICES_DELAY_MS, DEVICES)
 
 
 def band_rows(s: Shot, lane: str) -> tuple[int, int]:
@@ -217,6 +268,20 @@ def band_rows(s: Shot, lane: str) -> tuple[int, int]:
 
 def inside(box: Box | None, rows: tuple[int, int]) -> bool:
     return box is not None and rows[0] <= box[1] and box[3] <= rows[1]
+
+
+def no_lead(s: Shot) -> None:
+    """The control, or a series that lost its notices: nothing may look
+    like a lead, and the drawing must say why; then fail saying so."""
+    t, why = s.timeline, s.explain()
+    assert s.pixels["lead"] == 0, why
+    assert not [e for e in s.svg.iter() if (e.get("id") or "").startswith("lead")]
+    assert any(tl.NO_NOTICE in text for text in s.texts()), why
+    pytest.fail(
+        f"no prepare notice ({t.notice}) for {t.quiesce_state} in the "
+        f"source's events ({', '.join(e.label() for e in t.source.events)}); "
+        f"the timeline draws no lead: {s.png}"
+    )
 
 
 def test_the_timeline_shows_both_sides(shot: Shot) -> None:
@@ -238,14 +303,14 @@ def test_the_timeline_shows_both_sides(shot: Shot) -> None:
     src, dst = band_rows(shot, tl.SOURCE), band_rows(shot, tl.DESTINATION)
     assert src[1] < dst[0], f"the source lane is not above the destination:\n{why}"
     for name, rows in ((tl.SOURCE, src), (tl.DESTINATION, dst)):
+        assert rows == pytest.approx(shot.lanes[(name, "vfio0")], abs=2), why
         # Most of the band shows, under the labels and lines.
-        band_area = (rows[1] - rows[0]) * (shot.size[0] - 16)
+        band_area = (rows[1] - rows[0]) * (tl.WIDTH - tl.LEFT - tl.RIGHT)
         assert shot.pixels[f"{name} band"] > band_area / 2, why
         assert inside(shot.boxes[f"{name} bars"], rows), why
     # The quiesce bar: DELAY_MS of the axis, as tall as a bar.
-    width = float(shot.svg.get("width", "0"))
     span_ms = (t.end_us() - t.origin_us()) / 1000
-    px_per_ms = (width - tl.LEFT - tl.RIGHT - 2 * tl.PAD) / span_ms
+    px_per_ms = (tl.WIDTH - tl.LEFT - tl.RIGHT - 2 * tl.PAD) / span_ms
     assert shot.pixels["source bars"] >= 0.8 * DELAY_MS * px_per_ms * tl.BAR_H, why
     # The destination's transitions are short: a few narrow bars.
     assert shot.pixels["destination bars"] >= tl.MIN_BAR_W * tl.BAR_H, why
@@ -255,16 +320,8 @@ def test_the_timeline_shows_the_lead(shot: Shot) -> None:
     t, why = shot.timeline, shot.explain()
     lead = t.lead
     if lead is None:
-        # The control, or a series that lost its notice: nothing may
-        # look like a lead, and the drawing must say why.
-        assert shot.pixels["lead"] == 0, why
-        assert shot.element("lead") is None, why
-        assert any(tl.NO_NOTICE in text for text in shot.texts()), why
-        pytest.fail(
-            f"no prepare notice ({t.notice}) for {t.quiesce_state} in the "
-            f"source's events ({', '.join(e.label() for e in t.source.events)}); "
-            f"the timeline draws no lead: {shot.png}"
-        )
+        no_lead(shot)
+    assert lead is not None
     assert lead.lane == tl.SOURCE, why
     assert lead.ms >= DELAY_MS - SLACK_MS, why
     quiesce = t.quiesce()
@@ -275,9 +332,9 @@ def test_the_timeline_shows_the_lead(shot: Shot) -> None:
     assert quiesce[1].end_us <= lead.completion.qemu_us, why
     assert f"lead {lead.ms:.1f} ms" in shot.texts(), why
 
-    line = shot.element("lead-line")
+    line = shot.group("lead-line", tl.SOURCE, lead.device)
     assert line is not None, why
-    x1, x2 = float(line.get("x1", "nan")), float(line.get("x2", "nan"))
+    x1, _, x2, _ = path_box(line)
     box = shot.boxes["lead"]
     assert box is not None, f"no lead in the screenshot:\n{why}"
     assert inside(box, band_rows(shot, tl.SOURCE)), why
@@ -285,3 +342,91 @@ def test_the_timeline_shows_the_lead(shot: Shot) -> None:
     # A 3 px line from the notice to the completion (broken by its text,
     # and anti-aliased at its edges), and its ends.
     assert shot.pixels["lead"] >= x2 - x1, why
+
+
+def runs(column: list[bool]) -> list[tuple[int, int]]:
+    """The (first, last) rows of each run of True."""
+    out: list[tuple[int, int]] = []
+    for y, on in enumerate(column):
+        if on and (not out or out[-1][1] != y - 1):
+            out.append((y, y))
+        elif on:
+            out[-1] = (out[-1][0], y)
+    return out
+
+
+def test_eight_devices_a_lane_each_in_the_browser(shot8: Shot) -> None:
+    """16 bands in the screenshot, where the SVG put them, in order:
+    source vfio0..7, then destination vfio0..7."""
+    from PIL import Image
+
+    t, why = shot8.timeline, shot8.explain()
+    assert t.migration == "completed", why
+    assert t.devices == DEVICES and len(t.lanes) == 2 * DEVICES, why
+    for lane in t.lanes:
+        assert lane.events and lane.transitions, f"{lane.title}: nothing\n{why}"
+    image = Image.open(shot8.png).convert("RGB")
+    # Just inside the plot's left edge: the bands, nothing drawn on them.
+    x = tl.LEFT + 3
+    found = []
+    for side in (tl.SOURCE, tl.DESTINATION):
+        column = mask(image.crop((x, 0, x + 1, image.size[1])), tl.LANE_BAND[side])
+        found += [(side, r) for r in runs([v == 255 for v in column.tobytes()])]
+    found.sort(key=lambda item: item[1][0])
+    want = sorted(shot8.lanes.items(), key=lambda item: item[1][0])
+    assert [side for side, _ in found] == [side for (side, _), _ in want], why
+    assert len(found) == 2 * DEVICES, why
+    for (side, rows), ((_, device), svg_rows) in zip(found, want, strict=True):
+        assert rows == pytest.approx(svg_rows, abs=2), f"{side} {device}\n{why}"
+
+
+def test_eight_devices_each_show_their_lead_in_the_browser(shot8: Shot) -> None:
+    """The lead's colour on every source device's lane (the control:
+    on none, and the test fails for lack of notices)."""
+    from PIL import Image
+
+    t, why = shot8.timeline, shot8.explain()
+    if not t.leads:
+        no_lead(shot8)
+    image = Image.open(shot8.png).convert("RGB")
+    leads = {lead.device: lead for lead in t.leads if lead.lane == tl.SOURCE}
+    for (side, device), rows in shot8.lanes.items():
+        band = image.crop((0, rows[0], image.size[0], rows[1] + 1))
+        pixels = mask(band, tl.LEAD_COLOUR).histogram()[255]
+        if side == tl.DESTINATION:
+            assert pixels == 0, f"{side} {device}: lead colour\n{why}"
+            continue
+        assert device in leads, f"no lead for {side} {device}\n{why}"
+        lead = leads[device]
+        assert lead.ms >= DEVICES_DELAY_MS - SLACK_MS, why
+        line = shot8.group("lead-line", side, device)
+        assert line is not None, why
+        x1, _, x2, _ = path_box(line)
+        assert pixels >= x2 - x1, f"{side} {device}: {pixels} px of lead\n{why}"
+        assert f"lead {lead.ms:.1f} ms" in shot8.texts(), why
+    assert len(leads) == DEVICES, why
+
+
+def test_staggered_devices_take_k_times_the_delay(
+    qemu: Path, fake: Path, wire: Wire, tmp_path: Path
+) -> None:
+    """capture(stagger=True): source device k's quiesce takes k times
+    the delay (the fake's per-group rules), each with its own lead."""
+    t = tl.capture(
+        qemu, fake, wire, tmp_path, STAGGER_DELAY_MS, devices=3, stagger=True
+    )
+    why = t.to_json()
+    assert t.migration == "completed" and t.stagger, why
+    took = []
+    for k, lane in enumerate(t.side(tl.SOURCE), start=1):
+        move = t.quiesce_of(lane)
+        assert move is not None and move.end_us is not None, why
+        took.append((move.end_us - move.begin_us) / 1000)
+        assert took[-1] >= k * STAGGER_DELAY_MS, f"{lane.title}: {took[-1]} ms"
+    # Each a delay longer than the one before (a generous half of it).
+    assert all(b - a >= STAGGER_DELAY_MS / 2 for a, b in itertools.pairwise(took)), took
+    for k, lead in enumerate(t.leads, start=1):
+        assert lead.lane == tl.SOURCE and lead.ms >= k * STAGGER_DELAY_MS - SLACK_MS, (
+            why
+        )
+    assert [x.device for x in t.leads] == [lane.device for lane in t.side(tl.SOURCE)]
