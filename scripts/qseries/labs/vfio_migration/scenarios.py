@@ -292,29 +292,50 @@ def _step_shell(step: Step) -> str:
     )
 
 
-def guest_script(scenarios: Sequence[Scenario], stamp: bool = False) -> str:
+def device_id(index: int) -> str:
+    """The id of a QEMU's index-th vfio-pci device (vfio0 first)."""
+    return f"vfio{index}"
+
+
+def mdevs_of(vm: str, devices: int) -> list[str]:
+    """The mdevs of one QEMU when each has devices of them: the source's
+    come first (MDEV0..), then the destination's."""
+    first = 0 if vm == "source" else devices
+    return [f"$MDEV{first + k}" for k in range(devices)]
+
+
+def guest_script(
+    scenarios: Sequence[Scenario], stamp: bool = False, devices: int = 1
+) -> str:
     """The busybox sh script that runs the scenarios in the guest, each
-    QEMU on an mdev of its own (the source on MDEV0, the destination on
-    MDEV1), and writes what they said to the results port.  stamp: with
-    the guest's clock on every line a QEMU says, and at each scenario's
-    start and end (the bench)."""
+    QEMU on mdevs of its own (devices each, in order: with one, the
+    source on MDEV0, the destination on MDEV1), and writes what they
+    said to the results port.  stamp: with the guest's clock on every
+    line a QEMU says, and at each scenario's start and end (the bench)."""
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names):
         raise ValueError("the results are framed by name: name each scenario once")
+    if devices < 1:
+        raise ValueError(f"a QEMU has at least one device, not {devices}")
     library = resources.files(__package__).joinpath("scenario-lib.sh").read_text()
     lines = [library, f"DEVICE_OPTIONS={shlex.quote(DEVICE_OPTIONS)}", ""]
     if stamp:
         lines[-1:-1] = ["STAMP=1"]
     for i, scenario in enumerate(scenarios):
-        mdev = {"source": "$MDEV0", "destination": "$MDEV1"}
         lines.append(f"scenario_begin {shlex.quote(scenario.name)}")
         lines.append(f'MIGRATE_URI="unix:$RUN/migrate-{i}.sock"')
         lines.append(f"steps_{i}() {{")
         for vm in sorted(scenario.vms, key=lambda v: v != "destination"):
-            extra = '-incoming "$MIGRATE_URI"' if vm == "destination" else "-S"
-            lines.append(
-                f'    vm_start {vm} {FDS[vm]} "{mdev[vm]}" {extra} || return 1'
+            first, *more = mdevs_of(vm, devices)
+            # vm_start puts the first on the command line as vfio0; the
+            # others follow it, in order.
+            extra = "".join(
+                f' -device "vfio-pci,id={device_id(k + 1)},sysfsdev={mdev},'
+                '$DEVICE_OPTIONS"'
+                for k, mdev in enumerate(more)
             )
+            extra += ' -incoming "$MIGRATE_URI"' if vm == "destination" else " -S"
+            lines.append(f'    vm_start {vm} {FDS[vm]} "{first}"{extra} || return 1')
         for vm in scenario.vms:
             events = {"execute": "migrate-set-capabilities"} | {
                 "arguments": {"capabilities": [{"capability": "events", "state": True}]}
