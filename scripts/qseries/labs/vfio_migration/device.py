@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ...ground.workdir import WorkDir
 from . import fake as fake_mod
+from . import kscale
 from .scenarios import (
     Scenario,
     ScenarioError,
@@ -63,6 +64,9 @@ class DeviceRun:
     seconds: float
     facts: list[str] = field(default_factory=list)
     evidence: list[Path] = field(default_factory=list)
+    # mtty-1's available_instances once the run's mdevs were made (None:
+    # not the kernel, or the guest said nothing of it).
+    instances_left: int | None = None
 
 
 class Device(Protocol):
@@ -97,7 +101,8 @@ class FakeDevice:
 
 class KernelDevice:
     """Linux's mtty sample driver, in a guest booted for each run: the
-    QEMU under test runs inside it, one mdev per QEMU."""
+    QEMU under test runs inside it, on mdevs of its own (one per device;
+    as many devices per side as kscale.max_devices() allows)."""
 
     name = KERNEL
 
@@ -126,38 +131,60 @@ class KernelDevice:
         version, package = kernel_version(self.workdir, version=self.version)
         return f"Linux {version} (Debian {package}), as pinned"
 
-    def run(self, qemu: Path, scenarios: Sequence[Scenario], label: str) -> DeviceRun:
+    def run(
+        self,
+        qemu: Path,
+        scenarios: Sequence[Scenario],
+        label: str,
+        devices: int = 1,
+    ) -> DeviceRun:
+        """devices: how many vfio-pci devices each QEMU has, each its
+        own mdev (refused, before anything runs, over mtty's ports)."""
         from .guest import run_in_guest
 
+        kscale.check_devices(devices)
         migrating = [
             s.name for s in scenarios if any(t.run == "migrate" for t in s.steps)
         ]
         if len(migrating) > MIGRATIONS_PER_BOOT:
             raise ScenarioError(
                 f"{len(migrating)} scenarios migrate ({', '.join(migrating)}), "
-                f"and mtty takes {MIGRATIONS_PER_BOOT} per pair of mdevs in one boot",
+                f"and mtty takes {MIGRATIONS_PER_BOOT} per set of mdevs in one boot",
                 "run them in more than one boot (the lab's scenarios.yaml)",
             )
         started = time.monotonic()
         kit = self.kit()
         if self.say is not None:
+            per_side = f", {devices} devices per side" if devices > 1 else ""
             self.say(
                 f"booting Linux {kit.version} with mtty for the {label} "
-                f"({len(scenarios)} scenarios)"
+                f"({len(scenarios)} scenarios{per_side})"
             )
         # A directory of its own per run: the console log a report names
         # stays after the next run.
         name = f"{label}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        guest = run_in_guest(
-            kit, qemu, guest_script(scenarios), self.workdir, name, mdevs=2
-        )
+        script = guest_script(scenarios, devices=devices) + kscale.INSTANCES_SCRIPT
+        guest = run_in_guest(kit, qemu, script, self.workdir, name, mdevs=2 * devices)
         runs = read_results(guest.results, scenarios)
+        left = kscale.instances_left(guest.results)
         facts = [
             f"kernel device: Linux {kit.version} (Debian {kit.package_version}), "
             f"mtty.c sha256 {kit.mtty_source_sha256}",
             f"kernel device, {label}: guest under {guest.accel.upper()}, "
             f"{guest.seconds:.1f} s boot to poweroff",
         ]
+        if left is not None:
+            facts.append(
+                f"kernel device, {label}: {devices} "
+                f"device{'s' if devices > 1 else ''} per side on "
+                f"{2 * devices} mdevs of {kscale.MTTY_TYPE}, which had "
+                f"{left} more to give"
+            )
         return DeviceRun(
-            KERNEL, runs, time.monotonic() - started, facts, [guest.console]
+            KERNEL,
+            runs,
+            time.monotonic() - started,
+            facts,
+            [guest.console],
+            instances_left=left,
         )

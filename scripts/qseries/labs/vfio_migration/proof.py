@@ -5,16 +5,22 @@ scenarios run on the kernel's mtty and, for the comparison, on the
 fake; the kernel's records are judged for the version's notice (or,
 on the control, for its lack), and at the end the two devices' lists
 are compared into the fake-vs-kernel table.
+
+With N devices per side on mtty (run(..., devices=N)), each scenario is
+judged per device (kscale.py), and each device's lists, split from the
+whole, are compared with the fake's, which runs with one device: every
+device of a scenario takes the same steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ...core.results import FAIL, PASS, SKIP, Result
 from ...ground.workdir import WorkDir
-from . import judge, scenarios
+from . import judge, kscale, scenarios
 from .device import DeviceRun, FakeDevice, KernelDevice
 from .plan import Wire
 
@@ -39,6 +45,9 @@ class DeviceProof:
         self.say = say
         self.kernel = KernelDevice(workdir, kernel, say)
         self.runs: dict[tuple[str, str], DeviceRun] = {}
+        # The kernel's records of N devices per side, whole (self.runs
+        # holds them split per device, to compare with the fake's).
+        self.whole: dict[str, DeviceRun] = {}
         self.facts: list[str] = []
         self.evidence: list[Path] = []
 
@@ -50,8 +59,13 @@ class DeviceProof:
     def _fake_device(self) -> FakeDevice:
         return FakeDevice(self.fake(), self.tmpdir, self.lab.flags)
 
-    def run(self, build: str, qemu: Path) -> list[Result]:
-        """The scenarios on mtty (judged) and on the fake (kept to compare)."""
+    def run(self, build: str, qemu: Path, devices: int = 1) -> list[Result]:
+        """The scenarios on mtty (judged) and on the fake (kept to compare).
+        devices: how many each QEMU on mtty has, at most
+        kscale.max_devices() (more is refused before anything runs)."""
+        kscale.check_devices(devices)
+        if devices > 1:
+            return self._run_many(build, qemu, devices)
         chosen = self.lab.scenarios
         kernel = self.kernel.run(qemu, chosen, build)
         self.runs[(build, kernel.device)] = kernel
@@ -75,6 +89,72 @@ class DeviceProof:
                 results.append(
                     judge.judge_control("mtty", run, self.wire, scenario, theirs)
                 )
+        if any(not r.ok for r in results):
+            for path in kernel.evidence:
+                results[-1].items.append(f"the guest's console: {path}")
+        if build == SERIES:
+            results += [
+                Result(f"mtty: {what}", SKIP, f"not possible on mtty: {why}")
+                for what, why in self.lab.not_on_mtty
+            ]
+        return results
+
+    def _run_many(self, build: str, qemu: Path, devices: int) -> list[Result]:
+        """run() with devices per side on mtty, judged device by device."""
+        chosen = self.lab.scenarios
+        kernel = self.kernel.run(qemu, chosen, build, devices=devices)
+        fake = self._fake_device().run(qemu, chosen, build)
+        return self.judge_many(build, kernel, fake, devices)
+
+    def judge_many(
+        self, build: str, kernel: DeviceRun, fake: DeviceRun, devices: int
+    ) -> list[Result]:
+        """The records of a run of devices per side on mtty judged, and
+        kept with the fake's (of one device) to compare, device by device."""
+        chosen = self.lab.scenarios
+        self.whole[build] = kernel
+        self.facts += [f for f in kernel.facts if f not in self.facts]
+        self.evidence += kernel.evidence
+        ids = kscale.device_ids(devices)
+        # The fake's one device stands for each of mtty's, by name.
+        self.runs[(build, fake.device)] = replace(
+            fake,
+            runs=[
+                replace(r, scenario=f"{r.scenario}{kscale.SPLIT}{dev}")
+                for r in fake.runs
+                for dev in ids
+            ],
+        )
+        self.runs[(build, kernel.device)] = replace(
+            kernel,
+            runs=[
+                alone
+                for r in kernel.runs
+                for alone in kscale.split(r, self.wire, devices).values()
+            ],
+        )
+        by_name = {s.name: s for s in chosen}
+        series = self.whole.get(SERIES)
+        results: list[Result] = []
+        for run in kernel.runs:
+            scenario = by_name[run.scenario]
+            if build == SERIES:
+                results.append(
+                    kscale.judge_series("mtty", run, self.wire, scenario, devices)
+                )
+            else:
+                theirs = (
+                    next((r for r in series.runs if r.scenario == run.scenario), None)
+                    if series is not None
+                    else None
+                )
+                results.append(
+                    kscale.judge_control(
+                        "mtty", run, self.wire, scenario, theirs, devices
+                    )
+                )
+        if build == SERIES:
+            results.append(kscale.instances_result(kernel.instances_left, devices))
         if any(not r.ok for r in results):
             for path in kernel.evidence:
                 results[-1].items.append(f"the guest's console: {path}")
