@@ -11,12 +11,12 @@ reports, the timeline of one migration.
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...core.results import FAIL, Result
+from ...core.results import FAIL, SKIP, Result
 from ...ground import atomic
 from ...ground.console import say
 from ...ground.errors import UsageError
@@ -24,10 +24,10 @@ from ...pipeline.graph import REPORT, TEST, Stage
 from ...qemu import testing
 from ...qemu.build import Build
 from . import faults as faults_mod
-from . import qmpcheck, vfiotest
+from . import kscale, qmpcheck, scale, vfiotest
 from .device import kernel_unavailable
 from .measure import MTTY_PORTS
-from .plan import Mutation, plan_of
+from .plan import MAX_DEVICES, Mutation, plan_of
 from .proof import DeviceProof
 from .qapicheck import NoticeJudge
 
@@ -84,6 +84,26 @@ def add_options(p: argparse.ArgumentParser, command: str) -> None:
             metavar="ABI",
             help="the kernel for --device kernel: a Debian linux-image ABI such "
             "as 6.12.95+deb12 (default: the newest of the lab's series)",
+        )
+    if command in ("test", "reproduce", "bench"):
+        many = command == "bench"
+        g.add_argument(
+            "--devices",
+            metavar="N[,N...]" if many else "N",
+            default=None,
+            help=(
+                "measure with N devices per side, for each N of the list "
+                "(default 1,2,4,8,16)"
+                if many
+                else f"also migrate N devices per side (1 to {MAX_DEVICES}), "
+                "each held to its own events and the P2P step to QEMU's order"
+            ),
+        )
+        g.add_argument(
+            "--multifd",
+            action="store_true",
+            help="send the devices' state over multifd channels "
+            "(x-migration-multifd-transfer), where the base can",
         )
     if command in ("test", "reproduce", "matrix"):
         g.add_argument(
@@ -192,6 +212,17 @@ def choose(
             )
         options["devices"] = devices
         options["kernel"] = args.kernel
+    if command in ("test", "reproduce", "bench"):
+        counts = device_counts(args.devices, many=command == "bench")
+        if args.multifd and counts is None:
+            raise UsageError(
+                "--multifd goes with the N-device migration",
+                "add --devices N",
+            )
+        options.update(counts=counts, multifd=bool(args.multifd))
+        if counts is not None and "kernel" in devices and command != "bench":
+            # mtty has so many instances: said before any work.
+            kscale.check_devices(counts[0])
     if command == "bench":
         if not 1 <= args.repeat <= MAX_REPEAT:
             raise UsageError(
@@ -201,6 +232,27 @@ def choose(
             )
         options.update(cycles=args.cycles, repeat=args.repeat)
     return stages, options
+
+
+def device_counts(text: str | None, many: bool) -> tuple[int, ...] | None:
+    """The numbers of --devices: one for test and reproduce, a list for
+    bench, each from 1 to MAX_DEVICES."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",")]
+    if not all(t.isdigit() and 1 <= int(t) <= MAX_DEVICES for t in items):
+        raise UsageError(
+            f"--devices {text}: expected "
+            + ("a comma list of numbers" if many else "a number")
+            + f" from 1 to {MAX_DEVICES}",
+            "pass --devices 8" if not many else "pass --devices 1,2,4,8,16",
+        )
+    if not many and len(items) > 1:
+        raise UsageError(
+            f"--devices {text}: one number here (a list is for bench)",
+            "pass --devices 8",
+        )
+    return tuple(dict.fromkeys(int(t) for t in items))
 
 
 def devices_of(chosen: str | None, kernel: str | None, default: str) -> frozenset[str]:
@@ -247,6 +299,16 @@ class Prover:
         devices = self.options.get("devices", frozenset({"fake"}))
         assert isinstance(devices, frozenset)
         return devices
+
+    @property
+    def shape(self) -> scale.Shape | None:
+        """The N-device migration asked for (test and reproduce)."""
+        counts = self.options.get("counts")
+        if not isinstance(counts, tuple) or not counts:
+            return None
+        return scale.Shape(
+            counts[0], self.delay_ms, multifd=bool(self.options.get("multifd"))
+        )
 
     @property
     def kernel(self) -> str | None:
@@ -344,9 +406,11 @@ class Prover:
         run = self.run
         proof = self._proof_of()
         build = "control" if control else "series"
+        shape = self.shape
+        count = shape.devices if shape is not None else 1
         run.group(
             f"{'control ' if control else ''}kernel device",
-            lambda: proof.run(build, qemu),
+            lambda: proof.run(build, qemu, count),
         )
         if control:
             return
@@ -422,6 +486,12 @@ class Prover:
                         )
                     ],
                 )
+        shape = self.shape
+        if shape is not None:
+            run.group(
+                f"{'control ' if control else ''}{shape.devices} devices",
+                lambda: self._scaled(shape, control, qemu, fake),
+            )
         run.group(
             "control qmp" if control else "qmp",
             lambda: qmpcheck.qmp(
@@ -431,6 +501,32 @@ class Prover:
                 testing.scratch_dir("qmp-"),
                 control,
             ),
+        )
+
+    def _scaled(
+        self, shape: scale.Shape, control: bool, qemu: Path, fake: Path
+    ) -> list[Result]:
+        """One migration of N devices, judged per device."""
+        if shape.multifd:
+            why = scale.multifd_unsupported(qemu)
+            if why is not None:
+                return [Result(f"{shape.devices} devices, multifd", SKIP, why)]
+        wire = self.plan.wire
+        tmp = self.run.workdir.sub("tmp")
+        ran = scale.run(shape, qemu, fake, tmp, wire)
+        # The consumer with a connection per device, masked on each
+        # device's own notice, then on the completions.
+        guards = asyncio.run(
+            qmpcheck.consumers(qemu, fake, tmp, shape.devices, wire=wire)
+        )
+        if control:
+            return scale.control_results(shape, ran, wire) + qmpcheck.expect_control(
+                guards
+            )
+        faults_plan = self.plan.test.faults
+        invariants = faults_plan.invariants if faults_plan else ("exact",)
+        return scale.results(shape, ran, wire, invariants) + qmpcheck.expect_series(
+            guards
         )
 
     def _fault_check(
@@ -503,15 +599,14 @@ class Prover:
                 self.plan.wire,
                 run.workdir.sub("tmp"),
                 self.delay_ms,
+                devices=self.shape.devices if self.shape is not None else 1,
             )
             atomic.write_all(
                 {
                     directory / "timeline.svg": timeline_mod.render_svg(
                         picture
                     ).encode(),
-                    directory / "timeline.json": (
-                        json.dumps(picture.to_json(), indent=2) + "\n"
-                    ).encode(),
+                    directory / "timeline.json": picture.to_json().encode(),
                 }
             )
         run.outcome.pictures.append("timeline.svg")
