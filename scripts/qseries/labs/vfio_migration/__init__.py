@@ -118,6 +118,8 @@ class VfioMigrationLab:
             devices=frozenset(str(d) for d in options["devices"]),  # type: ignore[attr-defined]
             repeat=int(str(options["repeat"])),
             kernel=str(options["kernel"]) if options.get("kernel") else None,
+            counts=options.get("counts"),  # type: ignore[arg-type]
+            multifd=bool(options.get("multifd")),
         )
         return dict(run(request, workdir, plan).values)
 

@@ -28,7 +28,7 @@ from ...qemu import build as build_mod
 from ...qemu import testing
 from ...qemu.source import Apt, BaseTree, SourceSpec
 from ...reports.report import Phase
-from . import demo, vfiotest
+from . import demo, sbench, vfiotest
 from .lab import Prover
 from .measure import MTTY_PORTS
 from .plan import SERIES_DATA, Wire, plan_of
@@ -525,6 +525,10 @@ class Plan:
     devices: frozenset[str] = frozenset({"fake"})
     repeat: int = 5  # each scenario's runs in the guest's one boot
     kernel: str | None = None  # the kernel for mtty (None: the newest)
+    # --devices: the N-device figures (sbench.py) for each N, instead of
+    # the others.
+    counts: tuple[int, ...] | None = None
+    multifd: bool = False  # the devices' state over multifd channels
 
 
 def run(request: pipeline.Request, workdir: WorkDir, plan: Plan) -> Figures:
@@ -541,6 +545,9 @@ def run(request: pipeline.Request, workdir: WorkDir, plan: Plan) -> Figures:
     test = plan_of(version).test
     figures = Figures({"base": base.describe(), "series": version.name})
     targets = [build_mod.QEMU_TARGET, f"tests/qtest/{test.qtest}", *test.targets]
+    if plan.counts is not None:
+        _scale_figures(request, workdir, plan, figures, base, fake)
+        return figures
     if "fake" in plan.devices:
         _fake_figures(request, workdir, plan, figures, version, base, patches, fake)
     if "kernel" in plan.devices:
@@ -554,6 +561,83 @@ def run(request: pipeline.Request, workdir: WorkDir, plan: Plan) -> Figures:
         if plan.reproduce:
             kbench.cold_and_warm(qemu, workdir, figures.add, plan.kernel)
     return figures
+
+
+def _built_versions(
+    request: pipeline.Request, workdir: WorkDir, base: BaseTree
+) -> tuple[list[sbench.Built], Path]:
+    """Every version of the series built on the base (its QEMU copied
+    aside, as the build dir is shared), and the control of the one
+    measured."""
+    setup = pipeline.Pipeline(request, workdir)
+    try:
+        names = [f"v{n}" for n in sorted(setup.series.versions)]
+        measured = setup.version.name
+    finally:
+        setup.close()
+    out: list[sbench.Built] = []
+    control: Path | None = None
+    for name in names:
+        one = pipeline.Pipeline(replace(request, version=name), workdir)
+        try:
+            version = one.version
+            patches = one.mails()[1]
+        finally:
+            one.close()
+        plan = plan_of(version)
+        targets = [build_mod.QEMU_TARGET]
+        if name == measured:
+            tests = [p for p in patches if testing.is_test_patch(p)]
+            built = build_mod.build(
+                base, build_mod.compose(base, tests, workdir), workdir, targets
+            )
+            control = _aside(built.qemu, "control")
+        built = build_mod.build(
+            base, build_mod.compose(base, patches, workdir), workdir, targets
+        )
+        invariants = plan.test.faults.invariants if plan.test.faults else ("exact",)
+        out.append(sbench.Built(name, _aside(built.qemu, name), plan.wire, invariants))
+    assert control is not None
+    return out, control
+
+
+def _aside(qemu: Path, name: str) -> Path:
+    """A copy of a built QEMU beside it (it finds its firmware there)."""
+    copy = qemu.with_name(f"{qemu.name}-{name}")
+    copy.write_bytes(qemu.read_bytes())
+    copy.chmod(0o755)
+    return copy
+
+
+def _scale_figures(
+    request: pipeline.Request,
+    workdir: WorkDir,
+    plan: Plan,
+    figures: Figures,
+    base: BaseTree,
+    fake: Path,
+) -> None:
+    """The N-device figures: sbench.py."""
+    assert plan.counts is not None
+    versions, control = _built_versions(request, workdir, base)
+    measured = next(v for v in versions if v.name == figures.values["series"])
+    growth = None
+    if plan.reproduce:
+        growth = lambda: sbench.growth_figures(  # noqa: E731
+            request, workdir, sbench.GROWTH_COUNTS
+        )
+    sbench.run(
+        versions,
+        measured,
+        control,
+        fake,
+        plan.counts,
+        plan.multifd,
+        plan.cycles,
+        workdir,
+        figures.add,
+        growth,
+    )
 
 
 def _fake_figures(
