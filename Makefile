@@ -42,12 +42,15 @@ $(STAMP): pyproject.toml scripts/bootstrap-debian.sh $(PACKAGES)
 # timeline picture, the fault table) in the directory it prints.
 VERSIONS = v1 v2
 NEWEST = v2
+# The N-device migration of the main job (fake and mtty, which gives at
+# most 12 devices per side), with the fault matrix and its one-of-N cases.
+REPRODUCE_DEVICES = 12
 
 reproduce: bootstrap
 	$(BIN)/qseries source
 	for v in $(filter-out $(NEWEST),$(VERSIONS)); do \
 		$(BIN)/qseries check --series $$v || exit 1; done
-	$(BIN)/qseries reproduce --series $(NEWEST)
+	$(BIN)/qseries reproduce --series $(NEWEST) --devices $(REPRODUCE_DEVICES)
 
 lint: bootstrap
 	$(BIN)/ruff check scripts tests
@@ -63,26 +66,35 @@ test: bootstrap
 	@scripts/bootstrap-debian.sh test
 	$(BIN)/pytest -q --durations=30
 
-# Each version reproduced on its default base (the negative control
-# first, then the series with its mutations), on both devices: the fake
-# and the kernel's mtty in a guest (for the series and the control).
+# The newest version reproduced on its default base (the negative
+# control first, then the series with its bisect and mutations), on both
+# devices: the fake and the kernel's mtty in a guest, with 8 devices per
+# side, the fake's over multifd (SCALE), series and control.  The older
+# versions there on the fake, without bisect, mutations and N devices.
 # Then the newest on every base of its range (the matrix: Debian's
 # 10.2.x and trixie's 10.0.x), where the default base is only rebuilt
 # incrementally, and every older one on trixie's line too, STABLE,
 # which every range includes so that a base remains when sid moves on
-# (the build there is incremental too); those on the fake only, and
-# without the fault matrix, which the default base's runs prove (a
-# minute a run: `make reproduce` and `qseries matrix` run it everywhere).
+# (the build there is incremental too); those on the fake only, without
+# their control, which the default base's runs prove.  The fault matrix
+# (a minute and a half a run, its one-of-N cases included), the other N,
+# multifd off and v1's mutations run in `make reproduce`, `qseries
+# reproduce` and `qseries bench --devices`.
 STABLE = 10.0
+SCALE = --devices 8 --multifd
 
 qemu-tests: bootstrap
-	for v in $(VERSIONS); do \
-		$(BIN)/qseries reproduce --series $$v --device both || exit 1; done
+	$(BIN)/qseries reproduce --series $(NEWEST) --device both --no-faults \
+		$(SCALE)
+	for v in $(filter-out $(NEWEST),$(VERSIONS)); do \
+		$(BIN)/qseries reproduce --series $$v --device fake --no-bisect \
+			--no-mutations --no-faults || exit 1; done
 	$(BIN)/qseries matrix --series $(NEWEST) --no-bisect --no-mutations \
-		--no-faults
+		--no-faults --no-control
 	for v in $(filter-out $(NEWEST),$(VERSIONS)); do \
 		$(BIN)/qseries reproduce --series $$v --base-version $(STABLE) \
-			--no-bisect --no-mutations --no-faults --device fake || exit 1; done
+			--no-bisect --no-mutations --no-faults --no-control \
+			--device fake || exit 1; done
 
 # The repository's QMP tests (tests/integration: the qmp checks, the
 # files a failure keeps, the timeline picture in Chromium) on each
