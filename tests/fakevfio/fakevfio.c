@@ -71,6 +71,8 @@
  *                             name), state unchanged; after the delay if
  *                             one matches too; ":once" fails only the first
  *                             match
+ *                             A DELAY or FAIL rule ending in @GROUP applies
+ *                             to the device of IOMMU group GROUP only
  *   FAKEVFIO_RESET_FAIL       ERRNO: VFIO_DEVICE_RESET fails with ERRNO
  *                             while the device is not RUNNING (the reset
  *                             after a failed migration transition); the
@@ -270,6 +272,7 @@ typedef struct FvRule {
     uint32_t from;
     uint32_t to;
     unsigned value;         /* milliseconds or errno */
+    unsigned group;         /* only this IOMMU group's device; 0: any */
     bool once;
     bool spent;
 } FvRule;
@@ -669,21 +672,32 @@ static bool fv_parse_errno(const char *s, unsigned *out)
     return false;
 }
 
-/* Parse "FROM>TO=VALUE[:once]"; VALUE is milliseconds or an errno */
+/*
+ * Parse "FROM>TO=VALUE[:once][@GROUP]"; VALUE is milliseconds or an errno,
+ * GROUP limits the rule to the device of that IOMMU group
+ */
 static bool fv_parse_rule(char *item, bool is_fail, FvRule *rule)
 {
     char *gt = strchr(item, '>');
     char *eq = strchr(item, '=');
+    char *at = strrchr(item, '@');
     char *value, *colon;
-    uint64_t ms;
+    uint64_t ms, group = 0;
 
-    if (!gt || !eq || eq < gt) {
+    if (!gt || !eq || eq < gt || (at && at < eq)) {
         return false;
+    }
+    if (at) {
+        *at = '\0';
+        if (!fv_parse_u64(fv_trim(at + 1), UINT32_MAX, &group) || !group) {
+            return false;
+        }
     }
     *gt = '\0';
     *eq = '\0';
     value = fv_trim(eq + 1);
     memset(rule, 0, sizeof(*rule));
+    rule->group = group;
     if (!fv_parse_state(fv_trim(item), &rule->from) ||
         !fv_parse_state(fv_trim(gt + 1), &rule->to)) {
         return false;
@@ -809,10 +823,12 @@ static void fv_load_config(void)
     fv_log("init %d %s", (int)getpid(), flags);
 }
 
-static bool fv_rule_matches(const FvRule *r, uint32_t from, uint32_t to)
+static bool fv_rule_matches(const FvRule *r, const FakeDevice *d,
+                            uint32_t from, uint32_t to)
 {
     return (r->from == FV_ANY_STATE || r->from == from) &&
-           (r->to == FV_ANY_STATE || r->to == to);
+           (r->to == FV_ANY_STATE || r->to == to) &&
+           (!r->group || r->group == d->group->number);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1174,7 +1190,7 @@ static int fv_mig_set_state(FakeDevice *d,
            fv_state_name(from, b1, sizeof(b1)),
            fv_state_name(to, b2, sizeof(b2)), begin);
     for (i = 0; i < fv_cfg.ndelays; i++) {
-        if (fv_rule_matches(&fv_cfg.delays[i], from, to)) {
+        if (fv_rule_matches(&fv_cfg.delays[i], d, from, to)) {
             d->busy = true;
             pthread_mutex_unlock(&fv_mutex);
             fv_sleep_ms(fv_cfg.delays[i].value);
@@ -1187,7 +1203,7 @@ static int fv_mig_set_state(FakeDevice *d,
     for (i = 0; i < fv_cfg.nfails; i++) {
         FvRule *r = &fv_cfg.fails[i];
 
-        if (!r->spent && fv_rule_matches(r, from, to)) {
+        if (!r->spent && fv_rule_matches(r, d, from, to)) {
             ret = -(int)r->value;
             if (r->once) {
                 r->spent = true;
