@@ -77,6 +77,10 @@
  *                             while the device is not RUNNING (the reset
  *                             after a failed migration transition); the
  *                             reset of a running device still works
+ *   FAKEVFIO_STATE_SIZE       bytes of state each device saves (the
+ *                             payload: 65536 unless set, at most 1 GiB);
+ *                             more than QEMU's 1 MiB data buffer gives
+ *                             several buffers per device
  *   FAKEVFIO_LOG              log file (O_APPEND, one write per record,
  *                             fields split by one space, times in
  *                             CLOCK_REALTIME microseconds):
@@ -107,8 +111,8 @@
  *
  * The saved stream is a 32 byte header (magic "FAKEVFIO", version, group,
  * payload length, FNV-1a 64 of the payload, little endian) and the payload,
- * 64 KiB generated from the group number only.  The first half of the
- * payload is pre-copy data when PRE_COPY is used.
+ * FAKEVFIO_STATE_SIZE bytes generated from the group number only.  The
+ * first half of the payload is pre-copy data when PRE_COPY is used.
  */
 
 /*
@@ -284,6 +288,7 @@ typedef struct FvConfig {
     unsigned ndelays;
     unsigned nfails;
     unsigned reset_errno;   /* FAKEVFIO_RESET_FAIL, 0 if unset */
+    uint64_t state_size;    /* FAKEVFIO_STATE_SIZE: payload bytes */
     FvRule delays[FV_MAX_RULES];
     FvRule fails[FV_MAX_RULES];
 } FvConfig;
@@ -790,6 +795,23 @@ static void fv_parse_flags(void)
     free(copy);
 }
 
+/* FAKEVFIO_STATE_SIZE: the payload of every saved stream */
+static void fv_parse_state_size(void)
+{
+    const char *env = getenv("FAKEVFIO_STATE_SIZE");
+    uint64_t size;
+
+    fv_cfg.state_size = FV_STATE_SIZE;
+    if (!env || !*env) {
+        return;
+    }
+    if (!fv_parse_u64(env, FV_MAX_STATE, &size) || !size) {
+        fv_bad_env("FAKEVFIO_STATE_SIZE", "not a size in bytes", env);
+        return;
+    }
+    fv_cfg.state_size = size;
+}
+
 static void fv_load_config(void)
 {
     const char *log, *reset;
@@ -806,6 +828,7 @@ static void fv_load_config(void)
     if (reset && *reset && !fv_parse_errno(reset, &fv_cfg.reset_errno)) {
         fv_bad_env("FAKEVFIO_RESET_FAIL", "not an errno", reset);
     }
+    fv_parse_state_size();
 
     log = getenv("FAKEVFIO_LOG");
     if (log && *log) {
@@ -1003,7 +1026,7 @@ static int fv_session_start(FakeDevice *d, bool resuming, bool precopy)
     s->resuming = resuming;
     s->precopy = precopy;
     if (!resuming) {
-        uint64_t size = FV_STATE_SIZE;
+        uint64_t size = fv_cfg.state_size;
         uint64_t x = ((uint64_t)d->group->number << 32) ^
                      0x46414b4556464931ULL;
         uint8_t *p;
@@ -1301,7 +1324,7 @@ static int fv_device_feature(FakeDevice *d, struct vfio_device_feature *feat)
         if (d->sess && !d->sess->resuming) {
             size->stop_copy_length = d->sess->len - d->sess->pos;
         } else {
-            size->stop_copy_length = FV_HDR_SIZE + FV_STATE_SIZE;
+            size->stop_copy_length = FV_HDR_SIZE + fv_cfg.state_size;
         }
         return 0;
     }
