@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qseries.core.results import PASS
-from qseries.labs.vfio_migration import faults, scale
+from qseries.labs.vfio_migration import faults, multifd, scale
 from qseries.labs.vfio_migration.plan import Scenario, Wire
 from qseries.labs.vfio_migration.vm import FIRST_GROUP
 
@@ -65,7 +65,7 @@ def test_one_failing_device_of_four_leaves_the_others_whole(
 def test_multifd_devices_keep_their_events(
     qemu: Path, fake: Path, wire: Wire, tmp_path: Path
 ) -> None:
-    assert scale.multifd_unsupported(qemu) is None
+    assert multifd.supported(qemu) is None
     shape = scale.Shape(4, DELAY_MS, multifd=True)
     run = scale.run(shape, qemu, fake, tmp_path, wire)
     results = scale.results(shape, run, wire, ("exact",))

@@ -41,6 +41,7 @@ from typing import Any
 
 from ...core.results import FAIL, PASS, SKIP, Result
 from ...ground.errors import UsageError
+from . import multifd
 from .plan import SIDES, FaultPlan, Mutation, Scenario, Wire
 from .vm import (
     FIRST_GROUP,
@@ -62,8 +63,6 @@ STATUS_TIMEOUT = 60.0
 CANCEL_BANDWIDTH = 4096
 TERMINAL = ("completed", "failed", "cancelled")
 CASE_TIMEOUT = 120.0
-# The vfio-pci property that sends a device's state over multifd.
-MULTIFD_DEVICE = "x-migration-multifd-transfer=on"
 
 
 def qapi_state(kernel: str) -> str:
@@ -266,17 +265,8 @@ def _vm(
         wire=wire,
         devices=case.scenario.devices,
         migration_events=case.scenario.events,
-        device_options=MULTIFD_DEVICE if case.scenario.multifd else "",
+        device_options=multifd.DEVICE_OPTIONS if case.scenario.multifd else "",
     )
-
-
-async def _multifd(vm: FakeVfioVM, channels: int) -> None:
-    """Multifd on, with a channel per device (at least two)."""
-    await vm.cmd(
-        "migrate-set-capabilities",
-        capabilities=[{"capability": "multifd", "state": True}],
-    )
-    await vm.cmd("migrate-set-parameters", **{"multifd-channels": max(2, channels)})
 
 
 async def _run_stop_cont(
@@ -302,8 +292,10 @@ async def _run_migration(
         async with src, dst:
             await _start(src)
             if case.scenario.multifd:
+                # With the return path: see multifd.py.
+                channels = multifd.channels_for(case.scenario.devices)
                 for vm in (src, dst):
-                    await _multifd(vm, case.scenario.devices)
+                    await multifd.enable(vm, channels)
             await dst.cmd("migrate-incoming", uri=uri, **{"exit-on-error": False})
             if case.scenario.run == "cancel":
                 await src.cmd(

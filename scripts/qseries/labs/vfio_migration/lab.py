@@ -24,7 +24,7 @@ from ...pipeline.graph import REPORT, TEST, Stage
 from ...qemu import testing
 from ...qemu.build import Build
 from . import faults as faults_mod
-from . import kscale, qmpcheck, scale, vfiotest
+from . import kscale, multifd, qmpcheck, scale, vfiotest
 from .device import kernel_unavailable
 from .measure import MTTY_PORTS
 from .plan import MAX_DEVICES, Mutation, plan_of
@@ -508,7 +508,7 @@ class Prover:
     ) -> list[Result]:
         """One migration of N devices, judged per device."""
         if shape.multifd:
-            why = scale.multifd_unsupported(qemu)
+            why = multifd.supported(qemu)
             if why is not None:
                 return [Result(f"{shape.devices} devices, multifd", SKIP, why)]
         wire = self.plan.wire

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from ...core.results import FAIL, PASS, Result
-from ...ground.proc import run_bounded
 from . import faults
 from .demo import FLAGS, QUIESCE_ARC, QUIESCE_STATE
 from .plan import MAX_DEVICES, FaultPlan, Scenario, Wire
@@ -89,21 +88,6 @@ class Shape:
 def run(shape: Shape, qemu: Path, fake: Path, tmp: Path, wire: Wire) -> faults.CaseRun:
     """One migration of the shape's devices, as the fault matrix runs it."""
     return faults.run_case(faults.Case(shape.scenario()), qemu, fake, tmp, wire)
-
-
-def multifd_unsupported(qemu: Path) -> str | None:
-    """Why this QEMU cannot send VFIO device state over multifd, read
-    from the binary itself (its vfio-pci properties); None if it can."""
-    name = faults.MULTIFD_DEVICE.split("=")[0]
-    try:
-        ran = run_bounded(
-            [str(qemu), "-nodefaults", "-device", "vfio-pci,help"], {}, 30.0
-        )
-    except FileNotFoundError:
-        return f"no QEMU at {qemu}"
-    if name in ran.stdout:
-        return None
-    return f"this QEMU's vfio-pci has no {name} property (QEMU 10.0 added it)"
 
 
 # -- judging ---------------------------------------------------------------
