@@ -88,8 +88,38 @@ def source_side(
     )
 
 
-def run_of(side: SideRun) -> CaseRun:
-    return CaseRun(Case(SHAPE.scenario()), {"source": side})
+def destination_side(
+    migration: str = "completed", resumed: bool = True, notices: bool = True
+) -> SideRun:
+    """N devices loaded and run, one after another, with their events."""
+    log: list[LogRecord] = []
+    events: list[Event] = []
+    steps = [("RUNNING", "RESUMING"), ("RESUMING", "RUNNING_P2P")]
+    if resumed:
+        steps.append(("RUNNING_P2P", "RUNNING"))
+    for i, (a, b) in enumerate(steps):
+        for k in range(N):
+            t = 100 + i * 50 + k * 10
+            log.append(_record(k, a, b, t, t + 2))
+            events.append(_event("done", b.lower().replace("_", "-"), t + 3, _name(k)))
+    return SideRun(
+        side="destination",
+        devices={_name(k): G + k for k in range(N)},
+        events=events,
+        log=log,
+        migration=migration,
+        runstate="running" if resumed else "inmigrate",
+        ended=None,
+        stderr="",
+        migrated_at_us=T0,
+    )
+
+
+def run_of(side: SideRun, destination: SideRun | None = None) -> CaseRun:
+    return CaseRun(
+        Case(SHAPE.scenario()),
+        {"source": side, "destination": destination or destination_side()},
+    )
 
 
 def by_name(results: list[Result]) -> dict[str, Result]:
@@ -145,6 +175,25 @@ def test_notices_out_of_the_order_qemu_called_the_devices() -> None:
     assert any("notices for pre-copy-p2p heard for" in p for p in problems)
 
 
+def test_a_failed_destination_fails_the_run() -> None:
+    run = run_of(source_side(), destination_side("failed", resumed=False))
+    results = by_name(scale.results(SHAPE, run, V2, ("exact",)))
+    migration = results["3 devices: migration"]
+    assert migration.status == FAIL
+    assert "ended failed on the destination" in migration.detail
+    assert any("never went from RESUMING to RUNNING" in i for i in migration.items)
+
+
+def test_a_destination_that_lost_a_device_fails_the_run() -> None:
+    dest = destination_side()
+    dest.log = [r for r in dest.log if not (r.group == G + 1 and r.target == "RUNNING")]
+    problems = scale.migrated(run_of(source_side(), dest))
+    assert problems == [
+        "destination vfio1 never went from RESUMING to RUNNING "
+        "(reached: RESUMING, RUNNING_P2P)"
+    ]
+
+
 def test_the_order_qemu_chose_is_followed_whatever_it_is() -> None:
     assert scale.check_order(run_of(source_side(order=[2, 0, 1])), V2) == []
 
@@ -159,6 +208,18 @@ def test_the_control_lacks_every_notice_and_only_them() -> None:
     results = scale.control_results(SHAPE, run, V2)
     assert [r.status for r in results] == [PASS] * (N + 1), results
     assert "fails as it must" in results[1].detail
+
+
+def test_a_control_that_did_not_migrate_is_not_a_pass() -> None:
+    side = source_side(notices=False)
+    side.migration = "failed"
+    side.log = [r for r in side.log if r.group != G + 2 or r.target != "PRE_COPY_P2P"]
+    results = by_name(scale.control_results(SHAPE, run_of(side), V2))
+    assert results["control 3 devices: migration"].status == FAIL
+    never = results["control 3 devices: source vfio2"]
+    assert never.status == FAIL and "never reached" in never.detail
+    empty = scale.control_results(SHAPE, CaseRun(Case(SHAPE.scenario()), {}), V2)
+    assert [r.status for r in empty] == [FAIL]
 
 
 def test_a_control_with_notices_proves_nothing() -> None:

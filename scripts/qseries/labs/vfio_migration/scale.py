@@ -172,6 +172,40 @@ def _general(run: faults.CaseRun, wire: Wire) -> list[str]:
     return probe.problems
 
 
+def migrated(run: faults.CaseRun) -> list[str]:
+    """What says the migration went through: both sides completed, the
+    destination running, and each of its devices through RESUMING to
+    RUNNING in the fake's log (a destination that lost a device's state
+    fails its load, whatever the source says)."""
+    problems = []
+    for name in ("source", "destination"):
+        side = run.sides.get(name)
+        if side is None:
+            problems.append(f"no {name} was recorded")
+        elif side.migration != "completed":
+            problems.append(f"the migration ended {side.migration} on the {name}")
+    destination = run.sides.get("destination")
+    if destination is None:
+        return problems
+    if destination.runstate != "running":
+        problems.append(f"the destination is {destination.runstate}, not running")
+    for device, group in destination.devices.items():
+        reached = [
+            r.target
+            for r in destination.log
+            if r.kind == "transition" and r.group == group and r.result == "ok"
+        ]
+        if (
+            "RESUMING" not in reached
+            or "RUNNING" not in reached[reached.index("RESUMING") :]
+        ):
+            problems.append(
+                f"destination {device} never went from RESUMING to RUNNING "
+                f"(reached: {', '.join(map(str, reached)) or 'nothing'})"
+            )
+    return problems
+
+
 def results(
     shape: Shape,
     run: faults.CaseRun,
@@ -183,10 +217,7 @@ def results(
     if run.error is not None:
         return [Result(name, FAIL, f"{shape.name}: {run.error}")]
     out = []
-    general = _general(run, wire)
-    statuses = {s.side: s.migration for s in run.sides.values()}
-    if statuses.get("source") != "completed":
-        general.insert(0, f"the migration ended {statuses.get('source')}")
+    general = migrated(run) + _general(run, wire)
     out.append(
         Result(
             f"{name}: migration",
@@ -220,7 +251,7 @@ def results(
             order[0]
             if order
             else f"{P2P} device after device, each notice after the previous "
-            f"device quiesced (switchover {figures['switchover_ms']:.1f} ms)",
+            f"device quiesced (switchover {figures['switchover_ms'] or 0:.1f} ms)",
             order[1:],
         )
     )
@@ -233,7 +264,9 @@ def control_results(shape: Shape, run: faults.CaseRun, wire: Wire) -> list[Resul
     if run.error is not None:
         return [Result(name, FAIL, f"{shape.name}: {run.error}")]
     out = []
-    general = [p for p in _general(run, wire) if "does not know" not in p]
+    general = migrated(run) + [
+        p for p in _general(run, wire) if "does not know" not in p
+    ]
     out.append(
         Result(
             f"{name}: migration",
@@ -254,7 +287,13 @@ def control_results(shape: Shape, run: faults.CaseRun, wire: Wire) -> list[Resul
             without = [(k, s) for k, s in wanted if k != NOTICE]
             label = f"{name}: {side.side} {device}"
             if not any(k == NOTICE for k, _ in wanted):
-                continue  # nothing announced on this side (the destination)
+                if side.side == "source":
+                    # Every source device moves to PRE_COPY_P2P, which
+                    # each version announces.
+                    out.append(
+                        Result(label, FAIL, "it never reached an announced state")
+                    )
+                continue  # v2 announces nothing on the destination
             if got == wanted:
                 out.append(Result(label, FAIL, "its notices came without the change"))
             elif got == without:
@@ -335,10 +374,12 @@ def figures_of(shape: Shape, run: faults.CaseRun) -> dict[str, Any]:
             delivery_us=notice.received_us - notice.qemu_us,
             quiesce_ms=(step.end_us - step.begin_us) / 1000,
         )
-    if notices and dones:
+    if notices and len(dones) == shape.devices:
         first = min(n.received_mono for n in notices)
         last = max(d.received_mono for d in dones)
         out["switchover_ms"] = round((last - first) * 1000, 3)
+    else:
+        out["switchover_ms"] = None  # not measured: no notice, or a device lost
     for s in run.sides.values():
         kinds = [e.kind for e in s.events if e.kind]
         out["events"][s.side] = {
