@@ -565,18 +565,15 @@ def run(request: pipeline.Request, workdir: WorkDir, plan: Plan) -> Figures:
 
 def _built_versions(
     request: pipeline.Request, workdir: WorkDir, base: BaseTree
-) -> tuple[list[sbench.Built], Path]:
-    """Every version of the series built on the base (its QEMU copied
-    aside, as the build dir is shared), and the control of the one
-    measured."""
+) -> list[sbench.Built]:
+    """Every version of the series built on the base, and its control
+    (each QEMU copied aside, as the build dir is shared)."""
     setup = pipeline.Pipeline(request, workdir)
     try:
         names = [f"v{n}" for n in sorted(setup.series.versions)]
-        measured = setup.version.name
     finally:
         setup.close()
     out: list[sbench.Built] = []
-    control: Path | None = None
     for name in names:
         one = pipeline.Pipeline(replace(request, version=name), workdir)
         try:
@@ -586,19 +583,19 @@ def _built_versions(
             one.close()
         plan = plan_of(version)
         targets = [build_mod.QEMU_TARGET]
-        if name == measured:
-            tests = [p for p in patches if testing.is_test_patch(p)]
-            built = build_mod.build(
-                base, build_mod.compose(base, tests, workdir), workdir, targets
-            )
-            control = _aside(built.qemu, "control")
+        tests = [p for p in patches if testing.is_test_patch(p)]
+        built = build_mod.build(
+            base, build_mod.compose(base, tests, workdir), workdir, targets
+        )
+        control = _aside(built.qemu, f"{name}-control")
         built = build_mod.build(
             base, build_mod.compose(base, patches, workdir), workdir, targets
         )
         invariants = plan.test.faults.invariants if plan.test.faults else ("exact",)
-        out.append(sbench.Built(name, _aside(built.qemu, name), plan.wire, invariants))
-    assert control is not None
-    return out, control
+        out.append(
+            sbench.Built(name, _aside(built.qemu, name), plan.wire, invariants, control)
+        )
+    return out
 
 
 def _aside(qemu: Path, name: str) -> Path:
@@ -619,7 +616,7 @@ def _scale_figures(
 ) -> None:
     """The N-device figures: sbench.py."""
     assert plan.counts is not None
-    versions, control = _built_versions(request, workdir, base)
+    versions = _built_versions(request, workdir, base)
     measured = next(v for v in versions if v.name == figures.values["series"])
     growth = None
     if plan.reproduce:
@@ -629,7 +626,6 @@ def _scale_figures(
     sbench.run(
         versions,
         measured,
-        control,
         fake,
         plan.counts,
         plan.multifd,

@@ -58,7 +58,7 @@ class Row:
     leads_ms: list[float]
     began_after_notice_us: list[int]
     delivery_us: list[int]
-    switchover_ms: float
+    switchover_ms: float | None  # None: not measured
     passed: bool
     problems: list[str] = field(default_factory=list)
 
@@ -76,8 +76,9 @@ class Row:
         return {
             "lead": lead is not None and lead >= self.delay_ms - LEAD_SLACK_MS,
             "before": len(self.began_after_notice_us) == self.devices
-            and all(us > 0 for us in self.began_after_notice_us),
-            "switchover": 0 < self.switchover_ms <= self.bound_ms,
+            and all(us >= 0 for us in self.began_after_notice_us),
+            "switchover": self.switchover_ms is not None
+            and 0 < self.switchover_ms <= self.bound_ms,
             "delivery": delivery is not None and delivery <= DELIVERY_GOAL_MS * 1000,
             "events": self.passed,
         }
@@ -123,7 +124,7 @@ def measure_row(
             if "began_after_notice_us" in d
         ],
         delivery_us=[int(d["delivery_us"]) for d in devices if "delivery_us" in d],
-        switchover_ms=float(fig["switchover_ms"]),
+        switchover_ms=fig["switchover_ms"],
         passed=all(r.ok for r in judged),
         problems=[f"{r.name}: {r.detail}" for r in judged if not r.ok],
     )
@@ -177,23 +178,27 @@ class Built:
     qemu: Path
     wire: Wire
     invariants: tuple[str, ...]
+    control: Path  # the base with only the version's test patch
 
 
 def events_per_migration(
     versions: Sequence[Built], fake: Path, devices: int, tmp: Path
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Notices and completions one migration of N devices sends, per
-    device, for each version."""
+    device, for each version (and what was wrong, if the run failed)."""
     out = {}
     for v in versions:
         shape = scale.Shape(devices, 0)
         ran = scale.run(shape, v.qemu, fake, tmp, v.wire)
+        judged = scale.results(shape, ran, v.wire, v.invariants)
+        bad = [f"{r.name}: {r.detail}" for r in judged if not r.ok]
         counts = scale.figures_of(shape, ran)["events"]
         notices = sum(c["notices"] for c in counts.values())
         done = sum(c["completions"] for c in counts.values())
         out[v.name] = {
             "notices_per_device": notices / devices,
             "completions_per_device": done / devices,
+            "problem": bad[0] if bad else "",
         }
     return out
 
@@ -204,8 +209,8 @@ def _mark(ok: bool) -> str:
 
 def table(
     rows: Sequence[Row],
-    stops: dict[int, dict[str, float]],
-    events: dict[str, dict[str, float]],
+    stops: dict[tuple[str, int], dict[str, float]],
+    events: dict[str, dict[str, Any]],
     growth: dict[str, float],
 ) -> str:
     """The bench's report of N devices, in Markdown, goals marked."""
@@ -231,7 +236,8 @@ def table(
             f"| {r.devices} | {r.delay_ms} | "
             f"{'-' if lead is None else f'{lead:.1f}'} ({_mark(goals['lead'])}) | "
             f"{min(r.began_after_notice_us, default=0)} ({_mark(goals['before'])}) | "
-            f"{r.switchover_ms:.1f} ({_mark(goals['switchover'])}) | "
+            f"{'-' if r.switchover_ms is None else f'{r.switchover_ms:.1f}'} "
+            f"({_mark(goals['switchover'])}) | "
             f"{r.devices * r.delay_ms} | {r.bound_ms:.0f} | "
             f"{'-' if delivery is None else f'{delivery:.0f}'} "
             f"({_mark(goals['delivery'])}) | {_mark(goals['events'])} | "
@@ -239,24 +245,26 @@ def table(
         )
     out += [
         "",
-        "| N | stop+cont patched ms | unpatched ms | ratio | goal |",
-        "|---|---|---|---|---|",
+        "| version | N | stop+cont patched ms | unpatched ms | ratio | goal |",
+        "|---|---|---|---|---|---|",
     ]
-    for n, s in sorted(stops.items()):
+    for (name, n), s in sorted(stops.items()):
         out.append(
-            f"| {n} | {s['patched_ms']:.3f} | {s['unpatched_ms']:.3f} | "
+            f"| {name} | {n} | {s['patched_ms']:.3f} | {s['unpatched_ms']:.3f} | "
             f"{s['ratio']:.3f} | {_mark(s['ratio'] <= STOP_CONT_GOAL)} |"
         )
     if events:
         out += [
             "",
-            "| version | notices per device per migration | completions per device |",
-            "|---|---|---|",
+            "| version | notices per device per migration | completions per device "
+            "| events exact |",
+            "|---|---|---|---|",
         ]
         for name, e in events.items():
             out.append(
                 f"| {name} | {e['notices_per_device']:g} | "
-                f"{e['completions_per_device']:g} |"
+                f"{e['completions_per_device']:g} | "
+                f"{'MISSED: ' + e['problem'] if e['problem'] else 'met'} |"
             )
     if growth:
         out += ["", "| what the tool ran | seconds |", "|---|---|"]
@@ -297,7 +305,13 @@ def growth_figures(
         workdir,
     )
     whole = time.monotonic() - started
-    cases = sum(len(g.results) for g in outcome.groups if g.name == "faults")
+    cases = sum(
+        1
+        for g in outcome.groups
+        if g.name == "faults"
+        for r in g.results
+        if r.name.startswith("fault ")
+    )
     faults_s = sum(g.seconds for g in outcome.groups if g.name == "faults")
     out["reproduce with the fault matrix"] = round(whole, 1)
     out["fault matrix cases"] = cases
@@ -310,7 +324,6 @@ def growth_figures(
 def run(
     versions: Sequence[Built],
     measured: Built,
-    unpatched: Path,
     fake: Path,
     counts: Sequence[int],
     multifd: bool,
@@ -342,18 +355,24 @@ def run(
                 f"scale_n{n}_t{delay}_min_lead_ms",
                 "-" if row.min_lead_ms is None else round(row.min_lead_ms, 2),
             )
-            add(f"scale_n{n}_t{delay}_switchover_ms", round(row.switchover_ms, 1))
+            add(
+                f"scale_n{n}_t{delay}_switchover_ms",
+                "-" if row.switchover_ms is None else round(row.switchover_ms, 1),
+            )
             add(
                 f"scale_n{n}_t{delay}_goals",
                 "met"
                 if all(goals.values())
                 else "missed: " + ",".join(k for k, ok in goals.items() if not ok),
             )
-    stops: dict[int, dict[str, float]] = {}
-    for n in counts:
-        say(f"bench: stop/cont with {n} device(s)")
-        stops[n] = stop_cont(measured.qemu, unpatched, fake, n, cycles, tmp)
-        add(f"scale_n{n}_stop_cont_ratio", stops[n]["ratio"])
+    # Each version against its own control: v2 sends nothing on stop/cont
+    # (it announces PRE_COPY_P2P only), v1 announces every transition.
+    stops: dict[tuple[str, int], dict[str, float]] = {}
+    for v in versions:
+        for n in counts:
+            say(f"bench: stop/cont of {v.name} with {n} device(s)")
+            stops[v.name, n] = stop_cont(v.qemu, v.control, fake, n, cycles, tmp)
+            add(f"scale_{v.name}_n{n}_stop_cont_ratio", stops[v.name, n]["ratio"])
     events = events_per_migration(versions, fake, max(counts), tmp)
     for name, e in events.items():
         add(f"scale_{name}_notices_per_device", e["notices_per_device"])
@@ -365,7 +384,7 @@ def run(
     report = table(rows, stops, events, grown)
     data = {
         "rows": [r.to_json() for r in rows],
-        "stop_cont": {str(n): s for n, s in stops.items()},
+        "stop_cont": {f"{name} n{n}": s for (name, n), s in stops.items()},
         "events": events,
         "growth": grown,
     }
