@@ -302,6 +302,19 @@ def test_one_of_n_fails_only_that_device_and_delays_stagger() -> None:
         f"PRE_COPY>PRE_COPY_P2P=EIO:once@{G + 2}"
     )
     assert "FAKEVFIO_FAIL" not in case.env("destination")
+    fixed = Scenario(
+        "one-of-two",
+        "x",
+        "migrate",
+        "stop_copy,p2p",
+        devices=2,
+        each_arc=False,
+        fail=(("source", "A>B=EIO:once, C>D=EIO"),),
+        fail_device=2,
+    )
+    assert Case(fixed).env("source")["FAKEVFIO_FAIL"] == (
+        f"A>B=EIO:once@{G + 1},C>D=EIO@{G + 1}"
+    )
     slow = Scenario("slow", "x", "migrate", "stop_copy,p2p", devices=3, delay="A>B=50")
     assert Case(slow).env("source")["FAKEVFIO_DELAY"] == "A>B=50"
     staggered = Scenario(
@@ -348,6 +361,8 @@ def test_read_log_keeps_transitions_and_resets(tmp_path: Path) -> None:
         ("delay: 'PRE_COPY>STOP=soon'", "expected FROM>TO=MS, kernel names"),
         ("stagger: often", "expected true or false"),
         ("multifd: 1", "expected true or false"),
+        ("stagger: true", "'stagger' needs 'delay'"),
+        ("devices: 2\n    fail-device: 2\n    each-arc: false", "needs each-arc"),
     ],
 )
 def test_bad_scenarios_are_refused_with_their_line(

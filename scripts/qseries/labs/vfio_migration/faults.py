@@ -90,7 +90,13 @@ class Case:
             rules.append(f"{self.arc}={ERRNO}:once")
         only = self.scenario.fail_device
         if only is not None:
-            rules = [f"{rule}@{FIRST_GROUP + only - 1}" for rule in rules]
+            # Each rule of a comma list, for that device alone.
+            rules = [
+                f"{one.strip()}@{FIRST_GROUP + only - 1}"
+                for rule in rules
+                for one in rule.split(",")
+                if one.strip()
+            ]
         return ",".join(rules) or None
 
     def delay_rules(self) -> str | None:

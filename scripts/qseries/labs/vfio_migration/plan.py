@@ -276,7 +276,7 @@ def _scenario(r: _Reader, node: yaml.Node, where: str) -> Scenario:
     delay = None
     if "delay" in keys:
         delay = r.string(keys["delay"], f"{where}.delay")
-        if not re.fullmatch(r"[A-Z_*]+>[A-Z_*]+=[0-9]+", delay):
+        if not re.fullmatch(r"[A-Z0-9_*]+>[A-Z0-9_*]+=[0-9]+", delay):
             raise r.fail(
                 keys["delay"], f"{where}.delay", "expected FROM>TO=MS, kernel names"
             )
@@ -289,6 +289,15 @@ def _scenario(r: _Reader, node: yaml.Node, where: str) -> Scenario:
     fail = _sides(r, keys["fail"], f"{where}.fail") if "fail" in keys else ()
     if each_arc and fail:
         raise r.fail(node, where, "'fail' goes with 'each-arc: false'")
+    if fail_device is not None and not (each_arc or fail):
+        raise r.fail(node, where, "'fail-device' needs each-arc or 'fail' rules")
+    if fail_device is not None and any("@" in rule for _, rule in fail):
+        raise r.fail(node, where, "'fail-device' names the device: no '@' in 'fail'")
+    stagger = (
+        _flag(r, keys["stagger"], f"{where}.stagger") if "stagger" in keys else False
+    )
+    if stagger and delay is None:
+        raise r.fail(keys["stagger"], f"{where}.stagger", "'stagger' needs 'delay'")
     return Scenario(
         name=name,
         what=r.string(keys["what"], f"{where}.what"),
@@ -308,9 +317,7 @@ def _scenario(r: _Reader, node: yaml.Node, where: str) -> Scenario:
         exits=_sides(r, keys["exits"], f"{where}.exits") if "exits" in keys else (),
         fail_device=fail_device,
         delay=delay,
-        stagger=_flag(r, keys["stagger"], f"{where}.stagger")
-        if "stagger" in keys
-        else False,
+        stagger=stagger,
         multifd=_flag(r, keys["multifd"], f"{where}.multifd")
         if "multifd" in keys
         else False,
