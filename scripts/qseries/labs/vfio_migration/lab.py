@@ -221,8 +221,17 @@ def choose(
             )
         options.update(counts=counts, multifd=bool(args.multifd))
         if counts is not None and "kernel" in devices and command != "bench":
-            # mtty has so many instances: said before any work.
-            kscale.check_devices(counts[0])
+            if args.device is None and counts[0] > kscale.max_devices():
+                # reproduce's default takes the kernel where it can.
+                say(
+                    f"the kernel device does not run {counts[0]} devices per side "
+                    f"(mtty gives at most {kscale.max_devices()}): the fake only"
+                )
+                devices = frozenset({"fake"})
+                options["devices"] = devices
+            else:
+                # mtty has so many instances: said before any work.
+                kscale.check_devices(counts[0])
     if command == "bench":
         if not 1 <= args.repeat <= MAX_REPEAT:
             raise UsageError(
@@ -510,7 +519,16 @@ class Prover:
         if shape.multifd:
             why = multifd.supported(qemu)
             if why is not None:
-                return [Result(f"{shape.devices} devices, multifd", SKIP, why)]
+                # Skipped where the base lacks the feature, failed where
+                # the QEMU could not even say.
+                lacks = f"has no {multifd.PROPERTY} property" in why
+                return [
+                    Result(
+                        f"{shape.devices} devices, multifd",
+                        SKIP if lacks else FAIL,
+                        why,
+                    )
+                ]
         wire = self.plan.wire
         tmp = self.run.workdir.sub("tmp")
         ran = scale.run(shape, qemu, fake, tmp, wire)
