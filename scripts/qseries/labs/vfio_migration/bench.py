@@ -150,16 +150,6 @@ def _bare(
     return time.monotonic() - started
 
 
-async def _stop_cont(vm: FakeVfioVM, cycles: int) -> list[float]:
-    times = []
-    for _ in range(cycles):
-        started = time.monotonic()
-        await vm.cmd("stop")
-        await vm.cmd("cont")
-        times.append(time.monotonic() - started)
-    return times
-
-
 def stop_cont_ratio(
     patched: Path,
     unpatched: Path,
@@ -172,8 +162,8 @@ def stop_cont_ratio(
         vm = FakeVfioVM(qemu, fake, tmpdir, "bench")
         try:
             await vm.start()
-            await _stop_cont(vm, 10)  # warm up
-            return await _stop_cont(vm, cycles)
+            await sbench.stop_cont_cycles(vm, 10)  # warm up
+            return await sbench.stop_cont_cycles(vm, cycles)
         finally:
             await vm.close()
 

@@ -45,6 +45,7 @@ from . import multifd
 from .plan import SIDES, FaultPlan, Mutation, Scenario, Wire
 from .vm import (
     FIRST_GROUP,
+    KERNEL_STATES,
     Event,
     FakeVfioVM,
     LogRecord,
@@ -641,17 +642,6 @@ def events_text(side: SideRun, wire: Wire) -> str:
             else f"{device}: {events or 'none'}"
         )
     return "; ".join(per_device)
-
-
-KERNEL_STATES = (
-    "STOP",
-    "RUNNING",
-    "STOP_COPY",
-    "RESUMING",
-    "RUNNING_P2P",
-    "PRE_COPY",
-    "PRE_COPY_P2P",
-)
 
 
 def check_case_ids(plan: FaultPlan, ids: Sequence[str]) -> None:

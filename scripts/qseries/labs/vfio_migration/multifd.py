@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from ...ground.proc import run_bounded
-from .vm import Event, FakeVfioVM, LogRecord, kernel_state
+from .vm import KERNEL_STATES, Event, FakeVfioVM, LogRecord, kernel_state
 
 PROPERTY = "x-migration-multifd-transfer"
 DEVICE_OPTIONS = f"{PROPERTY}=on"
@@ -77,17 +77,7 @@ MAX_CHANNELS = 255
 UNSUPPORTED = "Multifd device transfer requested but unsupported in the current config"
 # The event QEMU sends once a device reached a state (every version).
 COMPLETION = "VFIO_MIGRATION"
-STATES = frozenset(
-    (
-        "STOP",
-        "RUNNING",
-        "STOP_COPY",
-        "RESUMING",
-        "RUNNING_P2P",
-        "PRE_COPY",
-        "PRE_COPY_P2P",
-    )
-)
+STATES = frozenset(KERNEL_STATES)
 HELP_TIMEOUT = 60.0
 FINAL = ("completed", "failed", "cancelled")
 

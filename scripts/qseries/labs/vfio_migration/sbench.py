@@ -38,7 +38,6 @@ from .plan import Wire
 from .vm import FakeVfioVM
 
 DELAYS_MS = (300, 50)
-DEFAULT_COUNTS = (1, 2, 4, 8, 16)
 LEAD_SLACK_MS = 5.0  # every lead at least T - this
 SWITCHOVER_FACTOR = 1.05  # first notice to last completion at most
 SWITCHOVER_SLACK_MS = 20.0  # ... this factor of N*T plus this
@@ -130,7 +129,8 @@ def measure_row(
     )
 
 
-async def _cycles(vm: FakeVfioVM, cycles: int) -> list[float]:
+async def stop_cont_cycles(vm: FakeVfioVM, cycles: int) -> list[float]:
+    """Seconds of each of `cycles` stop and cont."""
     out = []
     for _ in range(cycles):
         started = time.monotonic()
@@ -152,8 +152,8 @@ def stop_cont(
         vm = FakeVfioVM(qemu, fake, tmp, "sbench", flags, devices=devices)
         try:
             await vm.start()
-            await _cycles(vm, 5)  # warm up
-            return await _cycles(vm, cycles)
+            await stop_cont_cycles(vm, 5)  # warm up
+            return await stop_cont_cycles(vm, cycles)
         finally:
             await vm.close()
 

@@ -80,6 +80,16 @@ START_TIMEOUT = 30.0
 LIFETIME = 3600.0
 NOTICE = "notice"
 DONE = "done"
+# A VFIO device's migration states, as the kernel (and the fake) names them.
+KERNEL_STATES = (
+    "STOP",
+    "RUNNING",
+    "STOP_COPY",
+    "RESUMING",
+    "RUNNING_P2P",
+    "PRE_COPY",
+    "PRE_COPY_P2P",
+)
 
 
 @dataclass(frozen=True)
