@@ -1,7 +1,7 @@
 """The QMP tests need a built QEMU, the fake VFIO library and the wire
 of the version under test.
 
-`make integration-tests` builds both for each version with `qseries
+`make integration-tests` builds both for the newest version with `qseries
 build --series vN --json`, whose output (the QEMU binary, the fake, the
 version and its series.yaml) it names in QSERIES_BUILD_JSON, and sets
 QSERIES_REQUIRE_QEMU=1, so that these tests fail rather than skip when
