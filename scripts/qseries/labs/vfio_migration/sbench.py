@@ -291,7 +291,9 @@ def growth_figures(
             replace(request, lab=lab, stages=stages, report_dir=reports, reports=True),
             workdir,
         )
-        out[f"reproduce, {n} devices"] = round(time.monotonic() - started, 1)
+        out[f"reproduce, {n} device{'s' if n > 1 else ''}"] = round(
+            time.monotonic() - started, 1
+        )
     lab = {**base_lab, "counts": None}
     started = time.monotonic()
     outcome = pipeline.run(
