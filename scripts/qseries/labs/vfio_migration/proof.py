@@ -14,7 +14,7 @@ device of a scenario takes the same steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -89,8 +89,15 @@ class DeviceProof:
                 results.append(
                     judge.judge_control("mtty", run, self.wire, scenario, theirs)
                 )
+        return self._finish(results, kernel.evidence, build)
+
+    def _finish(
+        self, results: list[Result], evidence: Sequence[Path], build: str
+    ) -> list[Result]:
+        """A failed run names the guest's console; the series' run says
+        what mtty cannot do."""
         if any(not r.ok for r in results):
-            for path in kernel.evidence:
+            for path in evidence:
                 results[-1].items.append(f"the guest's console: {path}")
         if build == SERIES:
             results += [
@@ -155,15 +162,7 @@ class DeviceProof:
                 )
         if build == SERIES:
             results.append(kscale.instances_result(kernel.instances_left, devices))
-        if any(not r.ok for r in results):
-            for path in kernel.evidence:
-                results[-1].items.append(f"the guest's console: {path}")
-        if build == SERIES:
-            results += [
-                Result(f"mtty: {what}", SKIP, f"not possible on mtty: {why}")
-                for what, why in self.lab.not_on_mtty
-            ]
-        return results
+        return self._finish(results, kernel.evidence, build)
 
     def table(self) -> list[judge.Row]:
         out: list[judge.Row] = []
