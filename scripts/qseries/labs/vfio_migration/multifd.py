@@ -42,6 +42,29 @@ and with 8 devices of 64 KiB.  With the return path the source
 completes only once the destination said it is done, which is after its
 load threads had every packet.
 
+And a device's state must not be big while pre-copy ran: QEMU 10.2.2
+can deadlock when the save threads queue device state while the
+migration thread syncs the channels for RAM.  The save threads are
+spawned just before RAM's completion (savevm.c), whose walk of the dirty
+bitmap ends in a sync (ram.c, find_dirty_block: a SYNC packet on every
+channel, then RAM_SAVE_FLAG_MULTIFD_FLUSH on the main stream).  A
+destination channel that read its SYNC waits for that flush before it
+reads on (multifd.c, multifd_recv_thread), so device state sent after
+the SYNC sits in the channel's socket, and once more than the socket
+holds (about 220 KiB on a Unix socket here) is queued behind it, the
+sending thread blocks in sendmsg.  Meanwhile the sync waits for a
+"channel ready" token per channel (multifd_send_sync_main), the same
+tokens the save threads take to queue a packet (multifd_send): when
+they take them all, for channels that then block, the sync never ends,
+the flush is never sent, and no side moves again.  After pre-copy the
+devices are in STOP_COPY before their threads start, so the threads
+queue at once, during RAM's completion; without pre-copy each thread
+first moves its device there itself, which here takes longer than the
+RAM sync.  Seen with 4 devices of 8 MiB over 4 channels after pre-copy:
+in two CI runs, and here once in 205 migrations, most under load; never
+in 420 with 16 KiB states after pre-copy, nor in 1,113 without pre-copy
+(8 MiB, 1 MiB and 64 KiB states).  The lab's devices save 64 KiB each.
+
 Here: the device option, the commands that turn multifd on (the same on
 both sides; on the destination before migrate-incoming, so it is
 started with `-incoming defer`), whether a QEMU can do it at all, a
